@@ -1,0 +1,116 @@
+// Model configuration: defaults of the authors' release (HGAD.md) and up-front validation that names
+// the bad setting.
+import { HgadArgumentError } from './errors';
+import { isInteger, checkInteger } from './validate';
+
+export interface LevelSpec {
+  /** Feature channels of this level (C). */
+  channels: number;
+}
+
+export interface HgadConfig {
+  /** One entry per feature level; each level gets its own flow and mixture. */
+  levels: LevelSpec[];
+  /** Class names of the training images (unified model: several classes in one model). */
+  classes: string[];
+  /** Intra-class centres per class (M). Default 10. */
+  centersPerClass?: number;
+  /** Coupling blocks per flow (K). Default 12. */
+  couplingLayers?: number;
+  /** Soft clamp of the affine coupling's log-scale (alpha). Default 1.9. */
+  clamp?: number;
+  /** Positional-encoding size (P), a multiple of 4. Default 256. */
+  posEmbedDim?: number;
+  /** Seed of the initialisation; the same seed and config give bit-identical parameters. Default 0. */
+  seed?: number;
+  /** Worker threads for the native core. Default: the machine's available parallelism. */
+  threads?: number;
+}
+
+export interface ResolvedConfig {
+  levels: LevelSpec[];
+  classes: string[];
+  centersPerClass: number;
+  couplingLayers: number;
+  clamp: number;
+  posEmbedDim: number;
+  seed: number;
+  threads: number;
+}
+
+export const DEFAULTS = {
+  centersPerClass: 10,
+  couplingLayers: 12,
+  clamp: 1.9,
+  posEmbedDim: 256,
+  seed: 0,
+} as const;
+
+export function defaultThreads(): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const os = require('node:os') as typeof import('node:os');
+  return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+}
+
+export function resolveConfig(config: unknown): ResolvedConfig {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new HgadArgumentError('config', 'an object', config);
+  }
+  const c = config as Record<string, unknown>;
+  if (!Array.isArray(c.levels) || c.levels.length === 0) {
+    throw new HgadArgumentError('config.levels', 'a non-empty array of { channels }', c.levels);
+  }
+  const levels = c.levels.map((lv: unknown, i: number) => {
+    if (typeof lv !== 'object' || lv === null) throw new HgadArgumentError(`config.levels[${i}]`, 'an object { channels }', lv);
+    const ch = (lv as Record<string, unknown>).channels;
+    checkInteger(`config.levels[${i}].channels`, ch, 2, 65536);
+    return { channels: ch as number };
+  });
+  if (!Array.isArray(c.classes) || c.classes.length === 0) {
+    throw new HgadArgumentError('config.classes', 'a non-empty array of class names', c.classes);
+  }
+  const seen = new Set<string>();
+  c.classes.forEach((name: unknown, i: number) => {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new HgadArgumentError(`config.classes[${i}]`, 'a non-empty string', name);
+    }
+    if (seen.has(name)) throw new HgadArgumentError(`config.classes[${i}]`, 'a class name not listed before', name);
+    seen.add(name);
+  });
+  const opt = (key: keyof typeof DEFAULTS, lo: number, hi: number, integer = true): number => {
+    const v = c[key];
+    if (v === undefined) return DEFAULTS[key];
+    if (integer) checkInteger(`config.${key}`, v, lo, hi);
+    else if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) {
+      throw new HgadArgumentError(`config.${key}`, `a number in [${lo}, ${hi}]`, v);
+    }
+    return v as number;
+  };
+  const posEmbedDim = opt('posEmbedDim', 4, 65536);
+  if (posEmbedDim % 4 !== 0) throw new HgadArgumentError('config.posEmbedDim', 'a multiple of 4', posEmbedDim);
+  const clamp = opt('clamp', 1e-3, 1e3, false);
+  let threads = defaultThreads();
+  if (c.threads !== undefined) {
+    checkInteger('config.threads', c.threads, 1, 1024);
+    threads = c.threads as number;
+  }
+  const seed = opt('seed', 0, Number.MAX_SAFE_INTEGER);
+  return {
+    levels,
+    classes: [...(c.classes as string[])],
+    centersPerClass: opt('centersPerClass', 1, 10000),
+    couplingLayers: opt('couplingLayers', 1, 1000),
+    clamp,
+    posEmbedDim,
+    seed,
+    threads,
+  };
+}
+
+/** The part of the config that is stored with a model (threads belong to the machine, not the model). */
+export function storedConfig(c: ResolvedConfig): Omit<ResolvedConfig, 'threads'> {
+  const { threads: _threads, ...rest } = c;
+  return rest;
+}
+
+export { isInteger };

@@ -1,0 +1,111 @@
+// The hgad model file (docs/FORMAT.md): a safetensors container whose metadata carries the config.
+// Loading checks the format, the version, the config and that the tensors are exactly the model's.
+import { resolveConfig, ResolvedConfig } from '../config';
+import { HgadError, HgadModelFileError } from '../errors';
+import type { NativeModel } from '../native';
+import { readSafetensors, TensorEntry, writeSafetensorsAtomic } from './safetensors';
+
+export const FORMAT = 'hgad';
+export const FORMAT_VERSION = '1';
+
+export interface SaveOptions {
+  /** Also store Adam's moments and step counts, so training resumes exactly. Default true. */
+  optimizer?: boolean;
+}
+
+function optimizerNames(core: NativeModel): string[] {
+  const names: string[] = [];
+  for (const s of core.tensorSpecs()) {
+    if (s.group === 'fixed') continue;
+    const rest = s.name.slice('levels.'.length);
+    names.push(`optimizer.levels.${rest.replace(/^(\d+)\./, '$1.m.')}`, `optimizer.levels.${rest.replace(/^(\d+)\./, '$1.v.')}`);
+  }
+  return names;
+}
+
+export async function saveModelFile(path: string, options: SaveOptions, config: object, core: NativeModel): Promise<void> {
+  if (typeof path !== 'string' || path.length === 0) throw new HgadError('INVALID_ARGUMENT', 'Expected a file path for path', 'path');
+  const withOptimizer = options.optimizer ?? true;
+  const specs = core.tensorSpecs();
+  const tensors: TensorEntry[] = specs.map((s) => ({ name: s.name, dtype: 'F32', shape: s.shape, data: core.getTensor(s.name) }));
+  const metadata: Record<string, string> = {
+    format: FORMAT,
+    formatVersion: FORMAT_VERSION,
+    config: JSON.stringify(config),
+  };
+  if (withOptimizer) {
+    const shapes = new Map(specs.map((s) => [s.name, s.shape]));
+    for (const name of optimizerNames(core)) {
+      const param = name.replace(/^optimizer\.levels\.(\d+)\.[mv]\./, 'levels.$1.');
+      tensors.push({ name, dtype: 'F32', shape: shapes.get(param)!, data: core.getTensor(name) });
+    }
+    const levels = new Set(specs.map((s) => s.level));
+    metadata.optimizer = JSON.stringify({ steps: [...levels].sort((a, b) => a - b).map((l) => core.adamSteps(l)) });
+  }
+  await writeSafetensorsAtomic(path, tensors, metadata);
+}
+
+export async function loadModelFile<M>(
+  path: string,
+  options: { threads?: number },
+  build: (cfg: ResolvedConfig) => { model: M; core: NativeModel },
+): Promise<M> {
+  const { metadata, tensors } = await readSafetensors(path);
+  const bad = (problem: string): never => {
+    throw new HgadModelFileError(path, problem);
+  };
+  if (metadata.format !== FORMAT) bad(`metadata.format is ${JSON.stringify(metadata.format)}, expected "${FORMAT}"`);
+  if (metadata.formatVersion !== FORMAT_VERSION) {
+    bad(`format version ${JSON.stringify(metadata.formatVersion)} is not supported (this hgad reads version ${FORMAT_VERSION})`);
+  }
+  let stored: unknown;
+  try {
+    stored = JSON.parse(metadata.config ?? '');
+  } catch {
+    bad('metadata.config is not valid JSON');
+  }
+  let cfg: ResolvedConfig;
+  try {
+    const withThreads = { ...(stored as object), ...(options.threads !== undefined ? { threads: options.threads } : {}) };
+    cfg = resolveConfig(withThreads);
+  } catch (e) {
+    if (e instanceof HgadError && e.parameter?.startsWith('config.threads')) throw e;
+    return bad(`metadata.config is not a valid model config: ${(e as Error).message}`);
+  }
+  const { model, core } = build(cfg);
+  const expected = core.tensorSpecs();
+  const hasOptimizer = metadata.optimizer !== undefined;
+  const names = new Set(expected.map((s) => s.name));
+  const optNames = hasOptimizer ? optimizerNames(core) : [];
+  optNames.forEach((n) => names.add(n));
+  for (const name of tensors.keys()) if (!names.has(name)) bad(`unexpected tensor "${name}"`);
+  const shapeOf = new Map(expected.map((s) => [s.name, s.shape]));
+  const fill = (name: string, shape: number[]): void => {
+    const t = tensors.get(name) ?? bad(`missing tensor "${name}"`);
+    if (t.dtype !== 'F32') bad(`tensor "${name}" has dtype ${t.dtype}, expected F32`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      bad(`tensor "${name}" has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    }
+    try {
+      core.setTensor(name, t.data as Float32Array);
+    } catch (e) {
+      bad(`tensor "${name}": ${(e as Error).message}`);
+    }
+  };
+  for (const s of expected) fill(s.name, s.shape);
+  for (const name of optNames) fill(name, shapeOf.get(name.replace(/^optimizer\.levels\.(\d+)\.[mv]\./, 'levels.$1.'))!);
+  if (hasOptimizer) {
+    let steps: unknown;
+    try {
+      steps = (JSON.parse(metadata.optimizer!) as { steps?: unknown }).steps;
+    } catch {
+      bad('metadata.optimizer is not valid JSON');
+    }
+    if (!Array.isArray(steps) || steps.length !== cfg.levels.length ||
+      steps.some((s) => typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0)) {
+      bad(`metadata.optimizer.steps must list one non-negative step count per level (${cfg.levels.length})`);
+    }
+    (steps as number[]).forEach((s, l) => core.setAdamSteps(l, s));
+  }
+  return model;
+}

@@ -1,0 +1,282 @@
+// HgadModel: the public API over the native core. Arguments are validated here, up front; work runs
+// off the JS thread, one operation at a time per model.
+import { resolveConfig, storedConfig, HgadConfig, ResolvedConfig } from './config';
+import { HgadArgumentError, HgadError, HgadNonFiniteError } from './errors';
+import { loadModelFile, saveModelFile, SaveOptions } from './io/model-file';
+import { native, NativeLosses, NativeModel, NativeTensorSpec } from './native';
+import {
+  BatchShape, checkBatch, checkInteger, checkShape, FeatureBatch, isInt32Array,
+} from './validate';
+
+export type LossTerms = NativeLosses;
+export type LossTerm = 'Lg' | 'Lmi' | 'Le' | 'Lgi' | 'Lz';
+export const LOSS_TERMS: readonly LossTerm[] = ['Lg', 'Lmi', 'Le', 'Lgi', 'Lz'];
+
+export interface ForwardResult {
+  /** Latent vectors, same layout as the input. */
+  z: Float32Array;
+  /** log|det J| of the flow, one per vector. */
+  logDet: Float32Array;
+}
+
+export interface ScoreResult {
+  /** Per-vector log-likelihood under the image's class, divided by C (HGAD.md section 6). */
+  logp: Float32Array;
+  /** Per-vector negative entropy of the class posterior softmax(-d/2). */
+  negEntropy: Float32Array;
+  /** Per-vector class logits -d_y/2 + log pi_y, [vectors, classes]. */
+  classLogits: Float32Array;
+  /** The class each image was scored under (given, or inferred from its mean class logits). */
+  classIndex: Int32Array;
+}
+
+export interface TrainStepOptions {
+  /** 1: L_g, L_mi, L_e; 2: adds L_gi and L_z (HGAD.md section 4). */
+  phase: 1 | 2;
+  /** Learning rate of the flow parameters (centres take 3x). */
+  lr: number;
+}
+
+export interface GradientOptions {
+  /** Weights of the phase (default 2), or explicit weights of each loss term. */
+  phase?: 1 | 2;
+  weights?: Partial<Record<LossTerm, number>>;
+}
+
+export interface GradientResult {
+  losses: LossTerms;
+  /** Gradient of the weighted loss for every trainable tensor, by model-file name. */
+  grads: Map<string, Float32Array>;
+  /** Gradient with respect to the input features. */
+  inputGrad: Float32Array;
+}
+
+export interface TensorInfo {
+  name: string;
+  shape: number[];
+  group: 'flow' | 'centres' | 'logits' | 'fixed';
+  level: number;
+}
+
+function phaseWeights(phase: 1 | 2): Float64Array {
+  return Float64Array.from([1, -100, 1, phase === 2 ? 1 : 0, phase === 2 ? 1 : 0]);
+}
+
+/** Maps an error from the addon to a typed HgadError. */
+function fromNative(e: unknown): HgadError {
+  if (e instanceof HgadError) return e;
+  const err = e as { message?: string; code?: string; parameter?: string; index?: number };
+  const message = err?.message ?? String(e);
+  if (err?.code === 'NON_FINITE_INPUT' && err.parameter !== undefined) {
+    const nf = new HgadNonFiniteError(err.parameter, err.index ?? -1, NaN);
+    nf.message = message;
+    return nf;
+  }
+  if (err?.code === 'INVALID_ARGUMENT') return new HgadError('INVALID_ARGUMENT', message, err.parameter);
+  return new HgadError('NATIVE', message);
+}
+
+export class HgadModel {
+  private readonly core: NativeModel;
+  private readonly cfg: ResolvedConfig;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(cfg: ResolvedConfig) {
+    this.cfg = cfg;
+    try {
+      this.core = new (native().NativeModel)({
+        channels: cfg.levels.map((l) => l.channels),
+        classes: cfg.classes.length,
+        centres: cfg.centersPerClass,
+        blocks: cfg.couplingLayers,
+        posDim: cfg.posEmbedDim,
+        clamp: cfg.clamp,
+        seed: cfg.seed,
+        threads: cfg.threads,
+      });
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /** A new model initialised as in HGAD.md; the same config and seed give bit-identical parameters. */
+  static create(config: HgadConfig): HgadModel {
+    return new HgadModel(resolveConfig(config));
+  }
+
+  /** Reads a model file written by save(); every size, offset and name is checked. */
+  static async load(path: string, options: { threads?: number } = {}): Promise<HgadModel> {
+    return loadModelFile(path, options, (cfg) => {
+      const model = new HgadModel(cfg);
+      return { model, core: model.core };
+    });
+  }
+
+  get config(): Readonly<ResolvedConfig> {
+    return this.cfg;
+  }
+
+  get threads(): number {
+    return this.cfg.threads;
+  }
+
+  set threads(n: number) {
+    checkInteger('threads', n, 1, 1024);
+    this.core.setThreads(n);
+    this.cfg.threads = n;
+  }
+
+  /** Names, shapes and groups of every tensor, in model-file order. */
+  tensorInfo(): TensorInfo[] {
+    return this.core.tensorSpecs().map((s: NativeTensorSpec) => ({ ...s, shape: [...s.shape] }));
+  }
+
+  /** A copy of one tensor ("levels.0.mu", "optimizer.levels.0.m.mu", ...). */
+  async getTensor(name: string): Promise<Float32Array> {
+    return this.run(() => Promise.resolve(this.core.getTensor(this.checkName(name))));
+  }
+
+  /** Overwrites one tensor; values must be finite and the length must match. */
+  async setTensor(name: string, data: Float32Array): Promise<void> {
+    return this.run(() => Promise.resolve(this.core.setTensor(this.checkName(name), data)));
+  }
+
+  forward(level: number, x: FeatureBatch): Promise<ForwardResult> {
+    const b = this.batch(level, x);
+    return this.run(async () => {
+      const n = b.batch * b.height * b.width;
+      const z = new Float32Array(n * b.channels);
+      const logDet = new Float32Array(n);
+      await this.core.forward(level, b.data, b.batch, b.height, b.width, z, logDet);
+      return { z, logDet };
+    });
+  }
+
+  inverse(level: number, z: Float32Array, shape: BatchShape): Promise<FeatureBatch> {
+    this.checkLevel(level);
+    const s = checkShape('shape', shape);
+    const channels = this.cfg.levels[level]!.channels;
+    const zb = checkBatch('z', { ...s, channels, data: z }, channels);
+    return this.run(async () => {
+      const data = new Float32Array(zb.data.length);
+      await this.core.inverse(level, zb.data, s.batch, s.height, s.width, data);
+      return { ...s, channels, data };
+    });
+  }
+
+  /**
+   * Per-vector scoring outputs. classIndex: one class (index or name) for every image, one per image
+   * (Int32Array), or omitted to infer each image's class from its mean class logits.
+   */
+  score(level: number, x: FeatureBatch, classIndex?: number | string | Int32Array): Promise<ScoreResult> {
+    const b = this.batch(level, x);
+    const classes = classIndex === undefined ? null : this.imageClasses('classIndex', classIndex, b.batch);
+    return this.run(async () => {
+      const n = b.batch * b.height * b.width;
+      const out: ScoreResult = {
+        logp: new Float32Array(n),
+        negEntropy: new Float32Array(n),
+        classLogits: new Float32Array(n * this.cfg.classes.length),
+        classIndex: new Int32Array(b.batch),
+      };
+      await this.core.score(level, b.data, b.batch, b.height, b.width, classes, out.logp, out.negEntropy,
+        out.classLogits, out.classIndex);
+      return out;
+    });
+  }
+
+  /** One optimiser step of this level on one batch; returns the loss terms before the step. */
+  trainStep(level: number, x: FeatureBatch, labels: Int32Array, options: TrainStepOptions): Promise<LossTerms> {
+    const b = this.batch(level, x);
+    const perVector = this.checkLabels(labels, b);
+    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase, lr }', options);
+    if (options.phase !== 1 && options.phase !== 2) throw new HgadArgumentError('options.phase', '1 or 2', options.phase);
+    if (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0 || options.lr >= 1000) {
+      throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
+    }
+    return this.run(() => this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector,
+      phaseWeights(options.phase), null, options.lr));
+  }
+
+  /** Loss terms and gradients without an update (for checks against other implementations). */
+  gradients(level: number, x: FeatureBatch, labels: Int32Array, options: GradientOptions = {}): Promise<GradientResult> {
+    const b = this.batch(level, x);
+    const perVector = this.checkLabels(labels, b);
+    let weights = phaseWeights(options.phase ?? 2);
+    if (options.weights !== undefined) {
+      weights = new Float64Array(LOSS_TERMS.length);
+      LOSS_TERMS.forEach((t, i) => {
+        const w = options.weights![t] ?? 0;
+        if (typeof w !== 'number' || !Number.isFinite(w)) throw new HgadArgumentError(`options.weights.${t}`, 'a finite number', w);
+        weights[i] = w;
+      });
+    }
+    return this.run(async () => {
+      const inputGrad = new Float32Array(b.data.length);
+      const losses = await this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector, weights,
+        inputGrad, null);
+      const grads = new Map<string, Float32Array>();
+      for (const s of this.core.tensorSpecs()) {
+        if (s.level === level && s.group !== 'fixed') grads.set(s.name, this.core.getTensor(`grad.${s.name}`));
+      }
+      return { losses, grads, inputGrad };
+    });
+  }
+
+  /** Writes the model (and, by default, the optimiser state) atomically: temporary file, then rename. */
+  save(path: string, options: SaveOptions = {}): Promise<void> {
+    return this.run(() => saveModelFile(path, options, storedConfig(this.cfg), this.core));
+  }
+
+  private run<T>(job: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(job, job).catch((e: unknown) => {
+      throw fromNative(e);
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private checkName(name: unknown): string {
+    if (typeof name !== 'string') throw new HgadArgumentError('name', 'a tensor name', name);
+    return name;
+  }
+
+  private checkLevel(level: unknown): void {
+    checkInteger('level', level, 0, this.cfg.levels.length - 1);
+  }
+
+  private batch(level: number, x: unknown): FeatureBatch {
+    this.checkLevel(level);
+    return checkBatch('x', x, this.cfg.levels[level]!.channels);
+  }
+
+  private imageClasses(parameter: string, c: number | string | Int32Array, batch: number): Int32Array {
+    const Y = this.cfg.classes.length;
+    const index = (v: number | string): number => {
+      if (typeof v === 'string') {
+        const i = this.cfg.classes.indexOf(v);
+        if (i < 0) throw new HgadArgumentError(parameter, `one of the model's classes (${this.cfg.classes.join(', ')})`, v);
+        return i;
+      }
+      checkInteger(parameter, v, 0, Y - 1);
+      return v;
+    };
+    if (isInt32Array(c)) {
+      if (c.length !== batch) throw new HgadArgumentError(parameter, `an Int32Array with one class per image (${batch})`, c);
+      c.forEach((v, i) => checkInteger(`${parameter}[${i}]`, v, 0, Y - 1));
+      return c;
+    }
+    if (typeof c !== 'number' && typeof c !== 'string') {
+      throw new HgadArgumentError(parameter, 'a class index, a class name or an Int32Array', c);
+    }
+    return new Int32Array(batch).fill(index(c));
+  }
+
+  private checkLabels(labels: unknown, b: FeatureBatch): boolean {
+    const n = b.batch * b.height * b.width;
+    if (!isInt32Array(labels) || (labels.length !== b.batch && labels.length !== n)) {
+      throw new HgadArgumentError('labels', `an Int32Array of ${b.batch} (per image) or ${n} (per vector) class indices`, labels);
+    }
+    return labels.length !== b.batch;
+  }
+}

@@ -1,0 +1,120 @@
+// One level of the model: K coupling blocks, the hierarchical mixture head and the Adam state, over
+// one flat parameter buffer. Work is split into tiles of images x positions, processed in parallel,
+// each thread with its own workspace and gradient accumulators (reduced in a fixed order, so results
+// do not depend on scheduling).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "adam.h"
+#include "coupling.h"
+#include "mixture.h"
+
+namespace hgad {
+
+struct LevelConfig {
+  int64_t channels = 0, pos_dim = 256, blocks = 12, classes = 1, centres = 10;
+  double clamp = 1.9;
+};
+
+enum ParamGroup { kGroupFlow = 0, kGroupCentres = 1, kGroupLogits = 2, kGroupFixed = 3 };
+
+struct TensorSpec {
+  std::string name;  // relative to the level: "blocks.3.w1", "mu", ...
+  std::vector<int64_t> shape;
+  int64_t offset;    // into params() (trainable) or rotations() (fixed)
+  int64_t size;
+  ParamGroup group;
+};
+
+struct FeatureShape {
+  int64_t batch, height, width;
+  int64_t positions() const { return height * width; }
+  int64_t vectors() const { return batch * height * width; }
+};
+
+struct Labels {
+  const int32_t* data;
+  bool per_vector;  // else one label per image
+};
+
+struct Losses {
+  double term[kNumTerms];
+  double total;
+};
+
+// An argument the caller got wrong: `parameter` names it; index >= 0 points at a bad element.
+struct InputError {
+  std::string parameter, message;
+  int64_t index = -1;
+  bool non_finite = false;
+};
+
+template <typename T>
+struct Workspace;
+
+template <typename T>
+class Level {
+ public:
+  Level(const LevelConfig& cfg, uint64_t seed);
+  ~Level();
+  Level(const Level&) = delete;
+  Level& operator=(const Level&) = delete;
+
+  const LevelConfig& config() const { return cfg_; }
+  const std::vector<TensorSpec>& tensors() const { return specs_; }
+  const TensorSpec* find(const std::string& name) const;
+  T* data(const TensorSpec& s) { return (s.group == kGroupFixed ? rot_.data() : params_.data()) + s.offset; }
+  T* grad(const TensorSpec& s) { return grads_.data() + s.offset; }
+  T* adam_m(const TensorSpec& s) { return m_.data() + s.offset; }
+  T* adam_v(const TensorSpec& s) { return v_.data() + s.offset; }
+  int64_t adam_steps() const { return steps_; }
+  void set_adam_steps(int64_t s) { steps_ = s; }
+  int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
+  std::vector<T>& params() { return params_; }
+  std::vector<T>& grads() { return grads_; }
+
+  int64_t tile_rows = 256;
+
+  void forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int threads);
+  void inverse(const FeatureShape& fs, const T* z, T* x, int threads);
+  // image_class: one class per image, or null to infer it from the mean class logits of the image.
+  void score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
+             T* class_logits, int32_t* class_out, int threads);
+  // Loss terms and the gradient of sum_t weights[t] * term_t into grads(); dx (nullable) gets the
+  // gradient w.r.t. the input.
+  Losses gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,
+                   int threads);
+  void adam_step(double lr, int threads);
+
+  static void phase_weights(int phase, T* weights);
+
+ private:
+  void init(uint64_t seed);
+  void prepare();
+  const T* positional(int64_t H, int64_t W);
+  BlockParams<T> block(int64_t k) const;
+  void ensure_workspaces(int threads, bool train);
+  void finish_gradients(int threads);
+
+  LevelConfig cfg_;
+  BlockDims dims_;
+  std::vector<TensorSpec> specs_;
+  std::vector<int64_t> block_offset_;  // per block: w1 offset in params_
+  int64_t mu_off_ = 0, delta_off_ = 0, phi_off_ = 0, psi_off_ = 0, flow_end_ = 0, centres_end_ = 0;
+  std::vector<T> params_, grads_, m_, v_, rot_;
+  int64_t steps_ = 0;
+  AdamHyper hyper_;
+
+  // Derived from the parameters by prepare() before each operation.
+  std::vector<T> g_, logdet_g_, centres_, cnorm_, logpi_, logpi_intra_;
+  std::map<std::pair<int64_t, int64_t>, std::vector<T>> pe_cache_;
+  std::vector<std::unique_ptr<Workspace<T>>> ws_;
+  std::vector<T> logp_all_;
+};
+
+}  // namespace hgad

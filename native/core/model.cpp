@@ -1,0 +1,62 @@
+#include "model.h"
+
+namespace hgad {
+
+namespace {
+[[noreturn]] void bad(const std::string& parameter, const std::string& expected, const std::string& got) {
+  InputError e;
+  e.parameter = parameter;
+  e.message = "Expected " + expected + " for " + parameter + " but received " + got;
+  throw e;
+}
+
+uint64_t level_seed(uint64_t seed, int64_t l) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(l + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+void validate(const ModelConfig& c) {
+  if (c.channels.empty()) bad("levels", "at least one level", "none");
+  for (size_t l = 0; l < c.channels.size(); ++l)
+    if (c.channels[l] < 2 || c.channels[l] > 65536)
+      bad("levels[" + std::to_string(l) + "].channels", "an integer in [2, 65536]", std::to_string(c.channels[l]));
+  if (c.classes < 1 || c.classes > 100000) bad("classes", "1 to 100000 classes", std::to_string(c.classes));
+  if (c.centres < 1 || c.centres > 10000) bad("centersPerClass", "an integer in [1, 10000]", std::to_string(c.centres));
+  if (c.blocks < 1 || c.blocks > 1000) bad("couplingLayers", "an integer in [1, 1000]", std::to_string(c.blocks));
+  if (c.pos_dim < 4 || c.pos_dim % 4 != 0 || c.pos_dim > 65536)
+    bad("posEmbedDim", "a positive multiple of 4 up to 65536", std::to_string(c.pos_dim));
+  if (!(c.clamp > 0) || !(c.clamp < 1e6)) bad("clamp", "a positive number", std::to_string(c.clamp));
+  if (c.threads < 1 || c.threads > 1024) bad("threads", "an integer in [1, 1024]", std::to_string(c.threads));
+}
+
+Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
+  validate(cfg_);
+  for (size_t l = 0; l < cfg_.channels.size(); ++l) {
+    LevelConfig lc;
+    lc.channels = cfg_.channels[l];
+    lc.pos_dim = cfg_.pos_dim;
+    lc.blocks = cfg_.blocks;
+    lc.classes = cfg_.classes;
+    lc.centres = cfg_.centres;
+    lc.clamp = cfg_.clamp;
+    levels_.push_back(std::make_unique<Level<float>>(lc, level_seed(cfg_.seed, static_cast<int64_t>(l))));
+  }
+}
+
+Level<float>& Model::level(int64_t l) {
+  if (l < 0 || l >= num_levels())
+    bad("level", "a level index in [0, " + std::to_string(num_levels()) + ")", std::to_string(l));
+  return *levels_[l];
+}
+
+void Model::set_threads(int t) {
+  ModelConfig c = cfg_;
+  c.threads = t;
+  validate(c);
+  cfg_.threads = t;
+}
+
+}  // namespace hgad

@@ -1,0 +1,41 @@
+// A whole model: one Level per feature level, the settings they share, and the lock that serialises
+// operations on it (they mutate workspaces and parameters).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "level.h"
+
+namespace hgad {
+
+struct ModelConfig {
+  std::vector<int64_t> channels;  // per level
+  int64_t classes = 1, centres = 10, blocks = 12, pos_dim = 256;
+  double clamp = 1.9;
+  uint64_t seed = 0;
+  int threads = 1;
+};
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);
+  const ModelConfig& config() const { return cfg_; }
+  int64_t num_levels() const { return static_cast<int64_t>(levels_.size()); }
+  Level<float>& level(int64_t l);
+  std::mutex& mutex() { return mutex_; }
+  int threads() const { return cfg_.threads; }
+  void set_threads(int t);
+
+ private:
+  ModelConfig cfg_;
+  std::vector<std::unique_ptr<Level<float>>> levels_;
+  std::mutex mutex_;
+};
+
+// Throws InputError naming the first setting that is out of range.
+void validate(const ModelConfig& cfg);
+
+}  // namespace hgad
