@@ -48,6 +48,7 @@ export interface NativeModel {
 interface Addon {
   NativeModel: new (config: NativeModelConfig) => NativeModel;
   abiVersion: number;
+  measureSgemm(M: number, N: number, K: number, threads: number, seconds: number): number;
 }
 
 let addon: Addon | undefined;

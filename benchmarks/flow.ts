@@ -1,0 +1,133 @@
+// npm run bench:flow [-- --threads N --seconds S --device cpu|cuda --no-python]
+//
+// Speed of one HGAD level at the paper's configuration (C=200, P=256, K=12, Y=15, M=10), 4096 vectors
+// per call (batch 4 of 32x32 feature maps): vectors/s for scoring and for a phase-2 training step,
+// for hgad and for the PyTorch baseline (benchmarks/python/bench_flow.py) measured in the same run,
+// printed as ratios, plus hgad's achieved GEMM GFLOP/s against the sgemm peak measured here.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { HgadModel } from '../lib';
+import { native } from '../lib/native';
+
+interface Args {
+  threads: number;
+  seconds: number;
+  device: string;
+  python: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { threads: 2, seconds: 5, device: 'cpu', python: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--threads') args.threads = Number(value());
+    else if (a === '--seconds') args.seconds = Number(value());
+    else if (a === '--device') args.device = value();
+    else if (a === '--no-python') args.python = false;
+    else throw new Error(`unknown argument ${a} (expected --threads N, --seconds S, --device cpu, --no-python)`);
+  }
+  if (!Number.isInteger(args.threads) || args.threads < 1) throw new Error('--threads must be a positive integer');
+  if (!(args.seconds > 0)) throw new Error('--seconds must be positive');
+  if (args.device !== 'cpu') throw new Error(`--device ${args.device}: this build has the CPU backend only`);
+  return args;
+}
+
+const C = 200, P = 256, K = 12, Y = 15, M = 10, B = 4, H = 32, W = 32;
+
+async function rate(seconds: number, vectors: number, fn: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 2; i++) await fn();
+  let calls = 0;
+  const t0 = process.hrtime.bigint();
+  let elapsed = 0;
+  while (elapsed < seconds) {
+    await fn();
+    calls++;
+    elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+  }
+  return (calls * vectors) / elapsed;
+}
+
+// GEMM flops hgad executes per vector. The positional half of the first Linear layer runs once per
+// position for the `share` images of a tile (all 4 here), in the forward pass and in its gradient.
+function gemmFlops(share: number): { score: number; train: number } {
+  const C1 = Math.ceil(C / 2), C2 = Math.floor(C / 2), hid = 2 * (C1 + P), J = Y * M;
+  const fwdBlock = 2 * C1 * hid + (2 * P * hid) / share + 2 * hid * 2 * C2 + 2 * C * C;
+  const bwdBlock = 2 * C * C + 2 * (2 * C2 * hid) * 2 + 2 * hid * C1 * 2 + (2 * hid * P) / share;
+  const mixture = 2 * C * J;
+  return { score: K * fwdBlock + mixture, train: K * (fwdBlock + bwdBlock) + 3 * mixture };
+}
+
+function pythonBaseline(args: Args): Record<string, unknown> | null {
+  const py = '/usr/bin/python3';
+  if (!args.python || !fs.existsSync(py)) return null;
+  // Debian's OpenBLAS needs its core type on AVX-512 CPUs or it runs a slow generic kernel: give the
+  // baseline the kernel its CPU deserves, whatever the environment says.
+  const flags = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const env = { ...process.env };
+  if (/\bavx512f\b/.test(flags)) env.OPENBLAS_CORETYPE = 'SkylakeX';
+  else if (/\bavx2\b/.test(flags)) env.OPENBLAS_CORETYPE = 'Haswell';
+  const script = path.resolve(__dirname, '..', '..', 'benchmarks', 'python', 'bench_flow.py');
+  const r = spawnSync(py, [script, '--threads', String(args.threads), '--seconds', String(args.seconds), '--device', args.device],
+    { encoding: 'utf8', env });
+  if (r.status !== 0) {
+    console.error(`PyTorch baseline failed:\n${r.stderr}`);
+    return null;
+  }
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const model = HgadModel.create({
+    levels: [{ channels: C }], classes: Array.from({ length: Y }, (_, i) => `class${i}`), centersPerClass: M,
+    couplingLayers: K, posEmbedDim: P, seed: 1, threads: args.threads,
+  });
+  const vectors = B * H * W;
+  const data = new Float32Array(vectors * C);
+  let s = 12345;
+  for (let i = 0; i < data.length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    data[i] = (s / 2 ** 32 - 0.5) * 2;
+  }
+  const x = { data, batch: B, height: H, width: W, channels: C };
+  const labels = Int32Array.from([0, 3, 7, 14]);
+
+  const peak = native().measureSgemm(256, 712, 200, args.threads, Math.min(2, args.seconds));
+  const score = await rate(args.seconds, vectors, () => model.score(0, x));
+  const train = await rate(args.seconds, vectors, () => model.trainStep(0, x, labels, { phase: 2, lr: 2e-5 }));
+  const flops = gemmFlops(B);
+  const scoreGflops = (score * flops.score) / 1e9;
+  const trainGflops = (train * flops.train) / 1e9;
+  const baseline = pythonBaseline(args);
+
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`hgad bench:flow  C=${C} P=${P} K=${K} Y=${Y} M=${M}, ${vectors} vectors/call (${B}x${H}x${W}), ` +
+    `${args.threads} threads, ${cpu}, ${os.cpus().length} logical CPUs`);
+  console.log(`sgemm peak (oneDNN, 256x712x200 tiles, ${args.threads} threads): ${peak.toFixed(0)} GFLOP/s`);
+  console.log(`hgad  score: ${score.toFixed(0)} vectors/s  (${scoreGflops.toFixed(0)} GEMM GFLOP/s, ` +
+    `${((100 * scoreGflops) / peak).toFixed(0)}% of peak)`);
+  console.log(`hgad  train: ${train.toFixed(0)} vectors/s  (${trainGflops.toFixed(0)} GEMM GFLOP/s, ` +
+    `${((100 * trainGflops) / peak).toFixed(0)}% of peak)`);
+  if (baseline) {
+    const ps = baseline.score_vectors_per_s as number, pt = baseline.train_vectors_per_s as number;
+    console.log(`torch score: ${ps.toFixed(0)} vectors/s   train: ${pt.toFixed(0)} vectors/s  ` +
+      `(torch ${String(baseline.torch)}, OPENBLAS_CORETYPE=${String((baseline.env as Record<string, string>)?.OPENBLAS_CORETYPE)})`);
+    console.log(`ratio hgad/torch  score: ${(score / ps).toFixed(2)}x   train: ${(train / pt).toFixed(2)}x`);
+  } else {
+    console.log('torch baseline: not measured (no /usr/bin/python3 with torch, or --no-python)');
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "hgad",
+      "sources": [
+        "native/binding/addon.cpp",
+        "native/core/adam.cpp",
+        "native/core/coupling.cpp",
+        "native/core/gemm.cpp",
+        "native/core/gemm_peak.cpp",
+        "native/core/level.cpp",
+        "native/core/mixture.cpp",
+        "native/core/model.cpp",
+        "native/core/rng.cpp"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-trapping-math", "-fopenmp", "-fexceptions", "-Wall", "-Wextra"],
+      "libraries": ["-ldnnl", "-fopenmp"]
+    }
+  ]
+}

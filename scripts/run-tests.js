@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Runs every test suite of the project and prints one closing line `N passed, N failed`:
+// the native C++ tests (float64 gradient checks and friends), the Python baseline's self-check,
+// and jest. Exit status is non-zero when anything failed or could not run.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+let passed = 0;
+let failed = 0;
+
+function run(cmd, args, options = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  process.stdout.write(r.stdout ?? '');
+  process.stderr.write(r.stderr ?? '');
+  return r;
+}
+
+// Native tests: their own harness ends with `N passed, N failed`.
+const nativeBin = path.join(root, 'build', 'hgad_native_tests');
+if (fs.existsSync(nativeBin)) {
+  const r = run(nativeBin, []);
+  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
+  if (m) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+  } else {
+    console.error('native tests did not report a result');
+    failed += 1;
+  }
+} else {
+  console.error(`native tests not built (${nativeBin}): run npm run build first`);
+  failed += 1;
+}
+
+// Python baseline self-check (runs where Debian's python3-torch is installed).
+const py = '/usr/bin/python3';
+const hasTorch = fs.existsSync(py) && spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+if (hasTorch) {
+  const r = run(py, ['benchmarks/python/test_selfcheck.py']);
+  r.status === 0 ? (passed += 1) : (failed += 1);
+} else {
+  console.log('skipping the Python baseline self-check: /usr/bin/python3 cannot import torch');
+}
+
+// jest, read through its JSON report.
+const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'hgad-jest-')), 'report.json');
+const jestArgs = [require.resolve('jest/bin/jest'), '--json', `--outputFile=${report}`, ...process.argv.slice(2)];
+run(process.execPath, jestArgs, { stdio: ['ignore', 'inherit', 'inherit'] });
+try {
+  const j = JSON.parse(fs.readFileSync(report, 'utf8'));
+  passed += j.numPassedTests;
+  failed += j.numFailedTests;
+  // A suite that failed to run (syntax error, crash) has no failed tests but must count.
+  failed += j.testResults.filter((t) => t.status === 'failed' && t.assertionResults.length === 0).length;
+} catch (e) {
+  console.error(`jest produced no report: ${e.message}`);
+  failed += 1;
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
