@@ -5,7 +5,7 @@ import { HgadArgumentError, HgadError, HgadNonFiniteError } from './errors';
 import { loadModelFile, saveModelFile, SaveOptions } from './io/model-file';
 import { native, NativeLosses, NativeModel, NativeTensorSpec } from './native';
 import {
-  BatchShape, checkBatch, checkInteger, checkShape, FeatureBatch, isInt32Array,
+  BatchShape, checkBatch, checkInteger, checkShape, FeatureBatch, isFloat32Array, isInt32Array,
 } from './validate';
 
 export type LossTerms = NativeLosses;
@@ -131,17 +131,23 @@ export class HgadModel {
     return this.core.tensorSpecs().map((s: NativeTensorSpec) => ({ ...s, shape: [...s.shape] }));
   }
 
-  /** A copy of one tensor ("levels.0.mu", "optimizer.levels.0.m.mu", ...). */
+  /** A copy of one tensor: a parameter ("levels.0.mu") or Adam's moments ("optimizer.levels.0.m.mu"). */
   async getTensor(name: string): Promise<Float32Array> {
-    return this.run(() => Promise.resolve(this.core.getTensor(this.checkName(name))));
+    this.tensorSize(name);
+    return this.run(() => Promise.resolve(this.core.getTensor(name)));
   }
 
   /** Overwrites one tensor; values must be finite and the length must match. */
   async setTensor(name: string, data: Float32Array): Promise<void> {
-    return this.run(() => Promise.resolve(this.core.setTensor(this.checkName(name), data)));
+    const size = this.tensorSize(name);
+    if (!isFloat32Array(data) || data.length !== size) {
+      throw new HgadArgumentError('data', `a Float32Array of ${size} elements (the size of ${name})`, data);
+    }
+    return this.run(() => Promise.resolve(this.core.setTensor(name, data)));
   }
 
-  forward(level: number, x: FeatureBatch): Promise<ForwardResult> {
+  // Input arrays are read in place when the operation runs: keep them unchanged until it settles.
+  async forward(level: number, x: FeatureBatch): Promise<ForwardResult> {
     const b = this.batch(level, x);
     return this.run(async () => {
       const n = b.batch * b.height * b.width;
@@ -152,7 +158,7 @@ export class HgadModel {
     });
   }
 
-  inverse(level: number, z: Float32Array, shape: BatchShape): Promise<FeatureBatch> {
+  async inverse(level: number, z: Float32Array, shape: BatchShape): Promise<FeatureBatch> {
     this.checkLevel(level);
     const s = checkShape('shape', shape);
     const channels = this.cfg.levels[level]!.channels;
@@ -168,7 +174,7 @@ export class HgadModel {
    * Per-vector scoring outputs. classIndex: one class (index or name) for every image, one per image
    * (Int32Array), or omitted to infer each image's class from its mean class logits.
    */
-  score(level: number, x: FeatureBatch, classIndex?: number | string | Int32Array): Promise<ScoreResult> {
+  async score(level: number, x: FeatureBatch, classIndex?: number | string | Int32Array): Promise<ScoreResult> {
     const b = this.batch(level, x);
     const classes = classIndex === undefined ? null : this.imageClasses('classIndex', classIndex, b.batch);
     return this.run(async () => {
@@ -186,7 +192,7 @@ export class HgadModel {
   }
 
   /** One optimiser step of this level on one batch; returns the loss terms before the step. */
-  trainStep(level: number, x: FeatureBatch, labels: Int32Array, options: TrainStepOptions): Promise<LossTerms> {
+  async trainStep(level: number, x: FeatureBatch, labels: Int32Array, options: TrainStepOptions): Promise<LossTerms> {
     const b = this.batch(level, x);
     const perVector = this.checkLabels(labels, b);
     if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase, lr }', options);
@@ -199,11 +205,19 @@ export class HgadModel {
   }
 
   /** Loss terms and gradients without an update (for checks against other implementations). */
-  gradients(level: number, x: FeatureBatch, labels: Int32Array, options: GradientOptions = {}): Promise<GradientResult> {
+  async gradients(level: number, x: FeatureBatch, labels: Int32Array, options: GradientOptions = {}): Promise<GradientResult> {
     const b = this.batch(level, x);
     const perVector = this.checkLabels(labels, b);
     let weights = phaseWeights(options.phase ?? 2);
     if (options.weights !== undefined) {
+      if (typeof options.weights !== 'object' || options.weights === null) {
+        throw new HgadArgumentError('options.weights', `an object with numbers for ${LOSS_TERMS.join(', ')}`, options.weights);
+      }
+      for (const key of Object.keys(options.weights)) {
+        if (!(LOSS_TERMS as readonly string[]).includes(key)) {
+          throw new HgadArgumentError('options.weights', `only the loss terms ${LOSS_TERMS.join(', ')}`, key);
+        }
+      }
       weights = new Float64Array(LOSS_TERMS.length);
       LOSS_TERMS.forEach((t, i) => {
         const w = options.weights![t] ?? 0;
@@ -224,7 +238,7 @@ export class HgadModel {
   }
 
   /** Writes the model (and, by default, the optimiser state) atomically: temporary file, then rename. */
-  save(path: string, options: SaveOptions = {}): Promise<void> {
+  async save(path: string, options: SaveOptions = {}): Promise<void> {
     return this.run(() => saveModelFile(path, options, storedConfig(this.cfg), this.core));
   }
 
@@ -236,9 +250,14 @@ export class HgadModel {
     return next;
   }
 
-  private checkName(name: unknown): string {
-    if (typeof name !== 'string') throw new HgadArgumentError('name', 'a tensor name', name);
-    return name;
+  /** Element count of a parameter or optimizer tensor; anything else is an argument error. */
+  private tensorSize(name: unknown): number {
+    if (typeof name === 'string') {
+      const param = name.replace(/^optimizer\.levels\.(\d+)\.[mv]\./, 'levels.$1.');
+      const spec = this.core.tensorSpecs().find((t) => t.name === param);
+      if (spec && (param === name || spec.group !== 'fixed')) return spec.shape.reduce((a, b) => a * b, 1);
+    }
+    throw new HgadArgumentError('name', 'the name of one of this model\'s tensors (see tensorInfo())', name);
   }
 
   private checkLevel(level: unknown): void {

@@ -2,11 +2,14 @@
 // Loading checks the format, the version, the config and that the tensors are exactly the model's.
 import { resolveConfig, ResolvedConfig } from '../config';
 import { HgadError, HgadModelFileError } from '../errors';
+import { checkInteger } from '../validate';
 import type { NativeModel } from '../native';
 import { readSafetensors, TensorEntry, writeSafetensorsAtomic } from './safetensors';
 
 export const FORMAT = 'hgad';
 export const FORMAT_VERSION = '1';
+const STORED_KEYS = ['levels', 'classes', 'centersPerClass', 'couplingLayers', 'clamp', 'posEmbedDim', 'seed'];
+const MAX_STEPS = 2 ** 52;
 
 export interface SaveOptions {
   /** Also store Adam's moments and step counts, so training resumes exactly. Default true. */
@@ -50,6 +53,7 @@ export async function loadModelFile<M>(
   options: { threads?: number },
   build: (cfg: ResolvedConfig) => { model: M; core: NativeModel },
 ): Promise<M> {
+  if (options.threads !== undefined) checkInteger('options.threads', options.threads, 1, 1024);
   const { metadata, tensors } = await readSafetensors(path);
   const bad = (problem: string): never => {
     throw new HgadModelFileError(path, problem);
@@ -64,12 +68,13 @@ export async function loadModelFile<M>(
   } catch {
     bad('metadata.config is not valid JSON');
   }
+  if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) bad('metadata.config is not a JSON object');
+  const unknown = Object.keys(stored as object).filter((k) => !STORED_KEYS.includes(k));
+  if (unknown.length > 0) bad(`metadata.config has unknown keys: ${unknown.join(', ')}`);
   let cfg: ResolvedConfig;
   try {
-    const withThreads = { ...(stored as object), ...(options.threads !== undefined ? { threads: options.threads } : {}) };
-    cfg = resolveConfig(withThreads);
+    cfg = resolveConfig({ ...(stored as object), ...(options.threads !== undefined ? { threads: options.threads } : {}) });
   } catch (e) {
-    if (e instanceof HgadError && e.parameter?.startsWith('config.threads')) throw e;
     return bad(`metadata.config is not a valid model config: ${(e as Error).message}`);
   }
   const { model, core } = build(cfg);
@@ -102,8 +107,8 @@ export async function loadModelFile<M>(
       bad('metadata.optimizer is not valid JSON');
     }
     if (!Array.isArray(steps) || steps.length !== cfg.levels.length ||
-      steps.some((s) => typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0)) {
-      bad(`metadata.optimizer.steps must list one non-negative step count per level (${cfg.levels.length})`);
+      steps.some((s) => typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0 || s > MAX_STEPS)) {
+      bad(`metadata.optimizer.steps must list one step count in [0, 2^52] per level (${cfg.levels.length})`);
     }
     (steps as number[]).forEach((s, l) => core.setAdamSteps(l, s));
   }

@@ -207,6 +207,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                               [=]() {
                                 hgad::check_finite(px, n * b.channels, "x.data");
                                 b.level->forward(b.shape, px, pz, pl, model->threads());
+                                hgad::check_output_finite(pl, n, 1, "x.data");
+                                hgad::check_output_finite(pz, n * b.channels, b.channels, "x.data");
                               },
                               nullptr);
     w->Queue();
@@ -225,6 +227,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                               [=]() {
                                 hgad::check_finite(pz, n, "z");
                                 b.level->inverse(b.shape, pz, px, model->threads());
+                                hgad::check_output_finite(px, n, b.channels, "z");
                               },
                               nullptr);
     w->Queue();
@@ -252,6 +255,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                               [=]() {
                                 hgad::check_finite(px, n * b.channels, "x.data");
                                 b.level->score(b.shape, px, pc, pl, pn, pg, po, model->threads());
+                                hgad::check_output_finite(pl, n, 1, "x.data");
+                                hgad::check_output_finite(pn, n, 1, "x.data");
                               },
                               nullptr);
     w->Queue();

@@ -85,7 +85,7 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
     const T* vr = v + r * C;
     const T* sr = s + r * C2;
     T* dar = da + r * 2 * C2;
-    T* dvr = dv + r * C;
+    T* dvr = dv ? dv + r * C : nullptr;
     const T dl = dld[r];
 #pragma omp simd
     for (int64_t j = 0; j < C; ++j) dur[j] *= bp.g[j];
@@ -93,12 +93,13 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
     for (int64_t j = 0; j < C2; ++j) {
       const T dv2p = dur[C1 + j];
       const T es = fast_exp(sr[j]);
-      dvr[C1 + j] = dv2p * es;
+      if (dvr) dvr[C1 + j] = dv2p * es;
       const T ds = dv2p * vr[C1 + j] * es + dl;
       dar[j] = T(0.1) * ds * soft_clamp_grad(sr[j], bp.clamp);
       dar[C2 + j] = T(0.1) * dv2p;
     }
-    for (int64_t j = 0; j < C1; ++j) dvr[j] = dur[j];
+    if (dvr)
+      for (int64_t j = 0; j < C1; ++j) dvr[j] = dur[j];
   }
   gemm(true, false, 2 * C2, hid, R, T(1), da, 2 * C2, h, hid, T(1), gr.w2, hid);
   for (int64_t r = 0; r < R; ++r) {
@@ -125,7 +126,7 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
 #pragma omp simd
     for (int64_t j = 0; j < hid; ++j) gr.b1[j] += qs[j];
   }
-  gemm(false, false, R, C1, hid, T(1), dh, hid, bp.w1, d.n, T(1), dv, C);
+  if (dv) gemm(false, false, R, C1, hid, T(1), dh, hid, bp.w1, d.n, T(1), dv, C);
 }
 
 template <typename T>

@@ -49,7 +49,7 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
                    T* h, T* s, T* u, T* a, T* up, T* w, T* ld);
 
 // Given dw[R, C] and dld[R] (gradient of the loss w.r.t. the block output and each row's log-det),
-// accumulates parameter gradients into gr and writes dv[R, C];
+// accumulates parameter gradients into gr and writes dv[R, C] (skipped when dv is null);
 // da[R, 2*C2], dh[R, hid] and dqsum[tp, hid] are scratch.
 template <typename T>
 void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,

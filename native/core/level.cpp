@@ -225,6 +225,33 @@ const T* Level<T>::positional(int64_t H, int64_t W) {
 }
 
 template <typename T>
+const T* Level<T>::position_cache(int64_t H, int64_t W, const T* pe, int threads) {
+  const int64_t HW = H * W, hid = dims_.hid, K = cfg_.blocks;
+  if (static_cast<int64_t>(sizeof(T)) * K * HW * hid > position_cache_bytes) return nullptr;
+  if (qcache_h_ == H && qcache_w_ == W && qcache_version_ == version_) return qcache_.data();
+  qcache_.resize(K * HW * hid);
+  const int64_t chunk = 256, chunks = (HW + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t p0 = c * chunk, rows = std::min(chunk, HW - p0);
+      block_pos_forward(dims_, block(k), rows, pe + p0 * cfg_.pos_dim, qcache_.data() + (k * HW + p0) * hid);
+    }
+  qcache_h_ = H;
+  qcache_w_ = W;
+  qcache_version_ = version_;
+  return qcache_.data();
+}
+
+template <typename T>
+const T* Level<T>::tile_q(const T* cache, int64_t k, int64_t HW, const BlockParams<T>& bp, int64_t p0, int64_t tp,
+                          const T* pe, T* scratch) const {
+  if (cache) return cache + (k * HW + p0) * dims_.hid;
+  block_pos_forward(dims_, bp, tp, pe + p0 * cfg_.pos_dim, scratch);
+  return scratch;
+}
+
+template <typename T>
 void Level<T>::ensure_workspaces(int threads, bool train) {
   const int64_t rows = std::max<int64_t>(1, tile_rows);
   if (static_cast<int>(ws_.size()) < threads) ws_.resize(threads);
@@ -243,6 +270,7 @@ void Level<T>::forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int 
   const Tiling tl(fs, tile_rows);
   ensure_workspaces(threads, false);
   const T* pe = positional(fs.height, fs.width);
+  const T* qc = position_cache(fs.height, fs.width, pe, threads);
   const int64_t C = dims_.C;
 #pragma omp parallel num_threads(threads)
   {
@@ -257,9 +285,9 @@ void Level<T>::forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int 
       std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
       for (int64_t k = 0; k < cfg_.blocks; ++k) {
         const BlockParams<T> bp = block(k);
-        block_pos_forward(dims_, bp, tile.tp(), pe + tile.p0 * cfg_.pos_dim, w.q.data());
-        block_forward(dims_, bp, R, tile.tp(), cur, w.q.data(), w.h.data(), w.s.data(), w.u.data(), w.a.data(),
-                      w.up.data(), next, w.ld.data());
+        const T* q = tile_q(qc, k, tl.HW, bp, tile.p0, tile.tp(), pe, w.q.data());
+        block_forward(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.s.data(), w.u.data(), w.a.data(), w.up.data(),
+                      next, w.ld.data());
         std::swap(cur, next);
       }
       scatter(tile, tl.HW, C, cur, z);
@@ -274,6 +302,7 @@ void Level<T>::inverse(const FeatureShape& fs, const T* z, T* x, int threads) {
   const Tiling tl(fs, tile_rows);
   ensure_workspaces(threads, false);
   const T* pe = positional(fs.height, fs.width);
+  const T* qc = position_cache(fs.height, fs.width, pe, threads);
   const int64_t C = dims_.C;
 #pragma omp parallel num_threads(threads)
   {
@@ -287,8 +316,8 @@ void Level<T>::inverse(const FeatureShape& fs, const T* z, T* x, int threads) {
       gather(tile, tl.HW, C, z, cur);
       for (int64_t k = cfg_.blocks - 1; k >= 0; --k) {
         const BlockParams<T> bp = block(k);
-        block_pos_forward(dims_, bp, tile.tp(), pe + tile.p0 * cfg_.pos_dim, w.q.data());
-        block_inverse(dims_, bp, R, tile.tp(), cur, w.q.data(), w.h.data(), w.a.data(), w.up.data(), next);
+        const T* q = tile_q(qc, k, tl.HW, bp, tile.p0, tile.tp(), pe, w.q.data());
+        block_inverse(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.a.data(), w.up.data(), next);
         std::swap(cur, next);
       }
       scatter(tile, tl.HW, C, cur, x);
@@ -304,6 +333,7 @@ void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_cl
   const Tiling tl(fs, tile_rows);
   ensure_workspaces(threads, false);
   const T* pe = positional(fs.height, fs.width);
+  const T* qc = position_cache(fs.height, fs.width, pe, threads);
   const int64_t C = dims_.C, Y = cfg_.classes, HW = tl.HW;
   logp_all_.resize(fs.vectors() * Y);
   const MixtureParams<T> mp{C, Y, cfg_.centres, centres_.data(), cnorm_.data(), logpi_.data(), logpi_intra_.data()};
@@ -320,9 +350,9 @@ void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_cl
       std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
       for (int64_t k = 0; k < cfg_.blocks; ++k) {
         const BlockParams<T> bp = block(k);
-        block_pos_forward(dims_, bp, tile.tp(), pe + tile.p0 * cfg_.pos_dim, w.q.data());
-        block_forward(dims_, bp, R, tile.tp(), cur, w.q.data(), w.h.data(), w.s.data(), w.u.data(), w.a.data(),
-                      w.up.data(), next, w.ld.data());
+        const T* q = tile_q(qc, k, HW, bp, tile.p0, tile.tp(), pe, w.q.data());
+        block_forward(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.s.data(), w.u.data(), w.a.data(), w.up.data(),
+                      next, w.ld.data());
         std::swap(cur, next);
       }
       mixture_distances(mp, R, cur, w.zn.data(), w.D.data());
@@ -413,7 +443,7 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
         block_backward(d, bp, R, tp, pe_t, w.acts.data() + k * rows * C, w.h.data() + k * rows * d.hid,
                        w.s.data() + k * rows * d.C2, w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(),
                        w.dh.data(), w.dqsum.data(), w.du.data(), BlockGrads<T>{gw1, gb1, gw2, gb2, gg, goff},
-                       dnext);
+                       k > 0 || dx ? dnext : nullptr);
         std::swap(dcur, dnext);
       }
       if (dx) scatter(tile, HW, C, dcur, dx);
@@ -474,6 +504,7 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
 template <typename T>
 void Level<T>::adam_step(double lr, int threads) {
   ++steps_;
+  ++version_;
   const AdamGroup groups[] = {{0, flow_end_, 1.0, 1e-4}, {flow_end_, centres_end_, 3.0, 0.0},
                               {centres_end_, num_params(), 1.0, 0.0}};
   for (const AdamGroup& g : groups)

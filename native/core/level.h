@@ -68,17 +68,27 @@ class Level {
   const LevelConfig& config() const { return cfg_; }
   const std::vector<TensorSpec>& tensors() const { return specs_; }
   const TensorSpec* find(const std::string& name) const;
-  T* data(const TensorSpec& s) { return (s.group == kGroupFixed ? rot_.data() : params_.data()) + s.offset; }
+  // Mutable access to parameters invalidates what was derived from them.
+  T* data(const TensorSpec& s) {
+    ++version_;
+    return (s.group == kGroupFixed ? rot_.data() : params_.data()) + s.offset;
+  }
   T* grad(const TensorSpec& s) { return grads_.data() + s.offset; }
   T* adam_m(const TensorSpec& s) { return m_.data() + s.offset; }
   T* adam_v(const TensorSpec& s) { return v_.data() + s.offset; }
   int64_t adam_steps() const { return steps_; }
   void set_adam_steps(int64_t s) { steps_ = s; }
   int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
-  std::vector<T>& params() { return params_; }
+  std::vector<T>& params() {
+    ++version_;
+    return params_;
+  }
   std::vector<T>& grads() { return grads_; }
 
   int64_t tile_rows = 256;
+  // Inference keeps the positional half of every first Linear layer, W1b p + b1 for every position,
+  // while the parameters do not change, if it fits in this many bytes.
+  int64_t position_cache_bytes = int64_t{64} << 20;
 
   void forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int threads);
   void inverse(const FeatureShape& fs, const T* z, T* x, int threads);
@@ -99,7 +109,10 @@ class Level {
   const T* positional(int64_t H, int64_t W);
   BlockParams<T> block(int64_t k) const;
   void ensure_workspaces(int threads, bool train);
-  void finish_gradients(int threads);
+  const T* position_cache(int64_t H, int64_t W, const T* pe, int threads);
+  // q for block k and tile positions [p0, ...): the cached rows, or computed into the workspace.
+  const T* tile_q(const T* cache, int64_t k, int64_t HW, const BlockParams<T>& bp, int64_t p0, int64_t tp, const T* pe,
+                  T* scratch) const;
 
   LevelConfig cfg_;
   BlockDims dims_;
@@ -115,6 +128,10 @@ class Level {
   std::map<std::pair<int64_t, int64_t>, std::vector<T>> pe_cache_;
   std::vector<std::unique_ptr<Workspace<T>>> ws_;
   std::vector<T> logp_all_;
+  uint64_t version_ = 0;
+  std::vector<T> qcache_;
+  int64_t qcache_h_ = -1, qcache_w_ = -1;
+  uint64_t qcache_version_ = 0;
 };
 
 }  // namespace hgad
