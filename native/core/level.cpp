@@ -10,46 +10,12 @@
 #include "elementwise.h"
 #include "posenc.h"
 #include "rng.h"
+#include "tiling.h"
 #include "workspace.h"
 
 namespace hgad {
 
 namespace {
-
-// A tile is images [b0, b1) x positions [p0, p1), stored image-major.
-struct Tile {
-  int64_t b0, b1, p0, p1;
-  int64_t tp() const { return p1 - p0; }
-  int64_t rows() const { return (b1 - b0) * (p1 - p0); }
-  int64_t global_row(int64_t r, int64_t HW) const { return (b0 + r / tp()) * HW + p0 + r % tp(); }
-};
-
-struct Tiling {
-  int64_t B, HW, nb, tp, chunks, count;
-  Tiling(const FeatureShape& fs, int64_t target_rows) : B(fs.batch), HW(fs.positions()) {
-    nb = std::min(B, std::max<int64_t>(1, target_rows));
-    tp = std::min(HW, std::max<int64_t>(1, target_rows / nb));
-    chunks = (HW + tp - 1) / tp;
-    count = ((B + nb - 1) / nb) * chunks;
-  }
-  int64_t max_rows() const { return nb * tp; }
-  Tile tile(int64_t t) const {
-    const int64_t g = t / chunks, c = t % chunks;
-    return {g * nb, std::min(B, g * nb + nb), c * tp, std::min(HW, c * tp + tp)};
-  }
-};
-
-template <typename T>
-void gather(const Tile& t, int64_t HW, int64_t C, const T* src, T* dst) {
-  for (int64_t b = t.b0; b < t.b1; ++b)
-    std::memcpy(dst + (b - t.b0) * t.tp() * C, src + (b * HW + t.p0) * C, sizeof(T) * t.tp() * C);
-}
-
-template <typename T>
-void scatter(const Tile& t, int64_t HW, int64_t C, const T* src, T* dst) {
-  for (int64_t b = t.b0; b < t.b1; ++b)
-    std::memcpy(dst + (b * HW + t.p0) * C, src + (b - t.b0) * t.tp() * C, sizeof(T) * t.tp() * C);
-}
 
 template <typename T>
 void log_softmax(const T* x, int64_t n, T* out) {
@@ -265,104 +231,78 @@ void Level<T>::ensure_workspaces(int threads, bool train) {
 }
 
 template <typename T>
-void Level<T>::forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int threads) {
+const T* Level<T>::begin_inference(const FeatureShape& fs, int threads) {
   prepare();
-  const Tiling tl(fs, tile_rows);
   ensure_workspaces(threads, false);
   const T* pe = positional(fs.height, fs.width);
-  const T* qc = position_cache(fs.height, fs.width, pe, threads);
-  const int64_t C = dims_.C;
-#pragma omp parallel num_threads(threads)
-  {
-    Workspace<T>& w = *ws_[omp_get_thread_num()];
-    const int nt = omp_get_num_threads();
-    for (int64_t t = omp_get_thread_num(); t < tl.count; t += nt) {
-      const Tile tile = tl.tile(t);
-      const int64_t R = tile.rows();
-      T* cur = w.acts.data();
-      T* next = cur + w.rows * C;
-      gather(tile, tl.HW, C, x, cur);
-      std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
-      for (int64_t k = 0; k < cfg_.blocks; ++k) {
-        const BlockParams<T> bp = block(k);
-        const T* q = tile_q(qc, k, tl.HW, bp, tile.p0, tile.tp(), pe, w.q.data());
-        block_forward(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.s.data(), w.u.data(), w.a.data(), w.up.data(),
-                      next, w.ld.data());
-        std::swap(cur, next);
-      }
-      scatter(tile, tl.HW, C, cur, z);
-      scatter(tile, tl.HW, 1, w.ld.data(), logdet);
-    }
+  qcache_active_ = position_cache(fs.height, fs.width, pe, threads);
+  return pe;
+}
+
+template <typename T>
+T* Level<T>::flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const T* pe) const {
+  const int64_t R = tile.rows(), C = dims_.C;
+  T* cur = w.acts.data();
+  T* next = cur + w.rows * C;
+  gather(tile, HW, C, x, cur);
+  std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
+  for (int64_t k = 0; k < cfg_.blocks; ++k) {
+    const BlockParams<T> bp = block(k);
+    const T* q = tile_q(qcache_active_, k, HW, bp, tile.p0, tile.tp(), pe, w.q.data());
+    block_forward(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.s.data(), w.u.data(), w.a.data(), w.up.data(), next,
+                  w.ld.data());
+    std::swap(cur, next);
   }
+  return cur;
+}
+
+template <typename T>
+void Level<T>::forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int threads) {
+  const T* pe = begin_inference(fs, threads);
+  const Tiling tl(fs, tile_rows);
+  for_each_tile(ws_, tl, threads, [&](int, Workspace<T>& w, const Tile& tile) {
+    scatter(tile, tl.HW, dims_.C, flow_tile(w, tile, tl.HW, x, pe), z);
+    scatter(tile, tl.HW, 1, w.ld.data(), logdet);
+  });
 }
 
 template <typename T>
 void Level<T>::inverse(const FeatureShape& fs, const T* z, T* x, int threads) {
-  prepare();
+  const T* pe = begin_inference(fs, threads);
   const Tiling tl(fs, tile_rows);
-  ensure_workspaces(threads, false);
-  const T* pe = positional(fs.height, fs.width);
-  const T* qc = position_cache(fs.height, fs.width, pe, threads);
   const int64_t C = dims_.C;
-#pragma omp parallel num_threads(threads)
-  {
-    Workspace<T>& w = *ws_[omp_get_thread_num()];
-    const int nt = omp_get_num_threads();
-    for (int64_t t = omp_get_thread_num(); t < tl.count; t += nt) {
-      const Tile tile = tl.tile(t);
-      const int64_t R = tile.rows();
-      T* cur = w.acts.data();
-      T* next = cur + w.rows * C;
-      gather(tile, tl.HW, C, z, cur);
-      for (int64_t k = cfg_.blocks - 1; k >= 0; --k) {
-        const BlockParams<T> bp = block(k);
-        const T* q = tile_q(qc, k, tl.HW, bp, tile.p0, tile.tp(), pe, w.q.data());
-        block_inverse(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.a.data(), w.up.data(), next);
-        std::swap(cur, next);
-      }
-      scatter(tile, tl.HW, C, cur, x);
+  for_each_tile(ws_, tl, threads, [&](int, Workspace<T>& w, const Tile& tile) {
+    T* cur = w.acts.data();
+    T* next = cur + w.rows * C;
+    gather(tile, tl.HW, C, z, cur);
+    for (int64_t k = cfg_.blocks - 1; k >= 0; --k) {
+      const BlockParams<T> bp = block(k);
+      const T* q = tile_q(qcache_active_, k, tl.HW, bp, tile.p0, tile.tp(), pe, w.q.data());
+      block_inverse(dims_, bp, tile.rows(), tile.tp(), cur, q, w.h.data(), w.a.data(), w.up.data(), next);
+      std::swap(cur, next);
     }
-  }
+    scatter(tile, tl.HW, C, cur, x);
+  });
 }
 
 template <typename T>
 void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
                      T* class_logits, int32_t* class_out, int threads) {
   if (image_class) check_classes(image_class, fs.batch, cfg_.classes, "classIndex");
-  prepare();
+  const T* pe = begin_inference(fs, threads);
   const Tiling tl(fs, tile_rows);
-  ensure_workspaces(threads, false);
-  const T* pe = positional(fs.height, fs.width);
-  const T* qc = position_cache(fs.height, fs.width, pe, threads);
-  const int64_t C = dims_.C, Y = cfg_.classes, HW = tl.HW;
+  const int64_t C = dims_.C, Y = cfg_.classes, M = cfg_.centres, HW = tl.HW;
   logp_all_.resize(fs.vectors() * Y);
-  const MixtureParams<T> mp{C, Y, cfg_.centres, centres_.data(), cnorm_.data(), logpi_.data(), logpi_intra_.data()};
-#pragma omp parallel num_threads(threads)
-  {
-    Workspace<T>& w = *ws_[omp_get_thread_num()];
-    const int nt = omp_get_num_threads();
-    for (int64_t t = omp_get_thread_num(); t < tl.count; t += nt) {
-      const Tile tile = tl.tile(t);
-      const int64_t R = tile.rows();
-      T* cur = w.acts.data();
-      T* next = cur + w.rows * C;
-      gather(tile, HW, C, x, cur);
-      std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
-      for (int64_t k = 0; k < cfg_.blocks; ++k) {
-        const BlockParams<T> bp = block(k);
-        const T* q = tile_q(qc, k, HW, bp, tile.p0, tile.tp(), pe, w.q.data());
-        block_forward(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.s.data(), w.u.data(), w.a.data(), w.up.data(),
-                      next, w.ld.data());
-        std::swap(cur, next);
-      }
-      mixture_distances(mp, R, cur, w.zn.data(), w.D.data());
-      for (int64_t r = 0; r < R; ++r) {
-        const int64_t g = tile.global_row(r, HW);
-        mixture_score_rows(mp, 1, w.D.data() + r * Y * cfg_.centres, w.ld.data() + r, class_logits + g * Y,
-                           neg_entropy + g, logp_all_.data() + g * Y, w.rowbuf.data());
-      }
+  const MixtureParams<T> mp{C, Y, M, centres_.data(), cnorm_.data(), logpi_.data(), logpi_intra_.data()};
+  for_each_tile(ws_, tl, threads, [&](int, Workspace<T>& w, const Tile& tile) {
+    const T* z = flow_tile(w, tile, HW, x, pe);
+    mixture_distances(mp, tile.rows(), z, w.zn.data(), w.D.data());
+    for (int64_t r = 0; r < tile.rows(); ++r) {
+      const int64_t g = tile.global_row(r, HW);
+      mixture_score_rows(mp, 1, w.D.data() + r * Y * M, w.ld.data() + r, class_logits + g * Y, neg_entropy + g,
+                         logp_all_.data() + g * Y, w.rowbuf.data());
     }
-  }
+  });
   for (int64_t b = 0; b < fs.batch; ++b) {
     int32_t cls;
     if (image_class) {

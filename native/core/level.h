@@ -56,6 +56,7 @@ struct InputError {
 
 template <typename T>
 struct Workspace;
+struct Tile;
 
 template <typename T>
 class Level {
@@ -110,6 +111,11 @@ class Level {
   BlockParams<T> block(int64_t k) const;
   void ensure_workspaces(int threads, bool train);
   const T* position_cache(int64_t H, int64_t W, const T* pe, int threads);
+  // Common start of forward, inverse and score: derived parameters, workspaces, positional encoding
+  // (returned) and the position cache (qcache_active_, null when it does not fit).
+  const T* begin_inference(const FeatureShape& fs, int threads);
+  // Gathers one tile of x and runs the K blocks forward; returns the latent rows, log-dets in w.ld.
+  T* flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const T* pe) const;
   // q for block k and tile positions [p0, ...): the cached rows, or computed into the workspace.
   const T* tile_q(const T* cache, int64_t k, int64_t HW, const BlockParams<T>& bp, int64_t p0, int64_t tp, const T* pe,
                   T* scratch) const;
@@ -132,6 +138,7 @@ class Level {
   std::vector<T> qcache_;
   int64_t qcache_h_ = -1, qcache_w_ = -1;
   uint64_t qcache_version_ = 0;
+  const T* qcache_active_ = nullptr;
 };
 
 }  // namespace hgad
