@@ -243,7 +243,8 @@ export class HgadModel {
   }
 
   private run<T>(job: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(job, job).catch((e: unknown) => {
+    // The queue itself never rejects (see below), so each job starts once the previous one settled.
+    const next = this.queue.then(job).catch((e: unknown) => {
       throw fromNative(e);
     });
     this.queue = next.catch(() => undefined);

@@ -191,6 +191,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     hgad::Level<float>& lv = model_->level(l);
     hgad::FeatureShape fs{to_int(info[2], "batch", 1, 1 << 24), to_int(info[3], "height", 1, 1 << 16),
                           to_int(info[4], "width", 1, 1 << 16)};
+    if (fs.vectors() > (int64_t{1} << 40) / lv.config().channels)
+      throw Napi::RangeError::New(info.Env(), "Expected batch * height * width * channels below 2^40");
     return {&lv, fs, lv.config().channels};
   }
 
