@@ -196,13 +196,18 @@ const T* Level<T>::position_cache(int64_t H, int64_t W, const T* pe, int threads
   if (static_cast<int64_t>(sizeof(T)) * K * HW * hid > position_cache_bytes) return nullptr;
   if (qcache_h_ == H && qcache_w_ == W && qcache_version_ == version_) return qcache_.data();
   qcache_.resize(K * HW * hid);
+  qcache_h_ = -1;
   const int64_t chunk = 256, chunks = (HW + chunk - 1) / chunk;
+  RegionErrors errors;
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
   for (int64_t k = 0; k < K; ++k)
     for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t p0 = c * chunk, rows = std::min(chunk, HW - p0);
-      block_pos_forward(dims_, block(k), rows, pe + p0 * cfg_.pos_dim, qcache_.data() + (k * HW + p0) * hid);
+      errors.run([&] {
+        const int64_t p0 = c * chunk, rows = std::min(chunk, HW - p0);
+        block_pos_forward(dims_, block(k), rows, pe + p0 * cfg_.pos_dim, qcache_.data() + (k * HW + p0) * hid);
+      });
     }
+  errors.rethrow();
   qcache_h_ = H;
   qcache_w_ = W;
   qcache_version_ = version_;
@@ -323,6 +328,51 @@ void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_cl
 }
 
 template <typename T>
+void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels,
+                          const T* pe, const T* weights, T scale, T* gp, T* dx) const {
+  const BlockDims& d = dims_;
+  const int64_t C = d.C, K = cfg_.blocks, R = tile.rows(), tp = tile.tp(), rows = w.rows;
+  const MixtureParams<T> mp{C, cfg_.classes, cfg_.centres, centres_.data(), cnorm_.data(), logpi_.data(),
+                            logpi_intra_.data()};
+  const MixtureGrads<T> mg{w.gz_full.data(), w.gz_det.data(), w.col_full.data(), w.col_det.data(),
+                           w.dlogpi.data(), w.dlogpi_intra.data(), w.loss};
+  const T* pe_t = pe + tile.p0 * cfg_.pos_dim;
+  auto act = [&](int64_t k) { return w.acts.data() + k * rows * C; };
+  gather(tile, HW, C, x, act(0));
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t g = tile.global_row(r, HW);
+    w.label[r] = labels.per_vector ? labels.data[g] : labels.data[g / HW];
+  }
+  std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
+  for (int64_t k = 0; k < K; ++k) {
+    const BlockParams<T> bp = block(k);
+    block_pos_forward(d, bp, tp, pe_t, w.q.data());
+    block_forward(d, bp, R, tp, act(k), w.q.data(), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
+                  w.u.data() + k * rows * C, w.a.data(), w.up.data(), act(k + 1), w.ld.data());
+  }
+  mixture_distances(mp, R, act(K), w.zn.data(), w.D.data());
+  mixture_loss_rows(mp, R, w.D.data(), w.ld.data(), w.label.data(), weights, scale, T(0.02), w.A_full.data(),
+                    w.A_det.data(), w.dld.data(), mg, w.rowbuf.data());
+  mixture_backward(mp, R, act(K), w.A_full.data(), w.A_det.data(), w.dcur.data(), mg);
+  T* dcur = w.dcur.data();
+  T* dnext = w.dnext.data();
+  for (int64_t k = K - 1; k >= 0; --k) {
+    T* gw1 = gp + block_offset_[k];
+    T* gb1 = gw1 + d.hid * d.n;
+    T* gw2 = gb1 + d.hid;
+    T* gb2 = gw2 + 2 * d.C2 * d.hid;
+    T* gg = gb2 + 2 * d.C2;
+    T* goff = gg + C;
+    // The first block's input gradient is only computed when the caller asks for it.
+    block_backward(d, block(k), R, tp, pe_t, act(k), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
+                   w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(), w.dqsum.data(),
+                   w.du.data(), BlockGrads<T>{gw1, gb1, gw2, gb2, gg, goff}, k > 0 || dx ? dnext : nullptr);
+    std::swap(dcur, dnext);
+  }
+  if (dx) scatter(tile, HW, C, dcur, dx);
+}
+
+template <typename T>
 Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,
                            int threads) {
   check_classes(labels.data, labels.per_vector ? fs.vectors() : fs.batch, cfg_.classes, "labels");
@@ -331,67 +381,23 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
   ensure_workspaces(threads, true);
   const T* pe = positional(fs.height, fs.width);
   const BlockDims& d = dims_;
-  const int64_t C = d.C, K = cfg_.blocks, Y = cfg_.classes, M = cfg_.centres, J = Y * M, HW = tl.HW;
+  const int64_t C = d.C, K = cfg_.blocks, Y = cfg_.classes, M = cfg_.centres, J = Y * M;
   const T scale = T(1) / static_cast<T>(fs.vectors());
-  const MixtureParams<T> mp{C, Y, M, centres_.data(), cnorm_.data(), logpi_.data(), logpi_intra_.data()};
-  int used_threads = 1;
-#pragma omp parallel num_threads(threads)
-  {
-    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp single
-    used_threads = nt;
-    Workspace<T>& w = *ws_[tid];
-    T* gp = tid == 0 ? grads_.data() : w.gparams.data();
+  // Thread t accumulates into its own buffers (thread 0 straight into grads_), zeroed here.
+  for (int t = 0; t < threads; ++t) {
+    Workspace<T>& w = *ws_[t];
+    T* gp = t == 0 ? grads_.data() : w.gparams.data();
     std::fill(gp, gp + num_params(), T(0));
     for (auto* v : {&w.gz_full, &w.gz_det, &w.col_full, &w.col_det, &w.dlogpi, &w.dlogpi_intra})
       std::fill(v->begin(), v->end(), T(0));
     std::fill(w.loss, w.loss + kNumTerms, 0.0);
-    const MixtureGrads<T> mg{w.gz_full.data(), w.gz_det.data(), w.col_full.data(), w.col_det.data(),
-                             w.dlogpi.data(), w.dlogpi_intra.data(), w.loss};
-    for (int64_t t = tid; t < tl.count; t += nt) {
-      const Tile tile = tl.tile(t);
-      const int64_t R = tile.rows(), tp = tile.tp(), rows = w.rows;
-      const T* pe_t = pe + tile.p0 * cfg_.pos_dim;
-      gather(tile, HW, C, x, w.acts.data());
-      for (int64_t r = 0; r < R; ++r) {
-        const int64_t g = tile.global_row(r, HW);
-        w.label[r] = labels.per_vector ? labels.data[g] : labels.data[g / HW];
-      }
-      std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
-      for (int64_t k = 0; k < K; ++k) {
-        const BlockParams<T> bp = block(k);
-        block_pos_forward(d, bp, tp, pe_t, w.q.data());
-        block_forward(d, bp, R, tp, w.acts.data() + k * rows * C, w.q.data(), w.h.data() + k * rows * d.hid,
-                      w.s.data() + k * rows * d.C2, w.u.data() + k * rows * C, w.a.data(), w.up.data(),
-                      w.acts.data() + (k + 1) * rows * C, w.ld.data());
-      }
-      const T* z = w.acts.data() + K * rows * C;
-      mixture_distances(mp, R, z, w.zn.data(), w.D.data());
-      mixture_loss_rows(mp, R, w.D.data(), w.ld.data(), w.label.data(), weights, scale, T(0.02), w.A_full.data(),
-                        w.A_det.data(), w.dld.data(), mg, w.rowbuf.data());
-      mixture_backward(mp, R, z, w.A_full.data(), w.A_det.data(), w.dcur.data(), mg);
-      T* dcur = w.dcur.data();
-      T* dnext = w.dnext.data();
-      for (int64_t k = K - 1; k >= 0; --k) {
-        const BlockParams<T> bp = block(k);
-        T* gw1 = gp + block_offset_[k];
-        T* gb1 = gw1 + d.hid * d.n;
-        T* gw2 = gb1 + d.hid;
-        T* gb2 = gw2 + 2 * d.C2 * d.hid;
-        T* gg = gb2 + 2 * d.C2;
-        T* goff = gg + C;
-        block_backward(d, bp, R, tp, pe_t, w.acts.data() + k * rows * C, w.h.data() + k * rows * d.hid,
-                       w.s.data() + k * rows * d.C2, w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(),
-                       w.dh.data(), w.dqsum.data(), w.du.data(), BlockGrads<T>{gw1, gb1, gw2, gb2, gg, goff},
-                       k > 0 || dx ? dnext : nullptr);
-        std::swap(dcur, dnext);
-      }
-      if (dx) scatter(tile, HW, C, dcur, dx);
-    }
   }
+  for_each_tile(ws_, tl, threads, [&](int tid, Workspace<T>& w, const Tile& tile) {
+    train_tile(w, tile, tl.HW, x, labels, pe, weights, scale, tid == 0 ? grads_.data() : w.gparams.data(), dx);
+  });
   // Fixed-order reduction of the other threads' accumulators into thread 0's.
   Workspace<T>& w0 = *ws_[0];
-  for (int t = 1; t < used_threads; ++t) {
+  for (int t = 1; t < threads; ++t) {
     Workspace<T>& wt = *ws_[t];
     const T* src = wt.gparams.data();
     T* dst = grads_.data();

@@ -116,6 +116,10 @@ class Level {
   const T* begin_inference(const FeatureShape& fs, int threads);
   // Gathers one tile of x and runs the K blocks forward; returns the latent rows, log-dets in w.ld.
   T* flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const T* pe) const;
+  // Forward, loss and backward of one tile; parameter gradients accumulate into gp, the mixture's
+  // into the workspace.
+  void train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels, const T* pe,
+                  const T* weights, T scale, T* gp, T* dx) const;
   // q for block k and tile positions [p0, ...): the cached rows, or computed into the workspace.
   const T* tile_q(const T* cache, int64_t k, int64_t HW, const BlockParams<T>& bp, int64_t p0, int64_t tp, const T* pe,
                   T* scratch) const;

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "level.h"
@@ -49,14 +51,40 @@ void scatter(const Tile& t, int64_t HW, int64_t C, const T* src, T* dst) {
     std::memcpy(dst + (b * HW + t.p0) * C, src + (b - t.b0) * t.tp() * C, sizeof(T) * t.tp() * C);
 }
 
-// fn(thread id, workspace, tile) for every tile, in parallel. fn must not throw.
+// An exception must not leave an OpenMP region (the runtime would terminate the process): the first
+// one is kept and rethrown by the caller after the region.
+class RegionErrors {
+ public:
+  template <typename F>
+  void run(F&& fn) noexcept {
+    try {
+      fn();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!first_) first_ = std::current_exception();
+    }
+  }
+  void rethrow() const {
+    if (first_) std::rethrow_exception(first_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::exception_ptr first_;
+};
+
+// fn(thread id, workspace, tile) for every tile, in parallel.
 template <typename W, typename F>
 void for_each_tile(std::vector<std::unique_ptr<W>>& ws, const Tiling& tl, int threads, F fn) {
+  RegionErrors errors;
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    for (int64_t t = tid; t < tl.count; t += nt) fn(tid, *ws[tid], tl.tile(t));
+    errors.run([&] {
+      for (int64_t t = tid; t < tl.count; t += nt) fn(tid, *ws[tid], tl.tile(t));
+    });
   }
+  errors.rethrow();
 }
 
 }  // namespace hgad
