@@ -35,6 +35,24 @@ void log_softmax_backward(const T* logp, const T* dout, int64_t n, T* dx) {
   for (int64_t i = 0; i < n; ++i) dx[i] = dout[i] - std::exp(logp[i]) * total;
 }
 
+// Where the tensors of one block sit in a flat buffer (parameters, gradients), in spec order.
+template <typename P>
+struct BlockSlots {
+  P w1, b1, w2, b2, gamma, offset;
+};
+
+template <typename P>
+BlockSlots<P> block_slots(const BlockDims& d, P base) {
+  BlockSlots<P> s;
+  s.w1 = base;
+  s.b1 = s.w1 + d.hid * d.n;
+  s.w2 = s.b1 + d.hid;
+  s.b2 = s.w2 + 2 * d.C2 * d.hid;
+  s.gamma = s.b2 + 2 * d.C2;
+  s.offset = s.gamma + d.C;
+  return s;
+}
+
 }  // namespace
 
 template <typename T>
@@ -95,18 +113,14 @@ void Level<T>::init(uint64_t seed) {
   const BlockDims& d = dims_;
   for (int64_t k = 0; k < cfg_.blocks; ++k) {
     // torch.nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in).
-    T* w1 = params_.data() + block_offset_[k];
-    T* b1 = w1 + d.hid * d.n;
-    T* w2 = b1 + d.hid;
-    T* b2 = w2 + 2 * d.C2 * d.hid;
-    T* gamma = b2 + 2 * d.C2;
+    const BlockSlots<T*> b = block_slots(d, params_.data() + block_offset_[k]);
     const double bound1 = 1.0 / std::sqrt(static_cast<double>(d.n));
     const double bound2 = 1.0 / std::sqrt(static_cast<double>(d.hid));
-    for (int64_t i = 0; i < d.hid * d.n; ++i) w1[i] = static_cast<T>(rng.uniform(-bound1, bound1));
-    for (int64_t i = 0; i < d.hid; ++i) b1[i] = static_cast<T>(rng.uniform(-bound1, bound1));
-    for (int64_t i = 0; i < 2 * d.C2 * d.hid; ++i) w2[i] = static_cast<T>(rng.uniform(-bound2, bound2));
-    for (int64_t i = 0; i < 2 * d.C2; ++i) b2[i] = static_cast<T>(rng.uniform(-bound2, bound2));
-    for (int64_t i = 0; i < C; ++i) gamma[i] = global_scale_identity<T>();
+    for (int64_t i = 0; i < d.hid * d.n; ++i) b.w1[i] = static_cast<T>(rng.uniform(-bound1, bound1));
+    for (int64_t i = 0; i < d.hid; ++i) b.b1[i] = static_cast<T>(rng.uniform(-bound1, bound1));
+    for (int64_t i = 0; i < 2 * d.C2 * d.hid; ++i) b.w2[i] = static_cast<T>(rng.uniform(-bound2, bound2));
+    for (int64_t i = 0; i < 2 * d.C2; ++i) b.b2[i] = static_cast<T>(rng.uniform(-bound2, bound2));
+    for (int64_t i = 0; i < C; ++i) b.gamma[i] = global_scale_identity<T>();
     const std::vector<double> r = random_rotation(rng, C);
     T* rot = rot_.data() + k * C * C;
     for (int64_t i = 0; i < C * C; ++i) rot[i] = static_cast<T>(r[i]);
@@ -133,12 +147,8 @@ void Level<T>::phase_weights(int phase, T* w) {
 template <typename T>
 BlockParams<T> Level<T>::block(int64_t k) const {
   const BlockDims& d = dims_;
-  const T* w1 = params_.data() + block_offset_[k];
-  const T* b1 = w1 + d.hid * d.n;
-  const T* w2 = b1 + d.hid;
-  const T* b2 = w2 + 2 * d.C2 * d.hid;
-  const T* offset = b2 + 2 * d.C2 + d.C;
-  return {w1, b1, w2, b2, offset, rot_.data() + k * d.C * d.C, g_.data() + k * d.C, logdet_g_[k],
+  const BlockSlots<const T*> b = block_slots(d, params_.data() + block_offset_[k]);
+  return {b.w1, b.b1, b.w2, b.b2, b.offset, rot_.data() + k * d.C * d.C, g_.data() + k * d.C, logdet_g_[k],
           static_cast<T>(cfg_.clamp)};
 }
 
@@ -149,7 +159,7 @@ void Level<T>::prepare() {
   g_.resize(K * C);
   logdet_g_.resize(K);
   for (int64_t k = 0; k < K; ++k) {
-    const T* gamma = params_.data() + block_offset_[k] + d.hid * d.n + d.hid + 2 * d.C2 * d.hid + 2 * d.C2;
+    const T* gamma = block_slots(d, params_.data() + block_offset_[k]).gamma;
     T sum = 0;
     for (int64_t c = 0; c < C; ++c) {
       g_[k * C + c] = global_scale(gamma[c]);
@@ -357,16 +367,13 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
   T* dcur = w.dcur.data();
   T* dnext = w.dnext.data();
   for (int64_t k = K - 1; k >= 0; --k) {
-    T* gw1 = gp + block_offset_[k];
-    T* gb1 = gw1 + d.hid * d.n;
-    T* gw2 = gb1 + d.hid;
-    T* gb2 = gw2 + 2 * d.C2 * d.hid;
-    T* gg = gb2 + 2 * d.C2;
-    T* goff = gg + C;
+    // The gamma slot collects dL/dg; gradients() maps it to dL/dgamma once per step.
+    const BlockSlots<T*> g = block_slots(d, gp + block_offset_[k]);
     // The first block's input gradient is only computed when the caller asks for it.
     block_backward(d, block(k), R, tp, pe_t, act(k), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
                    w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(), w.dqsum.data(),
-                   w.du.data(), BlockGrads<T>{gw1, gb1, gw2, gb2, gg, goff}, k > 0 || dx ? dnext : nullptr);
+                   w.du.data(), BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset},
+                   k > 0 || dx ? dnext : nullptr);
     std::swap(dcur, dnext);
   }
   if (dx) scatter(tile, HW, C, dcur, dx);
@@ -416,8 +423,9 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
   }
   // The gamma slots hold dL/dg; chain through g = 0.2 ln(1 + exp(gamma / 2)).
   for (int64_t k = 0; k < K; ++k) {
-    const int64_t off = block_offset_[k] + d.hid * d.n + d.hid + 2 * d.C2 * d.hid + 2 * d.C2;
-    for (int64_t c = 0; c < C; ++c) grads_[off + c] *= global_scale_grad(params_[off + c]);
+    T* dgamma = block_slots(d, grads_.data() + block_offset_[k]).gamma;
+    const T* gamma = block_slots(d, params_.data() + block_offset_[k]).gamma;
+    for (int64_t c = 0; c < C; ++c) dgamma[c] *= global_scale_grad(gamma[c]);
   }
   // Centre gradients: dL/dc_j = 2 (col_j c_j - sum_i A_ij z_i); mu gets the non-detached part of all of
   // its M centres, delta_{y,m} both parts.
