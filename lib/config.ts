@@ -1,7 +1,9 @@
 // Model configuration: defaults of the authors' release (HGAD.md) and up-front validation that names
 // the bad setting.
+import * as os from 'node:os';
+
 import { HgadArgumentError } from './errors';
-import { isInteger, checkInteger } from './validate';
+import { checkInteger } from './validate';
 
 export interface LevelSpec {
   /** Feature channels of this level (C). */
@@ -47,8 +49,6 @@ export const DEFAULTS = {
 } as const;
 
 export function defaultThreads(): number {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const os = require('node:os') as typeof import('node:os');
   return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
 }
 
@@ -113,4 +113,3 @@ export function storedConfig(c: ResolvedConfig): Omit<ResolvedConfig, 'threads'>
   return rest;
 }
 
-export { isInteger };

@@ -2,7 +2,7 @@
 // off the JS thread, one operation at a time per model.
 import { resolveConfig, storedConfig, HgadConfig, ResolvedConfig } from './config';
 import { HgadArgumentError, HgadError, HgadNonFiniteError } from './errors';
-import { loadModelFile, saveModelFile, SaveOptions } from './io/model-file';
+import { loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
 import { native, NativeLosses, NativeModel, NativeTensorSpec } from './native';
 import {
   BatchShape, checkBatch, checkInteger, checkShape, FeatureBatch, isFloat32Array, isInt32Array,
@@ -254,7 +254,7 @@ export class HgadModel {
   /** Element count of a parameter or optimizer tensor; anything else is an argument error. */
   private tensorSize(name: unknown): number {
     if (typeof name === 'string') {
-      const param = name.replace(/^optimizer\.levels\.(\d+)\.[mv]\./, 'levels.$1.');
+      const param = parameterOf(name);
       const spec = this.core.tensorSpecs().find((t) => t.name === param);
       if (spec && (param === name || spec.group !== 'fixed')) return spec.shape.reduce((a, b) => a * b, 1);
     }

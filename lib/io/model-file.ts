@@ -16,14 +16,19 @@ export interface SaveOptions {
   optimizer?: boolean;
 }
 
+/** "levels.0.mu" -> "optimizer.levels.0.m.mu" (Adam's first moment) or ".v." (second). */
+export function optimizerName(param: string, moment: 'm' | 'v'): string {
+  return param.replace(/^levels\.(\d+)\./, `optimizer.levels.$1.${moment}.`);
+}
+
+/** The parameter an optimizer tensor belongs to; any other name is returned unchanged. */
+export function parameterOf(name: string): string {
+  return name.replace(/^optimizer\.levels\.(\d+)\.[mv]\./, 'levels.$1.');
+}
+
 function optimizerNames(core: NativeModel): string[] {
-  const names: string[] = [];
-  for (const s of core.tensorSpecs()) {
-    if (s.group === 'fixed') continue;
-    const rest = s.name.slice('levels.'.length);
-    names.push(`optimizer.levels.${rest.replace(/^(\d+)\./, '$1.m.')}`, `optimizer.levels.${rest.replace(/^(\d+)\./, '$1.v.')}`);
-  }
-  return names;
+  return core.tensorSpecs().filter((s) => s.group !== 'fixed')
+    .flatMap((s) => [optimizerName(s.name, 'm'), optimizerName(s.name, 'v')]);
 }
 
 export async function saveModelFile(path: string, options: SaveOptions, config: object, core: NativeModel): Promise<void> {
@@ -39,8 +44,7 @@ export async function saveModelFile(path: string, options: SaveOptions, config: 
   if (withOptimizer) {
     const shapes = new Map(specs.map((s) => [s.name, s.shape]));
     for (const name of optimizerNames(core)) {
-      const param = name.replace(/^optimizer\.levels\.(\d+)\.[mv]\./, 'levels.$1.');
-      tensors.push({ name, dtype: 'F32', shape: shapes.get(param)!, data: core.getTensor(name) });
+      tensors.push({ name, dtype: 'F32', shape: shapes.get(parameterOf(name))!, data: core.getTensor(name) });
     }
     const levels = new Set(specs.map((s) => s.level));
     metadata.optimizer = JSON.stringify({ steps: [...levels].sort((a, b) => a - b).map((l) => core.adamSteps(l)) });
@@ -98,7 +102,7 @@ export async function loadModelFile<M>(
     }
   };
   for (const s of expected) fill(s.name, s.shape);
-  for (const name of optNames) fill(name, shapeOf.get(name.replace(/^optimizer\.levels\.(\d+)\.[mv]\./, 'levels.$1.'))!);
+  for (const name of optNames) fill(name, shapeOf.get(parameterOf(name))!);
   if (hasOptimizer) {
     let steps: unknown;
     try {
