@@ -11,6 +11,7 @@
         "native/core/level.cpp",
         "native/core/mixture.cpp",
         "native/core/model.cpp",
+        "native/core/packed_gemm.cpp",
         "native/core/rng.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -5,6 +5,7 @@
 
 #include "elementwise.h"
 #include "gemm.h"
+#include "packed_gemm.h"
 
 namespace hgad {
 
@@ -129,6 +130,19 @@ HGAD_KERNEL void affine_inverse_impl(const BlockDims& d, const BlockParams<T>& b
   }
 }
 
+// C[M, N] = A[M, K] op(B): through the packed copy of B when the block has one, else a plain GEMM.
+void product(const PackedMatrix* packed, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float* C, int64_t ldc) {
+  if (packed)
+    packed->multiply(M, A, C);
+  else
+    gemm(false, transB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+}
+void product(const PackedMatrix*, bool transB, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda,
+             const double* B, int64_t ldb, double* C, int64_t ldc) {
+  gemm(false, transB, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc);
+}
+
 HGAD_CLONES void add_relu(float* h, const float* q, int64_t R, int64_t tp, int64_t hid) {
   add_relu_impl(h, q, R, tp, hid);
 }
@@ -180,9 +194,9 @@ void block_pos_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t tp,
 template <typename T>
 static void subnet_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v,
                            const T* q, T* h, T* a) {
-  gemm(false, true, R, d.hid, d.C1, T(1), v, d.C, bp.w1, d.n, T(0), h, d.hid);
+  product(bp.packed ? &bp.packed->w1a : nullptr, true, R, d.hid, d.C1, v, d.C, bp.w1, d.n, h, d.hid);
   add_relu(h, q, R, tp, d.hid);
-  gemm(false, true, R, 2 * d.C2, d.hid, T(1), h, d.hid, bp.w2, d.hid, T(0), a, 2 * d.C2);
+  product(bp.packed ? &bp.packed->w2 : nullptr, true, R, 2 * d.C2, d.hid, h, d.hid, bp.w2, d.hid, a, 2 * d.C2);
 }
 
 template <typename T>
@@ -190,7 +204,7 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
                    T* h, T* s, T* u, T* a, T* up, T* w, T* ld) {
   subnet_forward(d, bp, R, tp, v, q, h, a);
   affine_forward_rows(d, bp, R, v, a, s, u, up, ld);
-  gemm(false, true, R, d.C, d.C, T(1), up, d.C, bp.rot, d.C, T(0), w, d.C);
+  product(bp.packed ? &bp.packed->rot : nullptr, true, R, d.C, d.C, up, d.C, bp.rot, d.C, w, d.C);
 }
 
 template <typename T>
@@ -238,7 +252,7 @@ template <typename T>
 void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* w, const T* q,
                    T* h, T* a, T* up, T* v) {
   const int64_t C = d.C, C1 = d.C1;
-  gemm(false, false, R, C, C, T(1), w, C, bp.rot, C, T(0), up, C);
+  product(bp.packed ? &bp.packed->rot_inverse : nullptr, false, R, C, C, w, C, bp.rot, C, up, C);
   for (int64_t r = 0; r < R; ++r) {
     T* upr = up + r * C;
 #pragma omp simd

@@ -9,6 +9,8 @@
 
 namespace hgad {
 
+struct PackedBlock;
+
 struct BlockDims {
   int64_t C, C1, C2, P, n, hid;  // hid = 2n
   BlockDims(int64_t channels, int64_t posDim)
@@ -26,6 +28,7 @@ struct BlockParams {
   const T* g;       // [C] global scale, derived from gamma
   T logdet_g;       // sum ln g
   T clamp;
+  const PackedBlock* packed;  // pre-packed w1a, w2, rot (float inference), or null
 };
 
 template <typename T>

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "checks.h"
 #include "elementwise.h"
@@ -145,11 +146,31 @@ void Level<T>::phase_weights(int phase, T* w) {
 }
 
 template <typename T>
-BlockParams<T> Level<T>::block(int64_t k) const {
+BlockParams<T> Level<T>::block(int64_t k, bool with_packed) const {
   const BlockDims& d = dims_;
   const BlockSlots<const T*> b = block_slots(d, params_.data() + block_offset_[k]);
+  const PackedBlock* packed = with_packed && packed_current_ ? &packed_[k] : nullptr;
   return {b.w1, b.b1, b.w2, b.b2, b.offset, rot_.data() + k * d.C * d.C, g_.data() + k * d.C, logdet_g_[k],
-          static_cast<T>(cfg_.clamp)};
+          static_cast<T>(cfg_.clamp), packed};
+}
+
+template <typename T>
+void Level<T>::pack_weights() {
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed_current_ && packed_version_ == version_) return;
+    packed_current_ = false;
+    packed_.clear();
+    const BlockDims& d = dims_;
+    for (int64_t k = 0; k < cfg_.blocks; ++k) {
+      const BlockSlots<const float*> b = block_slots(d, static_cast<const float*>(params_.data() + block_offset_[k]));
+      const float* rot = rot_.data() + k * d.C * d.C;
+      packed_.push_back({PackedMatrix(d.C1, d.hid, b.w1, 1, d.n, d.C, d.hid),
+                         PackedMatrix(d.hid, 2 * d.C2, b.w2, 1, d.hid, d.hid, 2 * d.C2),
+                         PackedMatrix(d.C, d.C, rot, 1, d.C, d.C, d.C), PackedMatrix(d.C, d.C, rot, d.C, 1, d.C, d.C)});
+    }
+    packed_version_ = version_;
+    packed_current_ = true;
+  }
 }
 
 template <typename T>
@@ -251,6 +272,7 @@ const T* Level<T>::begin_inference(const FeatureShape& fs, int threads) {
   ensure_workspaces(threads, false);
   const T* pe = positional(fs.height, fs.width);
   qcache_active_ = position_cache(fs.height, fs.width, pe, threads);
+  pack_weights();
   return pe;
 }
 
@@ -262,7 +284,7 @@ T* Level<T>::flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x
   gather(tile, HW, C, x, cur);
   std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
   for (int64_t k = 0; k < cfg_.blocks; ++k) {
-    const BlockParams<T> bp = block(k);
+    const BlockParams<T> bp = block(k, true);
     const T* q = tile_q(qcache_active_, k, HW, bp, tile.p0, tile.tp(), pe, w.q.data());
     block_forward(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.s.data(), w.u.data(), w.a.data(), w.up.data(), next,
                   w.ld.data());
@@ -291,7 +313,7 @@ void Level<T>::inverse(const FeatureShape& fs, const T* z, T* x, int threads) {
     T* next = cur + w.rows * C;
     gather(tile, tl.HW, C, z, cur);
     for (int64_t k = cfg_.blocks - 1; k >= 0; --k) {
-      const BlockParams<T> bp = block(k);
+      const BlockParams<T> bp = block(k, true);
       const T* q = tile_q(qcache_active_, k, tl.HW, bp, tile.p0, tile.tp(), pe, w.q.data());
       block_inverse(dims_, bp, tile.rows(), tile.tp(), cur, q, w.h.data(), w.a.data(), w.up.data(), next);
       std::swap(cur, next);

@@ -13,6 +13,7 @@
 #include "adam.h"
 #include "coupling.h"
 #include "mixture.h"
+#include "packed_gemm.h"
 
 namespace hgad {
 
@@ -108,7 +109,9 @@ class Level {
   void init(uint64_t seed);
   void prepare();
   const T* positional(int64_t H, int64_t W);
-  BlockParams<T> block(int64_t k) const;
+  // with_packed: include the packed weights (inference, float) when they are current.
+  BlockParams<T> block(int64_t k, bool with_packed = false) const;
+  void pack_weights();
   void ensure_workspaces(int threads, bool train);
   const T* position_cache(int64_t H, int64_t W, const T* pe, int threads);
   // Common start of forward, inverse and score: derived parameters, workspaces, positional encoding
@@ -143,6 +146,9 @@ class Level {
   int64_t qcache_h_ = -1, qcache_w_ = -1;
   uint64_t qcache_version_ = 0;
   const T* qcache_active_ = nullptr;
+  std::vector<PackedBlock> packed_;
+  uint64_t packed_version_ = 0;
+  bool packed_current_ = false;
 };
 
 }  // namespace hgad
