@@ -266,8 +266,14 @@ void Level<T>::ensure_workspaces(int threads, bool train) {
   }
 }
 
+// oneDNN sizes its own thread team from the calling thread's OpenMP setting whenever it is not inside
+// an active parallel region, which includes our regions of one thread: cap it at `threads`, so the
+// thread count asked for is the one used.
+static void use_threads(int threads) { omp_set_num_threads(threads); }
+
 template <typename T>
 const T* Level<T>::begin_inference(const FeatureShape& fs, int threads) {
+  use_threads(threads);
   prepare();
   ensure_workspaces(threads, false);
   const T* pe = positional(fs.height, fs.width);
@@ -405,6 +411,7 @@ template <typename T>
 Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,
                            int threads) {
   check_classes(labels.data, labels.per_vector ? fs.vectors() : fs.batch, cfg_.classes, "labels");
+  use_threads(threads);
   prepare();
   const Tiling tl(fs, tile_rows);
   ensure_workspaces(threads, true);
