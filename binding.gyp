@@ -9,6 +9,8 @@
         "native/core/gemm.cpp",
         "native/core/gemm_peak.cpp",
         "native/core/level.cpp",
+        "native/core/level_inference.cpp",
+        "native/core/level_training.cpp",
         "native/core/mixture.cpp",
         "native/core/model.cpp",
         "native/core/packed_gemm.cpp",

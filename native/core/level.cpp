@@ -1,14 +1,15 @@
+// Level: parameter layout, initialisation and the state derived from the parameters (caches,
+// packed weights, workspaces).
 #include "level.h"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <type_traits>
 
-#include "checks.h"
 #include "elementwise.h"
+#include "level_detail.h"
 #include "posenc.h"
 #include "rng.h"
 #include "tiling.h"
@@ -16,45 +17,7 @@
 
 namespace hgad {
 
-namespace {
-
-template <typename T>
-void log_softmax(const T* x, int64_t n, T* out) {
-  T mx = x[0];
-  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
-  T sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(x[i] - mx);
-  const T lse = mx + std::log(sum);
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] - lse;
-}
-
-// Gradient through out = log_softmax(x): dx_j = dout_j - softmax(x)_j * sum(dout).
-template <typename T>
-void log_softmax_backward(const T* logp, const T* dout, int64_t n, T* dx) {
-  T total = 0;
-  for (int64_t i = 0; i < n; ++i) total += dout[i];
-  for (int64_t i = 0; i < n; ++i) dx[i] = dout[i] - std::exp(logp[i]) * total;
-}
-
-// Where the tensors of one block sit in a flat buffer (parameters, gradients), in spec order.
-template <typename P>
-struct BlockSlots {
-  P w1, b1, w2, b2, gamma, offset;
-};
-
-template <typename P>
-BlockSlots<P> block_slots(const BlockDims& d, P base) {
-  BlockSlots<P> s;
-  s.w1 = base;
-  s.b1 = s.w1 + d.hid * d.n;
-  s.w2 = s.b1 + d.hid;
-  s.b2 = s.w2 + 2 * d.C2 * d.hid;
-  s.gamma = s.b2 + 2 * d.C2;
-  s.offset = s.gamma + d.C;
-  return s;
-}
-
-}  // namespace
+using namespace level_detail;
 
 template <typename T>
 Level<T>::Level(const LevelConfig& cfg, uint64_t seed) : cfg_(cfg), dims_(cfg.channels, cfg.pos_dim) {
@@ -264,234 +227,6 @@ void Level<T>::ensure_workspaces(int threads, bool train) {
       w->resize(dims_, cfg_.blocks, cfg_.classes, cfg_.centres, rows, train || w->train,
                 t == 0 ? 0 : num_params());
   }
-}
-
-// oneDNN sizes its own thread team from the calling thread's OpenMP setting whenever it is not inside
-// an active parallel region, which includes our regions of one thread: cap it at `threads`, so the
-// thread count asked for is the one used.
-static void use_threads(int threads) { omp_set_num_threads(threads); }
-
-template <typename T>
-const T* Level<T>::begin_inference(const FeatureShape& fs, int threads) {
-  use_threads(threads);
-  prepare();
-  ensure_workspaces(threads, false);
-  const T* pe = positional(fs.height, fs.width);
-  qcache_active_ = position_cache(fs.height, fs.width, pe, threads);
-  pack_weights();
-  return pe;
-}
-
-template <typename T>
-T* Level<T>::flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const T* pe) const {
-  const int64_t R = tile.rows(), C = dims_.C;
-  T* cur = w.acts.data();
-  T* next = cur + w.rows * C;
-  gather(tile, HW, C, x, cur);
-  std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
-  for (int64_t k = 0; k < cfg_.blocks; ++k) {
-    const BlockParams<T> bp = block(k, true);
-    const T* q = tile_q(qcache_active_, k, HW, bp, tile.p0, tile.tp(), pe, w.q.data());
-    block_forward(dims_, bp, R, tile.tp(), cur, q, w.h.data(), w.s.data(), w.u.data(), w.a.data(), w.up.data(), next,
-                  w.ld.data());
-    std::swap(cur, next);
-  }
-  return cur;
-}
-
-template <typename T>
-void Level<T>::forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int threads) {
-  const T* pe = begin_inference(fs, threads);
-  const Tiling tl(fs, tile_rows);
-  for_each_tile(ws_, tl, threads, [&](int, Workspace<T>& w, const Tile& tile) {
-    scatter(tile, tl.HW, dims_.C, flow_tile(w, tile, tl.HW, x, pe), z);
-    scatter(tile, tl.HW, 1, w.ld.data(), logdet);
-  });
-}
-
-template <typename T>
-void Level<T>::inverse(const FeatureShape& fs, const T* z, T* x, int threads) {
-  const T* pe = begin_inference(fs, threads);
-  const Tiling tl(fs, tile_rows);
-  const int64_t C = dims_.C;
-  for_each_tile(ws_, tl, threads, [&](int, Workspace<T>& w, const Tile& tile) {
-    T* cur = w.acts.data();
-    T* next = cur + w.rows * C;
-    gather(tile, tl.HW, C, z, cur);
-    for (int64_t k = cfg_.blocks - 1; k >= 0; --k) {
-      const BlockParams<T> bp = block(k, true);
-      const T* q = tile_q(qcache_active_, k, tl.HW, bp, tile.p0, tile.tp(), pe, w.q.data());
-      block_inverse(dims_, bp, tile.rows(), tile.tp(), cur, q, w.h.data(), w.a.data(), w.up.data(), next);
-      std::swap(cur, next);
-    }
-    scatter(tile, tl.HW, C, cur, x);
-  });
-}
-
-template <typename T>
-void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
-                     T* class_logits, int32_t* class_out, int threads) {
-  if (image_class) check_classes(image_class, fs.batch, cfg_.classes, "classIndex");
-  const T* pe = begin_inference(fs, threads);
-  const Tiling tl(fs, tile_rows);
-  const int64_t C = dims_.C, Y = cfg_.classes, M = cfg_.centres, HW = tl.HW;
-  logp_all_.resize(fs.vectors() * Y);
-  const MixtureParams<T> mp{C, Y, M, centres_.data(), cnorm_.data(), logpi_.data(), logpi_intra_.data()};
-  for_each_tile(ws_, tl, threads, [&](int, Workspace<T>& w, const Tile& tile) {
-    const T* z = flow_tile(w, tile, HW, x, pe);
-    mixture_distances(mp, tile.rows(), z, w.zn.data(), w.D.data());
-    for (int64_t r = 0; r < tile.rows(); ++r) {
-      const int64_t g = tile.global_row(r, HW);
-      mixture_score_rows(mp, 1, w.D.data() + r * Y * M, w.ld.data() + r, class_logits + g * Y, neg_entropy + g,
-                         logp_all_.data() + g * Y, w.rowbuf.data());
-    }
-  });
-  for (int64_t b = 0; b < fs.batch; ++b) {
-    int32_t cls;
-    if (image_class) {
-      cls = image_class[b];
-    } else {
-      int64_t best = 0;
-      double best_sum = -INFINITY;
-      for (int64_t y = 0; y < Y; ++y) {
-        double sum = 0;
-        for (int64_t p = 0; p < HW; ++p) sum += class_logits[(b * HW + p) * Y + y];
-        if (sum > best_sum) best_sum = sum, best = y;
-      }
-      cls = static_cast<int32_t>(best);
-    }
-    class_out[b] = cls;
-    for (int64_t p = 0; p < HW; ++p) logp[b * HW + p] = logp_all_[(b * HW + p) * Y + cls];
-  }
-}
-
-template <typename T>
-void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels,
-                          const T* pe, const T* weights, T scale, T* gp, T* dx) const {
-  const BlockDims& d = dims_;
-  const int64_t C = d.C, K = cfg_.blocks, R = tile.rows(), tp = tile.tp(), rows = w.rows;
-  const MixtureParams<T> mp{C, cfg_.classes, cfg_.centres, centres_.data(), cnorm_.data(), logpi_.data(),
-                            logpi_intra_.data()};
-  const MixtureGrads<T> mg{w.gz_full.data(), w.gz_det.data(), w.col_full.data(), w.col_det.data(),
-                           w.dlogpi.data(), w.dlogpi_intra.data(), w.loss};
-  const T* pe_t = pe + tile.p0 * cfg_.pos_dim;
-  auto act = [&](int64_t k) { return w.acts.data() + k * rows * C; };
-  gather(tile, HW, C, x, act(0));
-  for (int64_t r = 0; r < R; ++r) {
-    const int64_t g = tile.global_row(r, HW);
-    w.label[r] = labels.per_vector ? labels.data[g] : labels.data[g / HW];
-  }
-  std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
-  for (int64_t k = 0; k < K; ++k) {
-    const BlockParams<T> bp = block(k);
-    block_pos_forward(d, bp, tp, pe_t, w.q.data());
-    block_forward(d, bp, R, tp, act(k), w.q.data(), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
-                  w.u.data() + k * rows * C, w.a.data(), w.up.data(), act(k + 1), w.ld.data());
-  }
-  mixture_distances(mp, R, act(K), w.zn.data(), w.D.data());
-  mixture_loss_rows(mp, R, w.D.data(), w.ld.data(), w.label.data(), weights, scale, T(0.02), w.A_full.data(),
-                    w.A_det.data(), w.dld.data(), mg, w.rowbuf.data());
-  mixture_backward(mp, R, act(K), w.A_full.data(), w.A_det.data(), w.dcur.data(), mg);
-  T* dcur = w.dcur.data();
-  T* dnext = w.dnext.data();
-  for (int64_t k = K - 1; k >= 0; --k) {
-    // The gamma slot collects dL/dg; gradients() maps it to dL/dgamma once per step.
-    const BlockSlots<T*> g = block_slots(d, gp + block_offset_[k]);
-    // The first block's input gradient is only computed when the caller asks for it.
-    block_backward(d, block(k), R, tp, pe_t, act(k), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
-                   w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(), w.dqsum.data(),
-                   w.du.data(), BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset},
-                   k > 0 || dx ? dnext : nullptr);
-    std::swap(dcur, dnext);
-  }
-  if (dx) scatter(tile, HW, C, dcur, dx);
-}
-
-template <typename T>
-Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,
-                           int threads) {
-  check_classes(labels.data, labels.per_vector ? fs.vectors() : fs.batch, cfg_.classes, "labels");
-  use_threads(threads);
-  prepare();
-  const Tiling tl(fs, tile_rows);
-  ensure_workspaces(threads, true);
-  const T* pe = positional(fs.height, fs.width);
-  const BlockDims& d = dims_;
-  const int64_t C = d.C, K = cfg_.blocks, Y = cfg_.classes, M = cfg_.centres, J = Y * M;
-  const T scale = T(1) / static_cast<T>(fs.vectors());
-  // Thread t accumulates into its own buffers (thread 0 straight into grads_), zeroed here.
-  for (int t = 0; t < threads; ++t) {
-    Workspace<T>& w = *ws_[t];
-    T* gp = t == 0 ? grads_.data() : w.gparams.data();
-    std::fill(gp, gp + num_params(), T(0));
-    for (auto* v : {&w.gz_full, &w.gz_det, &w.col_full, &w.col_det, &w.dlogpi, &w.dlogpi_intra})
-      std::fill(v->begin(), v->end(), T(0));
-    std::fill(w.loss, w.loss + kNumTerms, 0.0);
-  }
-  for_each_tile(ws_, tl, threads, [&](int tid, Workspace<T>& w, const Tile& tile) {
-    train_tile(w, tile, tl.HW, x, labels, pe, weights, scale, tid == 0 ? grads_.data() : w.gparams.data(), dx);
-  });
-  // Fixed-order reduction of the other threads' accumulators into thread 0's.
-  Workspace<T>& w0 = *ws_[0];
-  for (int t = 1; t < threads; ++t) {
-    Workspace<T>& wt = *ws_[t];
-    const T* src = wt.gparams.data();
-    T* dst = grads_.data();
-    const int64_t n = num_params();
-#pragma omp parallel for simd num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
-    for (size_t i = 0; i < w0.gz_full.size(); ++i) w0.gz_full[i] += wt.gz_full[i];
-    for (size_t i = 0; i < w0.gz_det.size(); ++i) w0.gz_det[i] += wt.gz_det[i];
-    for (int64_t j = 0; j < J; ++j) {
-      w0.col_full[j] += wt.col_full[j];
-      w0.col_det[j] += wt.col_det[j];
-      w0.dlogpi_intra[j] += wt.dlogpi_intra[j];
-    }
-    for (int64_t y = 0; y < Y; ++y) w0.dlogpi[y] += wt.dlogpi[y];
-    for (int i = 0; i < kNumTerms; ++i) w0.loss[i] += wt.loss[i];
-  }
-  // The gamma slots hold dL/dg; chain through g = 0.2 ln(1 + exp(gamma / 2)).
-  for (int64_t k = 0; k < K; ++k) {
-    T* dgamma = block_slots(d, grads_.data() + block_offset_[k]).gamma;
-    const T* gamma = block_slots(d, params_.data() + block_offset_[k]).gamma;
-    for (int64_t c = 0; c < C; ++c) dgamma[c] *= global_scale_grad(gamma[c]);
-  }
-  // Centre gradients: dL/dc_j = 2 (col_j c_j - sum_i A_ij z_i); mu gets the non-detached part of all of
-  // its M centres, delta_{y,m} both parts.
-  for (int64_t y = 0; y < Y; ++y) {
-    T* gmu = grads_.data() + mu_off_ + y * C;
-    for (int64_t m = 0; m < M; ++m) {
-      const int64_t j = y * M + m;
-      const T* c = centres_.data() + j * C;
-      T* gdelta = m > 0 ? grads_.data() + delta_off_ + (y * (M - 1) + m - 1) * C : nullptr;
-      for (int64_t i = 0; i < C; ++i) {
-        const T full = T(2) * (w0.col_full[j] * c[i] - w0.gz_full[j * C + i]);
-        gmu[i] += full;
-        if (gdelta) gdelta[i] += full + T(2) * (w0.col_det[j] * c[i] - w0.gz_det[j * C + i]);
-      }
-    }
-  }
-  log_softmax_backward(logpi_.data(), w0.dlogpi.data(), Y, grads_.data() + phi_off_);
-  for (int64_t y = 0; y < Y; ++y)
-    log_softmax_backward(logpi_intra_.data() + y * M, w0.dlogpi_intra.data() + y * M, M,
-                         grads_.data() + psi_off_ + y * M);
-  Losses out{};
-  out.total = 0;
-  for (int i = 0; i < kNumTerms; ++i) {
-    out.term[i] = w0.loss[i] / static_cast<double>(fs.vectors());
-    out.total += static_cast<double>(weights[i]) * out.term[i];
-  }
-  return out;
-}
-
-template <typename T>
-void Level<T>::adam_step(double lr, int threads) {
-  ++steps_;
-  ++version_;
-  const AdamGroup groups[] = {{0, flow_end_, 1.0, 1e-4}, {flow_end_, centres_end_, 3.0, 0.0},
-                              {centres_end_, num_params(), 1.0, 0.0}};
-  for (const AdamGroup& g : groups)
-    adam_update(g, hyper_, lr, steps_, params_.data(), grads_.data(), m_.data(), v_.data(), threads);
 }
 
 template class Level<float>;

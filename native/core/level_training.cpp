@@ -1,0 +1,151 @@
+// Level: loss, gradients and the Adam step.
+#include "level.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "checks.h"
+#include "elementwise.h"
+#include "level_detail.h"
+#include "tiling.h"
+#include "workspace.h"
+
+namespace hgad {
+
+using namespace level_detail;
+
+template <typename T>
+void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels,
+                          const T* pe, const T* weights, T scale, T* gp, T* dx) const {
+  const BlockDims& d = dims_;
+  const int64_t C = d.C, K = cfg_.blocks, R = tile.rows(), tp = tile.tp(), rows = w.rows;
+  const MixtureParams<T> mp{C, cfg_.classes, cfg_.centres, centres_.data(), cnorm_.data(), logpi_.data(),
+                            logpi_intra_.data()};
+  const MixtureGrads<T> mg{w.gz_full.data(), w.gz_det.data(), w.col_full.data(), w.col_det.data(),
+                           w.dlogpi.data(), w.dlogpi_intra.data(), w.loss};
+  const T* pe_t = pe + tile.p0 * cfg_.pos_dim;
+  auto act = [&](int64_t k) { return w.acts.data() + k * rows * C; };
+  gather(tile, HW, C, x, act(0));
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t g = tile.global_row(r, HW);
+    w.label[r] = labels.per_vector ? labels.data[g] : labels.data[g / HW];
+  }
+  std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
+  for (int64_t k = 0; k < K; ++k) {
+    const BlockParams<T> bp = block(k);
+    block_pos_forward(d, bp, tp, pe_t, w.q.data());
+    block_forward(d, bp, R, tp, act(k), w.q.data(), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
+                  w.u.data() + k * rows * C, w.a.data(), w.up.data(), act(k + 1), w.ld.data());
+  }
+  mixture_distances(mp, R, act(K), w.zn.data(), w.D.data());
+  mixture_loss_rows(mp, R, w.D.data(), w.ld.data(), w.label.data(), weights, scale, T(0.02), w.A_full.data(),
+                    w.A_det.data(), w.dld.data(), mg, w.rowbuf.data());
+  mixture_backward(mp, R, act(K), w.A_full.data(), w.A_det.data(), w.dcur.data(), mg);
+  T* dcur = w.dcur.data();
+  T* dnext = w.dnext.data();
+  for (int64_t k = K - 1; k >= 0; --k) {
+    // The gamma slot collects dL/dg; gradients() maps it to dL/dgamma once per step.
+    const BlockSlots<T*> g = block_slots(d, gp + block_offset_[k]);
+    // The first block's input gradient is only computed when the caller asks for it.
+    block_backward(d, block(k), R, tp, pe_t, act(k), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
+                   w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(), w.dqsum.data(),
+                   w.du.data(), BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset},
+                   k > 0 || dx ? dnext : nullptr);
+    std::swap(dcur, dnext);
+  }
+  if (dx) scatter(tile, HW, C, dcur, dx);
+}
+
+template <typename T>
+Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,
+                           int threads) {
+  check_classes(labels.data, labels.per_vector ? fs.vectors() : fs.batch, cfg_.classes, "labels");
+  use_threads(threads);
+  prepare();
+  const Tiling tl(fs, tile_rows);
+  ensure_workspaces(threads, true);
+  const T* pe = positional(fs.height, fs.width);
+  const BlockDims& d = dims_;
+  const int64_t C = d.C, K = cfg_.blocks, Y = cfg_.classes, M = cfg_.centres, J = Y * M;
+  const T scale = T(1) / static_cast<T>(fs.vectors());
+  // Thread t accumulates into its own buffers (thread 0 straight into grads_), zeroed here.
+  for (int t = 0; t < threads; ++t) {
+    Workspace<T>& w = *ws_[t];
+    T* gp = t == 0 ? grads_.data() : w.gparams.data();
+    std::fill(gp, gp + num_params(), T(0));
+    for (auto* v : {&w.gz_full, &w.gz_det, &w.col_full, &w.col_det, &w.dlogpi, &w.dlogpi_intra})
+      std::fill(v->begin(), v->end(), T(0));
+    std::fill(w.loss, w.loss + kNumTerms, 0.0);
+  }
+  for_each_tile(ws_, tl, threads, [&](int tid, Workspace<T>& w, const Tile& tile) {
+    train_tile(w, tile, tl.HW, x, labels, pe, weights, scale, tid == 0 ? grads_.data() : w.gparams.data(), dx);
+  });
+  // Fixed-order reduction of the other threads' accumulators into thread 0's.
+  Workspace<T>& w0 = *ws_[0];
+  for (int t = 1; t < threads; ++t) {
+    Workspace<T>& wt = *ws_[t];
+    const T* src = wt.gparams.data();
+    T* dst = grads_.data();
+    const int64_t n = num_params();
+#pragma omp parallel for simd num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+    for (size_t i = 0; i < w0.gz_full.size(); ++i) w0.gz_full[i] += wt.gz_full[i];
+    for (size_t i = 0; i < w0.gz_det.size(); ++i) w0.gz_det[i] += wt.gz_det[i];
+    for (int64_t j = 0; j < J; ++j) {
+      w0.col_full[j] += wt.col_full[j];
+      w0.col_det[j] += wt.col_det[j];
+      w0.dlogpi_intra[j] += wt.dlogpi_intra[j];
+    }
+    for (int64_t y = 0; y < Y; ++y) w0.dlogpi[y] += wt.dlogpi[y];
+    for (int i = 0; i < kNumTerms; ++i) w0.loss[i] += wt.loss[i];
+  }
+  // The gamma slots hold dL/dg; chain through g = 0.2 ln(1 + exp(gamma / 2)).
+  for (int64_t k = 0; k < K; ++k) {
+    T* dgamma = block_slots(d, grads_.data() + block_offset_[k]).gamma;
+    const T* gamma = block_slots(d, params_.data() + block_offset_[k]).gamma;
+    for (int64_t c = 0; c < C; ++c) dgamma[c] *= global_scale_grad(gamma[c]);
+  }
+  // Centre gradients: dL/dc_j = 2 (col_j c_j - sum_i A_ij z_i); mu gets the non-detached part of all of
+  // its M centres, delta_{y,m} both parts.
+  for (int64_t y = 0; y < Y; ++y) {
+    T* gmu = grads_.data() + mu_off_ + y * C;
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t j = y * M + m;
+      const T* c = centres_.data() + j * C;
+      T* gdelta = m > 0 ? grads_.data() + delta_off_ + (y * (M - 1) + m - 1) * C : nullptr;
+      for (int64_t i = 0; i < C; ++i) {
+        const T full = T(2) * (w0.col_full[j] * c[i] - w0.gz_full[j * C + i]);
+        gmu[i] += full;
+        if (gdelta) gdelta[i] += full + T(2) * (w0.col_det[j] * c[i] - w0.gz_det[j * C + i]);
+      }
+    }
+  }
+  log_softmax_backward(logpi_.data(), w0.dlogpi.data(), Y, grads_.data() + phi_off_);
+  for (int64_t y = 0; y < Y; ++y)
+    log_softmax_backward(logpi_intra_.data() + y * M, w0.dlogpi_intra.data() + y * M, M,
+                         grads_.data() + psi_off_ + y * M);
+  Losses out{};
+  out.total = 0;
+  for (int i = 0; i < kNumTerms; ++i) {
+    out.term[i] = w0.loss[i] / static_cast<double>(fs.vectors());
+    out.total += static_cast<double>(weights[i]) * out.term[i];
+  }
+  return out;
+}
+
+template <typename T>
+void Level<T>::adam_step(double lr, int threads) {
+  ++steps_;
+  ++version_;
+  const AdamGroup groups[] = {{0, flow_end_, 1.0, 1e-4}, {flow_end_, centres_end_, 3.0, 0.0},
+                              {centres_end_, num_params(), 1.0, 0.0}};
+  for (const AdamGroup& g : groups)
+    adam_update(g, hyper_, lr, steps_, params_.data(), grads_.data(), m_.data(), v_.data(), threads);
+}
+
+template class Level<float>;
+template class Level<double>;
+
+}  // namespace hgad
