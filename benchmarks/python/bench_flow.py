@@ -38,6 +38,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
+    ap.add_argument("--passive-omp", action="store_true",
+                    help="also set OMP_WAIT_POLICY=PASSIVE (tuning beyond torch's defaults, see below)")
     args = ap.parse_args()
 
     # All read once when torch loads. Debian's OpenBLAS falls back to a slow generic kernel on this
@@ -49,7 +51,8 @@ def main():
     if coretype:
         os.environ.setdefault("OPENBLAS_CORETYPE", coretype)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.passive_omp:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")}
     print(" ".join(f"{k}={v}" for k, v in env.items()), file=sys.stderr)
     if coretype and env["OPENBLAS_CORETYPE"] != coretype:
