@@ -1,6 +1,7 @@
 """PyTorch speed baseline of one HGAD level at the paper config (C=200, P=256, K=12, Y=15, M=10).
 
     /usr/bin/python3 benchmarks/python/bench_flow.py [--threads N] [--device cpu|cuda] [--seconds S]
+                                                     [--passive-omp]
 
 Prints one JSON line with vectors/s for scoring and for a phase-2 training step, 4096 vectors
 (batch 4 of 32x32 NHWC features) per call.
@@ -42,10 +43,10 @@ def main():
                     help="also set OMP_WAIT_POLICY=PASSIVE (tuning beyond torch's defaults, see below)")
     args = ap.parse_args()
 
-    # All read once when torch loads. Debian's OpenBLAS falls back to a slow generic kernel on this
-    # CPU unless told its core type. Its own pthread pool ignores torch.set_num_threads, and torch's
-    # OpenMP workers spin between ops, stealing the cores OpenBLAS threads need (2-3x slower on a
-    # 2-core box) unless they sleep (PASSIVE).
+    # All read once when torch loads. Debian's OpenBLAS falls back to a slow generic kernel on some
+    # CPUs unless told its core type, and its own pthread pool ignores torch.set_num_threads. Torch's
+    # OpenMP workers spin between ops by default, stealing the cores OpenBLAS's threads need (about
+    # 2x slower on a 2-core box); --passive-omp makes them sleep instead (OMP_WAIT_POLICY=PASSIVE).
     flags = cpu_flags()
     coretype = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
     if coretype:
