@@ -24,6 +24,8 @@ inline const char* group_name(hgad::ParamGroup g) {
   }
 }
 
+inline bool given(const Napi::Value& v) { return !v.IsNull() && !v.IsUndefined(); }
+
 inline int64_t get_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
   return to_int(o.Get(key), key, lo, hi);
 }
@@ -204,16 +206,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto ld = typed<Napi::Float32Array>(info[6], napi_float32_array, "logDet", n);
     float *px = x.Data(), *pz = z.Data(), *pl = ld.Data();
     auto model = model_;
-    auto* w = new ModelWorker(env, model_, {x, z, ld},
-                              [=]() {
-                                hgad::check_finite(px, n * b.channels, "x.data");
-                                b.level->forward(b.shape, px, pz, pl, model->threads());
-                                hgad::check_output_finite(pl, n, 1, "x.data");
-                                hgad::check_output_finite(pz, n * b.channels, b.channels, "x.data");
-                              },
-                              nullptr);
-    w->Queue();
-    return w->promise();
+    return queue(env, {x, z, ld}, [=]() {
+      hgad::check_finite(px, n * b.channels, "x.data");
+      b.level->forward(b.shape, px, pz, pl, model->threads());
+      hgad::check_output_finite(pl, n, 1, "x.data");
+      hgad::check_output_finite(pz, n * b.channels, b.channels, "x.data");
+    });
   }
 
   Napi::Value Inverse(const Napi::CallbackInfo& info) {
@@ -224,15 +222,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto x = typed<Napi::Float32Array>(info[5], napi_float32_array, "x", n);
     float *pz = z.Data(), *px = x.Data();
     auto model = model_;
-    auto* w = new ModelWorker(env, model_, {z, x},
-                              [=]() {
-                                hgad::check_finite(pz, n, "z");
-                                b.level->inverse(b.shape, pz, px, model->threads());
-                                hgad::check_output_finite(px, n, b.channels, "z");
-                              },
-                              nullptr);
-    w->Queue();
-    return w->promise();
+    return queue(env, {z, x}, [=]() {
+      hgad::check_finite(pz, n, "z");
+      b.level->inverse(b.shape, pz, px, model->threads());
+      hgad::check_output_finite(px, n, b.channels, "z");
+    });
   }
 
   Napi::Value Score(const Napi::CallbackInfo& info) {
@@ -240,7 +234,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const Batch b = batch(info);
     const int64_t n = b.shape.vectors(), Y = b.level->config().classes;
     auto x = typed<Napi::Float32Array>(info[1], napi_float32_array, "x", n * b.channels);
-    const bool has_cls = !info[5].IsNull() && !info[5].IsUndefined();
+    const bool has_cls = given(info[5]);
     Napi::Value cls_v = has_cls ? Napi::Value(typed<Napi::Int32Array>(info[5], napi_int32_array, "classIndex", b.shape.batch))
                                 : env.Null();
     auto logp = typed<Napi::Float32Array>(info[6], napi_float32_array, "logp", n);
@@ -252,16 +246,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     float *pl = logp.Data(), *pn = nent.Data(), *pg = logits.Data();
     int32_t* po = cls_out.Data();
     auto model = model_;
-    auto* w = new ModelWorker(env, model_, {x, cls_v, logp, nent, logits, cls_out},
-                              [=]() {
-                                hgad::check_finite(px, n * b.channels, "x.data");
-                                b.level->score(b.shape, px, pc, pl, pn, pg, po, model->threads());
-                                hgad::check_output_finite(pl, n, 1, "x.data");
-                                hgad::check_output_finite(pn, n, 1, "x.data");
-                              },
-                              nullptr);
-    w->Queue();
-    return w->promise();
+    return queue(env, {x, cls_v, logp, nent, logits, cls_out}, [=]() {
+      hgad::check_finite(px, n * b.channels, "x.data");
+      b.level->score(b.shape, px, pc, pl, pn, pg, po, model->threads());
+      hgad::check_output_finite(pl, n, 1, "x.data");
+      hgad::check_output_finite(pn, n, 1, "x.data");
+    });
   }
 
   // (level, x, batch, height, width, labels, perVector, weights[5], dx | null, lr | null)
@@ -273,7 +263,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const bool per_vector = info[6].ToBoolean();
     auto labels = typed<Napi::Int32Array>(info[5], napi_int32_array, "labels", per_vector ? n : b.shape.batch);
     auto weights = typed<Napi::Float64Array>(info[7], napi_float64_array, "weights", hgad::kNumTerms);
-    const bool has_dx = !info[8].IsNull() && !info[8].IsUndefined();
+    const bool has_dx = given(info[8]);
     Napi::Value dx_v = has_dx ? Napi::Value(typed<Napi::Float32Array>(info[8], napi_float32_array, "inputGrad", n * b.channels))
                               : env.Null();
     const bool step = info[9].IsNumber();
@@ -286,14 +276,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     float* pdx = has_dx ? dx_v.As<Napi::Float32Array>().Data() : nullptr;
     auto model = model_;
     auto losses = std::make_shared<hgad::Losses>();
-    auto* w = new ModelWorker(
-        env, model_, {x, labels, dx_v},
+    return queue(
+        env, {x, labels, dx_v},
         [=]() {
           hgad::check_finite(px, n * b.channels, "x.data");
           *losses = b.level->gradients(b.shape, px, {pl, per_vector}, w5, pdx, model->threads());
           if (!std::isfinite(losses->total)) {
             hgad::InputError e;
-            e.parameter = "x";
+            e.parameter = "x.data";
             e.message = "The loss is not finite for this batch (features far outside the training range?); "
                         "no update was made";
             throw e;
@@ -307,6 +297,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           o.Set("loss", Napi::Number::New(e, losses->total));
           return o;
         });
+  }
+
+  // Runs job on the libuv pool under the model's lock; keep holds the JS arrays it reads or writes.
+  Napi::Value queue(Napi::Env env, std::vector<Napi::Value> keep, ModelWorker::Job job,
+                    ModelWorker::Result result = nullptr) {
+    auto* w = new ModelWorker(env, model_, std::move(keep), std::move(job), std::move(result));
     w->Queue();
     return w->promise();
   }
