@@ -19,21 +19,24 @@ function run(cmd, args, options = {}) {
   return r;
 }
 
-// Native tests: their own harness ends with `N passed, N failed`.
-const nativeBin = path.join(root, 'build', 'hgad_native_tests');
-if (fs.existsSync(nativeBin)) {
-  const r = run(nativeBin, []);
+// Native tests: their own harness ends with `N passed, N failed`. The second binary runs them over the
+// baseline-ISA copy of the element-wise kernels.
+for (const name of ['hgad_native_tests', 'hgad_native_tests_baseline']) {
+  const bin = path.join(root, 'build', name);
+  if (!fs.existsSync(bin)) {
+    console.error(`native tests not built (${bin}): run npm run build first`);
+    failed += 1;
+    continue;
+  }
+  const r = run(bin, []);
   const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
   if (m) {
     passed += Number(m[1]);
     failed += Number(m[2]);
   } else {
-    console.error('native tests did not report a result');
+    console.error(`${name} did not report a result`);
     failed += 1;
   }
-} else {
-  console.error(`native tests not built (${nativeBin}): run npm run build first`);
-  failed += 1;
 }
 
 // Python baseline self-check (runs where Debian's python3-torch is installed).

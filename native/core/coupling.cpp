@@ -14,7 +14,8 @@ namespace {
 // The element-wise kernels are about a sixth of the time: x86-64 builds carry AVX-512 and AVX2 copies,
 // chosen when the library loads (the rest of the binary stays baseline x86-64). Each kernel is written
 // once as an always-inlined template, so every copy compiles the same formulas for its ISA.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// HGAD_BASELINE_ISA builds the baseline copy alone, so the tests can run it on any machine.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(HGAD_BASELINE_ISA)
 #define HGAD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HGAD_CLONES
