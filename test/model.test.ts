@@ -224,6 +224,32 @@ describe('the flow', () => {
     }
   });
 
+  test('scoring after setTensor or a train step uses the new weights, not cached ones', async () => {
+    // Inference caches the positional part of the first layers and packs the weights; both must follow
+    // every change of the parameters, and reading a tensor must not change any result.
+    const cfg = tiny({ levels: [{ channels: 6 }], classes: ['a', 'b'], posEmbedDim: 8, seed: 5 });
+    const model = HgadModel.create(cfg);
+    const x = randomBatch(21, 2, 4, 5, 6, 1.0);
+    const before = await model.score(0, x, 0);
+    await model.getTensor('levels.0.blocks.0.w1');
+    expectBitEqual((await model.score(0, x, 0)).logp, before.logp, 'after a read');
+    for (const name of ['levels.0.blocks.0.w1', 'levels.0.blocks.1.w2', 'levels.0.blocks.0.b1']) {
+      const t = await model.getTensor(name);
+      await model.setTensor(name, t.map((v, i) => v + 0.05 * Math.sin(i)));
+      const after = await model.score(0, x, 0);
+      const fresh = HgadModel.create(cfg);
+      for (const info of model.tensorInfo()) await fresh.setTensor(info.name, await model.getTensor(info.name));
+      const expected = await fresh.score(0, x, 0);
+      expect(maxAbsDiff(after.logp, before.logp)).toBeGreaterThan(1e-6);
+      expect(maxAbsDiff(after.logp, expected.logp)).toBeLessThanOrEqual(1e-6);
+    }
+    await model.trainStep(0, x, Int32Array.from([0, 1]), { phase: 1, lr: 1e-2 });
+    const trained = await model.score(0, x, 0);
+    const fresh = HgadModel.create(cfg);
+    for (const info of model.tensorInfo()) await fresh.setTensor(info.name, await model.getTensor(info.name));
+    expect(maxAbsDiff(trained.logp, (await fresh.score(0, x, 0)).logp)).toBeLessThanOrEqual(1e-6);
+  });
+
   test('an image gives the same results alone and inside a larger batch (several tiles)', async () => {
     const C = 6, H = 15, W = 20, B = 3;
     const model = HgadModel.create(tiny({ levels: [{ channels: C }], classes: ['a', 'b', 'c'], posEmbedDim: 8, seed: 12 }));

@@ -72,20 +72,32 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
  private:
   // "levels.L.rest", "optimizer.levels.L.m.rest", "optimizer.levels.L.v.rest" or "grad.levels.L.rest".
   struct Resolved {
+    enum Kind { kParam, kM, kV, kGrad };
     hgad::Level<float>* level;
     const hgad::TensorSpec* spec;
-    float* data;
+    Kind kind;
+    // Reads leave the level's derived state (position cache, packed weights) valid; writes do not.
+    const float* read() const {
+      const hgad::Level<float>& lv = *level;
+      return kind == kParam ? lv.data(*spec) : write_target();
+    }
+    float* write() const { return kind == kParam ? level->data(*spec) : write_target(); }
+
+   private:
+    float* write_target() const {
+      return kind == kM ? level->adam_m(*spec) : kind == kV ? level->adam_v(*spec) : level->grad(*spec);
+    }
   };
   Resolved resolve(Napi::Env env, const std::string& full) {
     std::string name = full;
-    enum { kParam, kM, kV, kGrad } kind = kParam;
+    Resolved::Kind kind = Resolved::kParam;
     auto strip = [&](const char* prefix) {
       if (name.rfind(prefix, 0) != 0) return false;
       name = name.substr(std::strlen(prefix));
       return true;
     };
-    if (strip("optimizer.")) kind = kM;
-    else if (strip("grad.")) kind = kGrad;
+    if (strip("optimizer.")) kind = Resolved::kM;
+    else if (strip("grad.")) kind = Resolved::kGrad;
     if (!strip("levels.")) throw Napi::Error::New(env, "Unknown tensor " + full);
     const size_t dot = name.find('.');
     int64_t l = -1;
@@ -97,16 +109,16 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (dot == std::string::npos || l < 0 || l >= model_->num_levels())
       throw Napi::Error::New(env, "Unknown tensor " + full);
     name = name.substr(dot + 1);
-    if (kind == kM) {
-      if (strip("m.")) kind = kM;
-      else if (strip("v.")) kind = kV;
+    if (kind == Resolved::kM) {
+      if (strip("m.")) kind = Resolved::kM;
+      else if (strip("v.")) kind = Resolved::kV;
       else throw Napi::Error::New(env, "Unknown tensor " + full);
     }
     hgad::Level<float>& lv = model_->level(l);
     const hgad::TensorSpec* s = lv.find(name);
-    if (!s || (kind != kParam && s->group == hgad::kGroupFixed)) throw Napi::Error::New(env, "Unknown tensor " + full);
-    float* d = kind == kParam ? lv.data(*s) : kind == kM ? lv.adam_m(*s) : kind == kV ? lv.adam_v(*s) : lv.grad(*s);
-    return {&lv, s, d};
+    if (!s || (kind != Resolved::kParam && s->group == hgad::kGroupFixed))
+      throw Napi::Error::New(env, "Unknown tensor " + full);
+    return {&lv, s, kind};
   }
 
   Napi::Value TensorSpecs(const Napi::CallbackInfo& info) {
@@ -135,7 +147,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     std::lock_guard<std::mutex> lock(model_->mutex());
     const Resolved r = resolve(env, info[0].As<Napi::String>().Utf8Value());
     Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(r.spec->size));
-    if (r.spec->size) std::memcpy(out.Data(), r.data, sizeof(float) * r.spec->size);
+    if (r.spec->size) std::memcpy(out.Data(), r.read(), sizeof(float) * r.spec->size);
     return out;
   }
 
@@ -151,7 +163,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     } catch (const hgad::InputError& e) {
       throw input_error(env, e);
     }
-    if (r.spec->size) std::memcpy(r.data, a.Data(), sizeof(float) * r.spec->size);
+    if (r.spec->size) std::memcpy(r.write(), a.Data(), sizeof(float) * r.spec->size);
   }
   Napi::Value SetTensor(const Napi::CallbackInfo& info) {
     SetTensorImpl(info);

@@ -70,9 +70,13 @@ class Level {
   const LevelConfig& config() const { return cfg_; }
   const std::vector<TensorSpec>& tensors() const { return specs_; }
   const TensorSpec* find(const std::string& name) const;
-  // Mutable access to parameters invalidates what was derived from them.
+  // Mutable access to parameters invalidates what was derived from them (caches, packed weights);
+  // reading through a const Level does not.
   T* data(const TensorSpec& s) {
     ++version_;
+    return (s.group == kGroupFixed ? rot_.data() : params_.data()) + s.offset;
+  }
+  const T* data(const TensorSpec& s) const {
     return (s.group == kGroupFixed ? rot_.data() : params_.data()) + s.offset;
   }
   T* grad(const TensorSpec& s) { return grads_.data() + s.offset; }
