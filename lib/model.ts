@@ -79,6 +79,8 @@ function fromNative(e: unknown): HgadError {
 export class HgadModel {
   private readonly core: NativeModel;
   private readonly cfg: ResolvedConfig;
+  /** The model's tensors by name; fixed by the config, so read from the core once. */
+  private readonly specs: Map<string, NativeTensorSpec>;
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(cfg: ResolvedConfig) {
@@ -97,6 +99,7 @@ export class HgadModel {
     } catch (e) {
       throw fromNative(e);
     }
+    this.specs = new Map(this.core.tensorSpecs().map((t) => [t.name, t]));
   }
 
   /** A new model initialised as in HGAD.md; the same config and seed give bit-identical parameters. */
@@ -128,7 +131,7 @@ export class HgadModel {
 
   /** Names, shapes and groups of every tensor, in model-file order. */
   tensorInfo(): TensorInfo[] {
-    return this.core.tensorSpecs().map((s: NativeTensorSpec) => ({ ...s, shape: [...s.shape] }));
+    return [...this.specs.values()].map((s) => ({ ...s, shape: [...s.shape] }));
   }
 
   /** A copy of one tensor: a parameter ("levels.0.mu") or Adam's moments ("optimizer.levels.0.m.mu"). */
@@ -230,7 +233,7 @@ export class HgadModel {
       const losses = await this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector, weights,
         inputGrad, null);
       const grads = new Map<string, Float32Array>();
-      for (const s of this.core.tensorSpecs()) {
+      for (const s of this.specs.values()) {
         if (s.level === level && s.group !== 'fixed') grads.set(s.name, this.core.getTensor(`grad.${s.name}`));
       }
       return { losses, grads, inputGrad };
@@ -255,7 +258,7 @@ export class HgadModel {
   private tensorSize(name: unknown): number {
     if (typeof name === 'string') {
       const param = parameterOf(name);
-      const spec = this.core.tensorSpecs().find((t) => t.name === param);
+      const spec = this.specs.get(param);
       if (spec && (param === name || spec.group !== 'fixed')) return spec.shape.reduce((a, b) => a * b, 1);
     }
     throw new HgadArgumentError('name', 'the name of one of this model\'s tensors (see tensorInfo())', name);
