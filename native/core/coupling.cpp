@@ -82,16 +82,18 @@ HGAD_KERNEL void affine_forward_impl(const BlockDims& d, const BlockParams<T>& b
   }
 }
 
-// du (dL/du', overwritten with dL/du) -> da = dL/d(subnet output before scaling), dv (null: skipped).
-template <typename T>
-HGAD_KERNEL void affine_backward_impl(const BlockDims& d, const BlockParams<T>& bp, int64_t R, const T* v,
-                                      const T* s, const T* dld, T* du, T* da, T* dv) {
+// du (dL/du', overwritten with dL/du) -> da = dL/d(subnet output before scaling), and dv when kInput
+// (a compile-time switch keeps the branch out of the vector loop).
+template <bool kInput, typename T>
+HGAD_KERNEL void affine_backward_rows_impl(const BlockDims& d, const BlockParams<T>& bp, int64_t R, const T* v,
+                                           const T* s, const T* dld, T* du, T* da, T* dv) {
   const int64_t C = d.C, C1 = d.C1, C2 = d.C2;
   for (int64_t r = 0; r < R; ++r) {
     T* dur = du + r * C;
     const T* vr = v + r * C;
     const T* sr = s + r * C2;
     T* dar = da + r * 2 * C2;
+    T* dvr = kInput ? dv + r * C : nullptr;
     const T dl = dld[r];
 #pragma omp simd
     for (int64_t j = 0; j < C; ++j) dur[j] *= bp.g[j];
@@ -99,16 +101,24 @@ HGAD_KERNEL void affine_backward_impl(const BlockDims& d, const BlockParams<T>& 
     for (int64_t j = 0; j < C2; ++j) {
       const T dv2p = dur[C1 + j];
       const T es = fast_exp(sr[j]);
+      if constexpr (kInput) dvr[C1 + j] = dv2p * es;
       const T ds = dv2p * vr[C1 + j] * es + dl;
       dar[j] = T(0.1) * ds * soft_clamp_grad(sr[j], bp.clamp);
       dar[C2 + j] = T(0.1) * dv2p;
     }
-    if (!dv) continue;
-    T* dvr = dv + r * C;
-#pragma omp simd
-    for (int64_t j = 0; j < C2; ++j) dvr[C1 + j] = dur[C1 + j] * fast_exp(sr[j]);
-    for (int64_t j = 0; j < C1; ++j) dvr[j] = dur[j];
+    if constexpr (kInput)
+      for (int64_t j = 0; j < C1; ++j) dvr[j] = dur[j];
   }
+}
+
+// dv null: the input gradient is not wanted.
+template <typename T>
+HGAD_KERNEL void affine_backward_impl(const BlockDims& d, const BlockParams<T>& bp, int64_t R, const T* v,
+                                      const T* s, const T* dld, T* du, T* da, T* dv) {
+  if (dv)
+    affine_backward_rows_impl<true>(d, bp, R, v, s, dld, du, da, dv);
+  else
+    affine_backward_rows_impl<false>(d, bp, R, v, s, dld, du, da, dv);
 }
 
 // up = w R (u' recovered) -> v1 written by the caller first; here v2 = (u2 - t) e^-s from the subnet output a.
