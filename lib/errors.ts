@@ -8,7 +8,8 @@ export type HgadErrorCode =
   | 'NON_FINITE_INPUT' // NaN or Inf where finite numbers are required
   | 'MODEL_FILE' // a model file that is truncated, altered or not an hgad file
   | 'IO' // the file system refused an operation
-  | 'NATIVE'; // the native core reported a failure
+  | 'NATIVE' // the native core reported a failure
+  | 'ABORTED'; // the caller's AbortSignal stopped the operation
 
 export class HgadError extends Error {
   readonly code: HgadErrorCode;

@@ -28,6 +28,8 @@ export interface ScoreResult {
   classLogits: Float32Array;
   /** The class each image was scored under (given, or inferred from its mean class logits). */
   classIndex: Int32Array;
+  /** Per image, the mean over its positions of the class posterior softmax(classLogits), [batch, classes]. */
+  classPosterior: Float32Array;
 }
 
 export interface TrainStepOptions {
@@ -82,9 +84,12 @@ export class HgadModel {
   /** The model's tensors by name; fixed by the config, so read from the core once. */
   private readonly specs: Map<string, NativeTensorSpec>;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Metadata stored with the model beyond its config (SaveOptions.metadata); empty for a new model. */
+  readonly metadata: Readonly<Record<string, string>>;
 
-  private constructor(cfg: ResolvedConfig) {
+  private constructor(cfg: ResolvedConfig, metadata: Record<string, string> = {}) {
     this.cfg = cfg;
+    this.metadata = Object.freeze({ ...metadata });
     try {
       this.core = new (native().NativeModel)({
         channels: cfg.levels.map((l) => l.channels),
@@ -109,8 +114,8 @@ export class HgadModel {
 
   /** Reads a model file written by save(); every size, offset and name is checked. */
   static async load(path: string, options: { threads?: number } = {}): Promise<HgadModel> {
-    return loadModelFile(path, options, (cfg) => {
-      const model = new HgadModel(cfg);
+    return loadModelFile(path, options, (cfg, metadata) => {
+      const model = new HgadModel(cfg, metadata);
       return { model, core: model.core };
     });
   }
@@ -187,9 +192,10 @@ export class HgadModel {
         negEntropy: new Float32Array(n),
         classLogits: new Float32Array(n * this.cfg.classes.length),
         classIndex: new Int32Array(b.batch),
+        classPosterior: new Float32Array(b.batch * this.cfg.classes.length),
       };
       await this.core.score(level, b.data, b.batch, b.height, b.width, classes, out.logp, out.negEntropy,
-        out.classLogits, out.classIndex);
+        out.classLogits, out.classIndex, out.classPosterior);
       return out;
     });
   }

@@ -131,6 +131,21 @@ describe('save and load', () => {
     expect(JSON.parse(metadata.optimizer!)).toEqual({ steps: [3, 2] });
   });
 
+  test('extra metadata is stored, returned by load, and may not replace the format keys', async () => {
+    const path = join(dir, 'meta.hgad');
+    await trained.save(path, { metadata: { pipeline: '{"a":1}', note: 'x' } });
+    const loaded = await HgadModel.load(path);
+    expect(loaded.metadata).toEqual({ pipeline: '{"a":1}', note: 'x' });
+    expect(HgadModel.create(config).metadata).toEqual({});
+    await expect(trained.save(path, { metadata: { config: '{}' } })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT', parameter: 'options.metadata.config',
+    });
+    await expect(trained.save(path, { metadata: { n: 3 as unknown as string } })).rejects.toMatchObject({
+      parameter: 'options.metadata.n',
+    });
+    expect((await HgadModel.load(path)).metadata).toEqual({ pipeline: '{"a":1}', note: 'x' });
+  });
+
   test('save with { optimizer: false } omits the optimiser tensors and loads with a fresh optimiser', async () => {
     const path = join(dir, 'no-opt.hgad');
     await trained.save(path, { optimizer: false });

@@ -415,6 +415,20 @@ describe('scoring', () => {
     });
     expect(Array.from(inferred.classIndex)).toEqual(argmax);
     expect(argmax).toEqual(wanted);
+    // The class posterior: mean over positions of softmax(logits); sums to 1, and the wanted class dominates.
+    for (let b = 0; b < B; b++) {
+      const post = inferred.classPosterior.subarray(b * Y, (b + 1) * Y);
+      expect(post.reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
+      const expected = new Array<number>(Y).fill(0);
+      for (let p = 0; p < HW; p++) {
+        const row = Array.from(inferred.classLogits.subarray((b * HW + p) * Y, (b * HW + p + 1) * Y));
+        const mx = Math.max(...row);
+        const zsum = row.reduce((a, v) => a + Math.exp(v - mx), 0);
+        row.forEach((v, y) => { expected[y]! += Math.exp(v - mx) / zsum / HW; });
+      }
+      expected.forEach((e, y) => expect(post[y]!).toBeCloseTo(e, 5));
+      expect(post[wanted[b]!]!).toBeGreaterThan(0.5);
+    }
 
     const given = await model.score(0, x, Int32Array.from(wanted));
     expectBitEqual(given.logp, inferred.logp, 'logp with the inferred classes given');

@@ -1,7 +1,7 @@
 // The hgad model file (docs/FORMAT.md): a safetensors container whose metadata carries the config.
 // Loading checks the format, the version, the config and that the tensors are exactly the model's.
 import { resolveConfig, ResolvedConfig } from '../config';
-import { HgadError, HgadModelFileError } from '../errors';
+import { HgadArgumentError, HgadError, HgadModelFileError } from '../errors';
 import { checkInteger } from '../validate';
 import type { NativeModel } from '../native';
 import { readSafetensors, TensorEntry, writeSafetensorsAtomic } from './safetensors';
@@ -14,7 +14,14 @@ const MAX_STEPS = 2 ** 52;
 export interface SaveOptions {
   /** Also store Adam's moments and step counts, so training resumes exactly. Default true. */
   optimizer?: boolean;
+  /**
+   * Extra string metadata stored with the model (e.g. the pipeline's backbone and calibration); keys
+   * must not be the format's own (format, formatVersion, config, optimizer).
+   */
+  metadata?: Record<string, string>;
 }
+
+export const RESERVED_METADATA = ['format', 'formatVersion', 'config', 'optimizer'];
 
 /** "levels.0.mu" -> "optimizer.levels.0.m.mu" (Adam's first moment) or ".v." (second). */
 export function optimizerName(param: string, moment: 'm' | 'v'): string {
@@ -36,7 +43,18 @@ export async function saveModelFile(path: string, options: SaveOptions, config: 
   const withOptimizer = options.optimizer ?? true;
   const specs = core.tensorSpecs();
   const tensors: TensorEntry[] = specs.map((s) => ({ name: s.name, dtype: 'F32', shape: s.shape, data: core.getTensor(s.name) }));
+  const extra = options.metadata ?? {};
+  if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
+    throw new HgadArgumentError('options.metadata', 'an object of strings', extra);
+  }
+  for (const [key, value] of Object.entries(extra)) {
+    if (RESERVED_METADATA.includes(key)) {
+      throw new HgadArgumentError(`options.metadata.${key}`, `a key other than ${RESERVED_METADATA.join(', ')}`, key);
+    }
+    if (typeof value !== 'string') throw new HgadArgumentError(`options.metadata.${key}`, 'a string', value);
+  }
   const metadata: Record<string, string> = {
+    ...extra,
     format: FORMAT,
     formatVersion: FORMAT_VERSION,
     config: JSON.stringify(config),
@@ -55,7 +73,7 @@ export async function saveModelFile(path: string, options: SaveOptions, config: 
 export async function loadModelFile<M>(
   path: string,
   options: { threads?: number },
-  build: (cfg: ResolvedConfig) => { model: M; core: NativeModel },
+  build: (cfg: ResolvedConfig, metadata: Record<string, string>) => { model: M; core: NativeModel },
 ): Promise<M> {
   if (options.threads !== undefined) checkInteger('options.threads', options.threads, 1, 1024);
   const { metadata, tensors } = await readSafetensors(path);
@@ -81,7 +99,8 @@ export async function loadModelFile<M>(
   } catch (e) {
     return bad(`metadata.config is not a valid model config: ${(e as Error).message}`);
   }
-  const { model, core } = build(cfg);
+  const extra = Object.fromEntries(Object.entries(metadata).filter(([k]) => !RESERVED_METADATA.includes(k)));
+  const { model, core } = build(cfg, extra);
   const expected = core.tensorSpecs();
   const hasOptimizer = metadata.optimizer !== undefined;
   const names = new Set(expected.map((s) => s.name));

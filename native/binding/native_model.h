@@ -253,14 +253,19 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto nent = typed<Napi::Float32Array>(info[7], napi_float32_array, "negEntropy", n);
     auto logits = typed<Napi::Float32Array>(info[8], napi_float32_array, "classLogits", n * Y);
     auto cls_out = typed<Napi::Int32Array>(info[9], napi_int32_array, "classOut", b.shape.batch);
+    const bool has_post = given(info[10]);
+    Napi::Value post_v = has_post ? Napi::Value(typed<Napi::Float32Array>(info[10], napi_float32_array, "classPosterior",
+                                                                          b.shape.batch * Y))
+                                  : env.Null();
+    float* pp = has_post ? post_v.As<Napi::Float32Array>().Data() : nullptr;
     const float* px = x.Data();
     const int32_t* pc = has_cls ? cls_v.As<Napi::Int32Array>().Data() : nullptr;
     float *pl = logp.Data(), *pn = nent.Data(), *pg = logits.Data();
     int32_t* po = cls_out.Data();
     auto model = model_;
-    return queue(env, {x, cls_v, logp, nent, logits, cls_out}, [=]() {
+    return queue(env, {x, cls_v, logp, nent, logits, cls_out, post_v}, [=]() {
       hgad::check_finite(px, n * b.channels, "x.data");
-      b.level->score(b.shape, px, pc, pl, pn, pg, po, model->threads());
+      b.level->score(b.shape, px, pc, pl, pn, pg, po, pp, model->threads());
       hgad::check_output_finite(pl, n, 1, "x.data");
       hgad::check_output_finite(pn, n, 1, "x.data");
     });

@@ -99,8 +99,10 @@ class Level {
   void forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int threads);
   void inverse(const FeatureShape& fs, const T* z, T* x, int threads);
   // image_class: one class per image, or null to infer it from the mean class logits of the image.
+  // class_posterior (nullable, batch x Y): the mean over an image's positions of softmax(class logits),
+  // a bounded measure of how confidently the image belongs to each class.
   void score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
-             T* class_logits, int32_t* class_out, int threads);
+             T* class_logits, int32_t* class_out, T* class_posterior, int threads);
   // Loss terms and the gradient of sum_t weights[t] * term_t into grads(); dx (nullable) gets the
   // gradient w.r.t. the input.
   Losses gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,

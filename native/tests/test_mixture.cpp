@@ -15,7 +15,7 @@ HGAD_TEST(score_matches_direct_mixture_density) {
   lv.forward(fs, x.data(), z.data(), ld.data(), 1);
   std::vector<double> logp(N), nent(N), logits(N * Y);
   std::vector<int32_t> cls = {2, 0}, out(2);
-  lv.score(fs, x.data(), cls.data(), logp.data(), nent.data(), logits.data(), out.data(), 2);
+  lv.score(fs, x.data(), cls.data(), logp.data(), nent.data(), logits.data(), out.data(), nullptr, 2);
   const double* mu = lv.data(*lv.find("mu"));
   const double* delta = lv.data(*lv.find("delta"));
   const double* phi = lv.data(*lv.find("phi"));
@@ -62,19 +62,30 @@ HGAD_TEST(score_infers_class) {
   const int64_t N = fs.vectors(), Y = 3;
   std::vector<double> x = hgadtest::random_vector<double>(N * 7, 13), logp(N), nent(N), logits(N * Y), logp_k(N);
   std::vector<int32_t> out(3), given(3);
-  lv.score(fs, x.data(), nullptr, logp.data(), nent.data(), logits.data(), out.data(), 1);
+  std::vector<double> posterior(3 * Y);
+  lv.score(fs, x.data(), nullptr, logp.data(), nent.data(), logits.data(), out.data(), posterior.data(), 1);
   for (int64_t b = 0; b < 3; ++b) {
     int best = 0;
-    double best_sum = -1e300;
+    double best_sum = -1e300, total = 0;
     for (int y = 0; y < Y; ++y) {
-      double s = 0;
-      for (int p = 0; p < 4; ++p) s += logits[(b * 4 + p) * Y + y];
+      double s = 0, q = 0;
+      for (int p = 0; p < 4; ++p) {
+        const double* l = &logits[(b * 4 + p) * Y];
+        s += l[y];
+        double z = 0;
+        for (int k = 0; k < Y; ++k) z += std::exp(l[k] - l[y]);
+        q += 1.0 / z / 4.0;
+      }
       if (s > best_sum) best_sum = s, best = y;
+      CHECK(std::abs(posterior[b * Y + y] - q) < 1e-12, "image %lld class %d: posterior %g, expected %g", (long long)b, y,
+            posterior[b * Y + y], q);
+      total += posterior[b * Y + y];
     }
+    CHECK(std::abs(total - 1) < 1e-12, "image %lld: posteriors sum to %g", (long long)b, total);
     CHECK(out[b] == best, "image %lld: inferred %d, expected %d", (long long)b, out[b], best);
     given[b] = best;
   }
-  lv.score(fs, x.data(), given.data(), logp_k.data(), nent.data(), logits.data(), out.data(), 1);
+  lv.score(fs, x.data(), given.data(), logp_k.data(), nent.data(), logits.data(), out.data(), nullptr, 1);
   CHECK(logp == logp_k, "logp under the inferred class differs from logp under the same class given");
 }
 

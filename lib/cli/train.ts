@@ -1,0 +1,99 @@
+// hgad train: a unified detector from folders of normal images.
+import { HgadArgumentError } from '../errors';
+import type { BackboneChoice } from '../pipeline/backbone-spec';
+import type { AnomalyDetector } from '../pipeline/detector';
+import { train, TrainOptions } from '../train/trainer';
+import { choice, int, intList, list, num, OptionSpec, parse, Parsed, required, str } from './args';
+
+export const TRAIN_HELP = `Usage: hgad train --data <dataset root> --out <model.hgad> [options]
+
+Trains ONE model on the normal training images of every class of a dataset (or the classes you list)
+and calibrates it on held-out normal images. Layouts: MVTec AD, VisA (split_csv/1cls.csv), BTAD,
+MVTec 3D-AD (RGB), or generic <root>/<class>/train/good/*.png.
+
+Data
+  --data <dir>              dataset root (required)
+  --layout <name>           auto (default), mvtec, visa, btad, mvtec3d, generic
+  --classes <a,b,...>       train on these classes only (default: all)
+  --limit-per-class <n>     use at most n training images per class
+Backbone
+  --backbone <name|file>    preset (mobilenetv2-int8, demo, ...) or an .onnx file (default mobilenetv2-int8)
+  --taps <t1,t2,...>        tensors to tap (default: the preset's)
+  --scales <s1,s2,...>      the authors' setup: one tap at several input sizes, e.g. 512,256,128
+  --input-size <px>         input size of a single pass (default: the preset's, else 256)
+Training (defaults: HGAD.md)
+  --epochs <n>              meta epochs (25)        --passes <n>   passes per meta epoch (8)
+  --batch-size <n>          images per batch (8)    --lr <x>       learning rate (2e-4)
+  --seed <n>                seed (0)                --threads <n>  threads (all cores)
+  --holdout <f>             fraction of normal images held out for calibration (0.1)
+  --coupling-layers <n>     (12)   --centers <n>  centres per class (10)
+  --checkpoint <file>       save a resumable checkpoint after every pass
+  --resume <file>           continue from a checkpoint of the same run
+Output
+  --out <file>              the trained detector (required)
+`;
+
+export const TRAIN_OPTIONS: OptionSpec = {
+  data: { type: 'string' }, layout: { type: 'string' }, classes: { type: 'string' }, 'limit-per-class': { type: 'string' },
+  backbone: { type: 'string' }, taps: { type: 'string' }, scales: { type: 'string' }, 'input-size': { type: 'string' },
+  epochs: { type: 'string' }, passes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
+  seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
+  'coupling-layers': { type: 'string' }, centers: { type: 'string' },
+  checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' },
+};
+
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+export function backboneFrom(p: Parsed): BackboneChoice {
+  return defined({
+    model: str(p, 'backbone') ?? 'mobilenetv2-int8',
+    taps: list(p, 'taps'),
+    scales: intList(p, 'scales', 16, 4096),
+    inputSize: int(p, 'input-size', 16, 4096),
+  });
+}
+
+export function trainOptionsFrom(p: Parsed): TrainOptions {
+  const schedule = defined({ metaEpochs: int(p, 'epochs', 1, 100000), subEpochs: int(p, 'passes', 1, 100000), lr: num(p, 'lr', 1e-9, 0.999) });
+  const flow = defined({ couplingLayers: int(p, 'coupling-layers', 1, 64), centersPerClass: int(p, 'centers', 1, 1000) });
+  const checkpoint = str(p, 'checkpoint');
+  return defined({
+    data: { root: required(p, 'data', 'the folder of a dataset'), layout: choice(p, 'layout', ['auto', 'mvtec', 'visa', 'btad', 'mvtec3d', 'generic'] as const) ?? 'auto' },
+    classes: list(p, 'classes'),
+    limitPerClass: int(p, 'limit-per-class', 1, 1 << 30),
+    backbone: backboneFrom(p),
+    schedule,
+    flow,
+    batchSize: int(p, 'batch-size', 1, 4096),
+    seed: int(p, 'seed', 0, 2 ** 31 - 1),
+    threads: int(p, 'threads', 1, 1024),
+    holdout: num(p, 'holdout', 0, 0.99),
+    checkpoint: checkpoint ? { path: checkpoint } : undefined,
+    resume: str(p, 'resume'),
+  });
+}
+
+export function describeDetector(d: AnomalyDetector): string {
+  const cal = d.spec.calibration;
+  const thresholds = cal ? Object.entries(cal.thresholds).map(([c, t]) => `${c} ${t.toPrecision(4)}`).join(', ') : 'none';
+  return `classes: ${d.classes.join(', ')}; levels: ${d.model.config.levels.map((l) => l.channels).join('/')} channels; ` +
+    `backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}`;
+}
+
+export async function trainCommand(args: string[]): Promise<number> {
+  const p = parse('train', args, TRAIN_OPTIONS);
+  if (p.values.help) {
+    process.stdout.write(TRAIN_HELP);
+    return 0;
+  }
+  const out = required(p, 'out', 'the path of the detector file to write');
+  if (!out.trim()) throw new HgadArgumentError('--out', 'a file path', out);
+  const started = Date.now();
+  const detector = await train({ ...trainOptionsFrom(p), progressBar: true });
+  await detector.save(out);
+  await detector.dispose();
+  process.stdout.write(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${out}\n${describeDetector(detector)}\n`);
+  return 0;
+}

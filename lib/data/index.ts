@@ -1,0 +1,13 @@
+// Dataset reading and image loading for the hgad pipeline.
+export type { Dataset, DatasetLayout, Sample, Split } from './types';
+export { openDataset } from './dataset';
+export type { OpenDatasetOptions } from './dataset';
+export { unionDatasets } from './union';
+export type { UnionOptions } from './union';
+export { splitHoldout } from './holdout';
+export { loadImage, loadMask } from './image';
+export type { LoadedImage } from './image';
+export type { ImageSize } from './size';
+export { imageBatches } from './batches';
+export type { ImageBatch, ImageBatchOptions, LoaderState } from './batches';
+export { IMAGE_EXTENSIONS } from './files';

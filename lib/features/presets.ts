@@ -1,0 +1,163 @@
+/**
+ * Named backbones: where each comes from (URL pinned to a commit, sha256 and size from the Git LFS pointer
+ * of that commit), which tensors to tap and at which sizes. `resolveBackbone` turns a preset name or a path
+ * into a local .onnx file, downloading a preset once into the cache.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import * as path from 'node:path';
+
+import { HgadArgumentError, HgadError } from '../errors';
+import { DEMO_INPUT_SIZE, DEMO_TAPS, buildDemoBackbone } from './demo-backbone';
+import { download, stderrProgress } from './download';
+
+export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+
+export interface Preset {
+  name: string;
+  description: string;
+  /** Download location (absent for built-in presets). */
+  url?: string;
+  /** sha256 (hex) of the file at `url`. */
+  sha256?: string;
+  /** Bytes of the file at `url`. */
+  size?: number;
+  /** Builds the model bytes (built-in presets). */
+  build?: () => Uint8Array;
+  taps: string[];
+  inputSize?: number;
+  scales?: number[];
+  mean?: [number, number, number];
+  std?: [number, number, number];
+  licence: string;
+}
+
+const ZOO = 'https://github.com/onnx/models/raw';
+
+export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
+  'mobilenetv2-int8': {
+    name: 'mobilenetv2-int8',
+    description: 'MobileNetV2 1.0, ImageNet, int8 (QLinearConv), ONNX model zoo; taps at strides 8/16/32 (32/96/160 channels)',
+    url: `${ZOO}/8b137f96002939214a6a40cca0cf222d043b714a/vision/classification/mobilenet/model/mobilenetv2-12-int8.onnx`,
+    sha256: 'cc028fe6cae7bc11a4ff53cfc9b79c920e8be65ce33a904ec3e2a8f66d77f95f',
+    size: 3655033,
+    taps: ['365_quantized', '426_quantized', '452_quantized'],
+    inputSize: 256,
+    licence: 'Apache-2.0',
+  },
+  'wide-resnet50-2': {
+    name: 'wide-resnet50-2',
+    description: 'torchvision Wide ResNet-50-2, ImageNet, float32, ONNX model zoo (turnkey export, opset 16); taps layer2 and layer3 (strides 8/16, 512/1024 channels)',
+    url: `${ZOO}/d7a7b063b2e99022c43f3c9e550ad49c560d079a/Computer_Vision/wide_resnet50_2_Opset16_torch_hub/wide_resnet50_2_Opset16.onnx`,
+    sha256: '04f48d0e4db109ae7097e57a025f08ed34d5e1a27b32d49d327bdbe6b80fa291',
+    size: 275421011,
+    taps: ['/layer2/layer2.3/relu_2/Relu_output_0', '/layer3/layer3.5/relu_2/Relu_output_0'],
+    inputSize: 256,
+    licence: 'BSD-3-Clause (torchvision weights)',
+  },
+  resnet50: {
+    name: 'resnet50',
+    description: 'torchvision ResNet-50, ImageNet, float32, ONNX model zoo (turnkey export, opset 16); taps layer2 and layer3 (strides 8/16, 512/1024 channels)',
+    url: `${ZOO}/d7a7b063b2e99022c43f3c9e550ad49c560d079a/Computer_Vision/resnet50_Opset16_torch_hub/resnet50_Opset16.onnx`,
+    sha256: '61bc875f14a0fec550b4343dec69163bee079a3ba2592c15a5b2e5532802c93a',
+    size: 102146338,
+    taps: ['/layer2/layer2.3/relu_2/Relu_output_0', '/layer3/layer3.5/relu_2/Relu_output_0'],
+    inputSize: 256,
+    licence: 'BSD-3-Clause (torchvision weights)',
+  },
+  demo: {
+    name: 'demo',
+    description: 'DEMO backbone built in (no download): fixed seeded Gabor + random filters, not trained; strides 4/8/16, 32/64/96 channels',
+    build: () => buildDemoBackbone(0),
+    taps: [...DEMO_TAPS],
+    inputSize: DEMO_INPUT_SIZE,
+    licence: 'Apache-2.0 (part of hgad)',
+  },
+} satisfies Record<string, Preset>);
+
+export interface ResolveOptions {
+  cacheDir?: string;
+  /** A preset table to use instead of PRESETS. */
+  presets?: Record<string, Preset>;
+  /** Download progress; default: a progress bar on stderr when it is a terminal. */
+  onProgress?: (received: number, total: number) => void;
+}
+
+/** options.cacheDir ?? $HGAD_CACHE ?? ${XDG_CACHE_HOME ?? ~/.cache}/hgad */
+export function defaultCacheDir(): string {
+  const env = process.env.HGAD_CACHE;
+  if (env) return env;
+  return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'hgad');
+}
+
+async function exists(p: string): Promise<{ size: number } | null> {
+  try {
+    const s = await stat(p);
+    return s.isFile() ? { size: s.size } : null;
+  } catch {
+    return null;
+  }
+}
+
+async function writeAtomic(dest: string, bytes: Uint8Array): Promise<void> {
+  await mkdir(path.dirname(dest), { recursive: true });
+  const tmp = `${dest}.${process.pid}.${Date.now()}.part`;
+  const f = await open(tmp, 'w');
+  try {
+    await f.writeFile(bytes);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+  try {
+    await rename(tmp, dest);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * A preset name or a path to a local .onnx file -> the file to load. A preset is downloaded once into the
+ * cache directory (and its sha256 checked); a built-in preset is written there.
+ */
+export async function resolveBackbone(nameOrPath: string, options: ResolveOptions = {}): Promise<{ path: string; preset?: Preset }> {
+  if (typeof nameOrPath !== 'string' || nameOrPath.length === 0) {
+    throw new HgadArgumentError('model', 'a preset name or a path to an .onnx file', nameOrPath);
+  }
+  const table = options.presets ?? PRESETS;
+  const preset = Object.prototype.hasOwnProperty.call(table, nameOrPath) ? table[nameOrPath] : undefined;
+  if (!preset) {
+    const looksLikePath = /\.onnx$/i.test(nameOrPath) || nameOrPath.includes('/') || nameOrPath.includes('\\');
+    if (!looksLikePath) {
+      throw new HgadArgumentError('model', `a path to an .onnx file or a preset name (${Object.keys(table).join(', ')})`, nameOrPath);
+    }
+    const file = path.resolve(nameOrPath);
+    if (!(await exists(file))) throw new HgadError('IO', `The backbone file ${file} does not exist`, 'model');
+    return { path: file };
+  }
+  const dir = options.cacheDir ?? defaultCacheDir();
+  try {
+    if (preset.build) {
+      const bytes = preset.build();
+      const digest = createHash('sha256').update(bytes).digest('hex');
+      const file = path.join(dir, `${preset.name}-${digest.slice(0, 16)}.onnx`);
+      const have = await exists(file);
+      if (!have || have.size !== bytes.length || !Buffer.from(await readFile(file)).equals(Buffer.from(bytes))) await writeAtomic(file, bytes);
+      return { path: file, preset };
+    }
+    if (!preset.url || !preset.sha256) throw new HgadError('INVALID_ARGUMENT', `Preset ${preset.name} has neither a url with a sha256 nor a build function`, 'presets');
+    const file = path.join(dir, `${preset.name}-${preset.sha256.slice(0, 16)}.onnx`);
+    const have = await exists(file);
+    // Files only ever appear here after their hash was checked; a size mismatch means someone changed it.
+    if (have && (preset.size === undefined || have.size === preset.size)) return { path: file, preset };
+    const onProgress = options.onProgress ?? stderrProgress(`downloading ${preset.name}`);
+    await download(preset.url, file, { sha256: preset.sha256, ...(onProgress ? { onProgress } : {}) });
+    return { path: file, preset };
+  } catch (e) {
+    if (e instanceof HgadError) throw e;
+    throw new HgadError('IO', `Cannot prepare the backbone ${preset.name} in ${dir}: ${(e as Error).message}`, 'cacheDir');
+  }
+}

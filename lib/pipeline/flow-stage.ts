@@ -1,0 +1,49 @@
+// The flow stage of the pipeline: every level of one batch of feature maps through the model, with
+// one class per image decided across all levels (given by the caller, or inferred from the class
+// posteriors averaged over the levels, so every level scores an image under the same class).
+import type { HgadModel } from '../model';
+import type { LevelMaps } from '../score/maps';
+import type { FeatureBatch } from '../validate';
+
+export interface FlowStageResult {
+  levels: LevelMaps[];
+  classIndex: Int32Array;
+  /** Mean over levels and positions of the posterior of the class used, per image. */
+  classConfidence: Float32Array;
+  /** The class posteriors averaged over levels, [batch, classes]. */
+  classPosterior: Float32Array;
+}
+
+export async function flowStage(model: HgadModel, features: FeatureBatch[], given: Int32Array | null): Promise<FlowStageResult> {
+  const Y = model.config.classes.length;
+  const batch = features[0]!.batch;
+  const scores = [];
+  for (let l = 0; l < features.length; l++) scores.push(await model.score(l, features[l]!, given ?? undefined));
+  // Per image and class: the posterior averaged over levels (batch * classes * levels numbers).
+  const posterior = new Float32Array(batch * Y);
+  for (const s of scores) for (let i = 0; i < posterior.length; i++) posterior[i]! += s.classPosterior[i]! / scores.length;
+  let classIndex = given;
+  if (!classIndex) {
+    classIndex = new Int32Array(batch);
+    for (let b = 0; b < batch; b++) {
+      let best = 0;
+      for (let y = 1; y < Y; y++) if (posterior[b * Y + y]! > posterior[b * Y + best]!) best = y;
+      classIndex[b] = best;
+    }
+    // A level whose own choice disagrees for some image is scored again under the common classes.
+    for (let l = 0; l < scores.length; l++) {
+      const own = scores[l]!.classIndex;
+      if (own.some((c, b) => c !== classIndex![b])) scores[l] = await model.score(l, features[l]!, classIndex);
+    }
+  }
+  const confidence = new Float32Array(batch);
+  for (let b = 0; b < batch; b++) confidence[b] = posterior[b * Y + classIndex[b]!]!;
+  return {
+    levels: scores.map((s, l) => ({
+      logp: s.logp, negEntropy: s.negEntropy, height: features[l]!.height, width: features[l]!.width,
+    })),
+    classIndex,
+    classConfidence: confidence,
+    classPosterior: posterior,
+  };
+}

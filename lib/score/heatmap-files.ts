@@ -1,0 +1,37 @@
+// Heatmap and overlay PNGs for scored images, written next to each other in one folder. The colour
+// range is fixed per class by the calibrated threshold (threshold at 2/3 of the scale), so colours
+// mean the same thing across images; without calibration the range is the image's own.
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { loadImage } from '../data';
+import { HgadError } from '../errors';
+import { heatmapPng, overlayPng } from './heatmap';
+import type { AnomalyResult } from './scorer';
+
+export function heatmapRange(result: AnomalyResult): { min: number; max: number } {
+  if (result.threshold !== null && result.threshold > 0) return { min: 0, max: 1.5 * result.threshold };
+  return { min: 0, max: result.imageScore > 0 ? result.imageScore : 1 };
+}
+
+async function writeAtomic(file: string, data: Buffer): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, file);
+  } catch (e) {
+    throw new HgadError('IO', `Cannot write ${file}: ${(e as Error).message}`, 'heatmaps');
+  }
+}
+
+/** Writes <name>_heatmap.png and <name>_overlay.png into dir; returns their paths. */
+export async function writeHeatmaps(result: AnomalyResult, dir: string, name = path.parse(result.path).name): Promise<{ heatmap: string; overlay: string }> {
+  await mkdir(dir, { recursive: true });
+  const range = heatmapRange(result);
+  const heatmap = path.join(dir, `${name}_heatmap.png`);
+  const overlay = path.join(dir, `${name}_overlay.png`);
+  await writeAtomic(heatmap, await heatmapPng(result.map, result.height, result.width, range));
+  const image = await loadImage(result.path, { width: result.width, height: result.height });
+  await writeAtomic(overlay, await overlayPng(image.pixels, result.width, result.height, result.map, range));
+  return { heatmap, overlay };
+}

@@ -1,0 +1,226 @@
+// Training a detector on folders of normal images (HGAD.md section 5): backbone features of every
+// batch, one optimiser step per level per batch, the warm-up + cosine schedule and the two loss
+// phases; checkpoints at pass boundaries; then calibration on held-out normal images.
+import { createHash } from 'node:crypto';
+
+import { defaultThreads } from '../config';
+import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../data';
+import { hashString, shuffled } from '../data/random';
+import { HgadArgumentError, HgadError } from '../errors';
+import type { FeatureLevel } from '../features/backbone';
+import { HgadModel, LossTerms } from '../model';
+import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
+import { AnomalyDetector } from '../pipeline/detector';
+import type { PipelineSpec, TrainingState } from '../pipeline/spec';
+import { PIPELINE_VERSION } from '../pipeline/spec';
+import { calibrate } from '../score/calibrate';
+import { checkInteger } from '../validate';
+import { FeatureCache } from './feature-cache';
+import { ProgressLine, TrainProgress } from './progress';
+import { learningRate, phaseAt, resolveSchedule, Schedule, ScheduleOptions } from './schedule';
+
+export interface FlowOptions {
+  couplingLayers?: number;
+  centersPerClass?: number;
+  clamp?: number;
+  posEmbedDim?: number;
+}
+
+export interface TrainOptions {
+  /** The training data: an opened dataset, or where to open one. */
+  data: Dataset | { root: string; layout?: 'mvtec' | 'visa' | 'btad' | 'mvtec3d' | 'generic' | 'auto' };
+  /** Classes to train on (default: all of the dataset's). */
+  classes?: string[];
+  /** Use at most this many training images per class (the first ones in name order). */
+  limitPerClass?: number;
+  backbone: BackboneChoice;
+  schedule?: ScheduleOptions;
+  /** Images per batch. Default 8. */
+  batchSize?: number;
+  /** Seed of the flow's initialisation, the hold-out split and the shuffles. Default 0. */
+  seed?: number;
+  flow?: FlowOptions;
+  /** Fraction of each class's training images held out for calibration. Default 0.1. */
+  holdout?: number;
+  /** Threshold quantile of the held-out images' scores, per class. Default 0.99. */
+  thresholdQuantile?: number;
+  /** Side of the anomaly maps. Default 256 (the authors' mask size). */
+  mapSize?: number;
+  threads?: number;
+  /** Save a checkpoint (detector + optimiser state) every `every` passes (default 1) to `path`. */
+  checkpoint?: { path: string; every?: number };
+  /** Continue from a checkpoint written by an earlier run with the same data and options. */
+  resume?: string;
+  onProgress?: (progress: TrainProgress) => void;
+  /** Draw a progress line on stderr. Default: when stderr is a terminal. */
+  progressBar?: boolean;
+  /** Stops training after the current batch; the promise rejects with code ABORTED. */
+  signal?: AbortSignal;
+  /** Memory for keeping backbone features between passes. Default 2 GiB; 0 disables the cache. */
+  featureCacheBytes?: number;
+}
+
+interface Plan {
+  classes: string[];
+  train: Sample[];
+  holdout: Sample[];
+  schedule: Schedule;
+  batchSize: number;
+  seed: number;
+  threads: number;
+  digest: string;
+}
+
+async function planOf(options: TrainOptions): Promise<Plan> {
+  if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  const data = options.data;
+  if (typeof data !== 'object' || data === null) throw new HgadArgumentError('data', 'a dataset or { root, layout }', data);
+  const dataset: Dataset = 'samples' in data && typeof data.samples === 'function'
+    ? data
+    : await openDataset({ root: (data as { root: string }).root, layout: (data as { layout?: 'auto' }).layout ?? 'auto' });
+  const classes = options.classes ?? dataset.classes;
+  if (!Array.isArray(classes) || classes.length === 0) throw new HgadArgumentError('classes', 'a non-empty array of class names', classes);
+  classes.forEach((c, i) => {
+    if (!dataset.classes.includes(c)) throw new HgadArgumentError(`classes[${i}]`, `one of the dataset's classes (${dataset.classes.join(', ')})`, c);
+  });
+  if (options.limitPerClass !== undefined) checkInteger('limitPerClass', options.limitPerClass, 1, 1 << 30);
+  let all: Sample[] = [];
+  for (const c of classes) {
+    const own = dataset.samples('train', c);
+    if (own.length === 0) throw new HgadArgumentError(`classes`, `classes with training images (${c} has none)`, c);
+    all = all.concat(options.limitPerClass ? own.slice(0, options.limitPerClass) : own);
+  }
+  const seed = options.seed ?? 0;
+  checkInteger('seed', seed, 0, 2 ** 31 - 1);
+  const fraction = options.holdout ?? 0.1;
+  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction < 1)) throw new HgadArgumentError('holdout', 'a fraction in [0, 1)', fraction);
+  const { train, holdout } = fraction > 0 ? splitHoldout(all, fraction, seed) : { train: all, holdout: [] };
+  const batchSize = options.batchSize ?? 8;
+  checkInteger('batchSize', batchSize, 1, 4096);
+  const threads = options.threads ?? defaultThreads();
+  checkInteger('threads', threads, 1, 1024);
+  const digest = createHash('sha256').update(JSON.stringify([classes, train.map((s) => [s.path, s.className])])).digest('hex');
+  return { classes, train, holdout, schedule: resolveSchedule(options.schedule), batchSize, seed, threads, digest };
+}
+
+async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDetector> {
+  const backbone = await specFromChoice(options.backbone);
+  const mapSize = options.mapSize ?? 256;
+  checkInteger('mapSize', mapSize, 8, 4096);
+  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4 }, calibration: null, training: null };
+  const bb = await openBackbone(backbone, plan.threads);
+  const model = HgadModel.create({
+    levels: bb.levels.map((l) => ({ channels: l.channels })),
+    classes: plan.classes,
+    ...(options.flow ?? {}),
+    seed: plan.seed,
+    threads: plan.threads,
+  });
+  return new AnomalyDetector(model, spec, plan.threads, bb);
+}
+
+async function resumeDetector(path: string, plan: Plan): Promise<AnomalyDetector> {
+  const detector = await AnomalyDetector.load(path, { threads: plan.threads });
+  const t = detector.spec.training;
+  if (!t) throw new HgadArgumentError('resume', 'a checkpoint written during training (it has no training state)', path);
+  if (t.trainDigest !== plan.digest || t.batchSize !== plan.batchSize || t.seed !== plan.seed ||
+    JSON.stringify(t.schedule) !== JSON.stringify(plan.schedule)) {
+    throw new HgadArgumentError('resume', 'a checkpoint of a run with the same data, classes, batch size, seed and schedule', path);
+  }
+  return detector;
+}
+
+function meanLosses(all: LossTerms[]): LossTerms {
+  const out: LossTerms = { Lg: 0, Lmi: 0, Le: 0, Lgi: 0, Lz: 0, loss: 0 };
+  for (const l of all) for (const k of Object.keys(out) as (keyof LossTerms)[]) out[k] += l[k] / all.length;
+  return out;
+}
+
+/** Trains a detector; resolves once it is trained and calibrated. */
+export async function train(options: TrainOptions): Promise<AnomalyDetector> {
+  const plan = await planOf(options);
+  const { schedule: s, batchSize } = plan;
+  if (options.checkpoint !== undefined) {
+    if (typeof options.checkpoint?.path !== 'string') throw new HgadArgumentError('checkpoint.path', 'a file path', options.checkpoint?.path);
+    checkInteger('checkpoint.every', options.checkpoint.every ?? 1, 1, 1 << 20);
+  }
+  const budget = options.featureCacheBytes ?? 2 ** 31;
+  checkInteger('featureCacheBytes', budget, 0, Number.MAX_SAFE_INTEGER);
+  const detector = options.resume !== undefined ? await resumeDetector(options.resume, plan) : await newDetector(options, plan);
+  const model = detector.model;
+  const backbone = await detector.backbone();
+  const shapes = backbone.levels.map((l) => ({ height: l.height, width: l.width, channels: l.channels }));
+  const cache = budget > 0 && FeatureCache.bytesPerImage(shapes) * plan.train.length <= budget ? new FeatureCache(shapes) : null;
+  const index = new Map(plan.train.map((sample, i) => [sample.path, i]));
+  const classOf = new Map(plan.classes.map((c, i) => [c, i]));
+  const batchesPerPass = Math.ceil(plan.train.length / batchSize);
+  const totalSteps = batchesPerPass * s.subEpochs * s.metaEpochs;
+  const bar = options.progressBar ?? process.stderr.isTTY === true ? new ProgressLine(process.stderr) : null;
+  const state: TrainingState = detector.spec.training ?? {
+    epoch: 0, subEpoch: 0, seed: plan.seed, batchSize, schedule: s, trainImages: plan.train.length, trainDigest: plan.digest, complete: false,
+  };
+  const every = options.checkpoint?.every ?? 1;
+  const started = Date.now();
+  let stepsThisRun = 0, imagesThisRun = 0;
+
+  const trainBatch = async (features: FeatureLevel[], samples: Sample[], epoch: number, sub: number, b: number): Promise<void> => {
+    if (options.signal?.aborted) throw new HgadError('ABORTED', 'Training was aborted by options.signal', 'signal');
+    const labels = Int32Array.from(samples, (x) => classOf.get(x.className)!);
+    const phase = phaseAt(s, epoch);
+    const lr = learningRate(s, { epoch, subEpoch: sub, batch: b }, batchesPerPass);
+    const losses: LossTerms[] = [];
+    for (let l = 0; l < features.length; l++) losses.push(await model.trainStep(l, features[l]!, labels, { phase, lr }));
+    stepsThisRun += 1;
+    imagesThisRun += samples.length;
+    const step = (epoch * s.subEpochs + sub) * batchesPerPass + b + 1;
+    const elapsed = (Date.now() - started) / 1000;
+    const rate = imagesThisRun / Math.max(elapsed, 1e-6);
+    const p: TrainProgress = {
+      epoch, epochs: s.metaEpochs, subEpoch: sub, subEpochs: s.subEpochs, step, totalSteps, phase, lr,
+      losses: meanLosses(losses), imagesPerSecond: rate,
+      etaSeconds: stepsThisRun > 0 ? ((totalSteps - step) * elapsed) / stepsThisRun : null,
+    };
+    bar?.update(p);
+    options.onProgress?.(p);
+  };
+
+  for (let epoch = state.epoch; epoch < s.metaEpochs; epoch++) {
+    for (let sub = epoch === state.epoch ? state.subEpoch : 0; sub < s.subEpochs; sub++) {
+      const order = shuffled(plan.train, hashString(`${plan.seed}:${epoch}:${sub}`));
+      if (cache && order.every((x) => cache.has(index.get(x.path)!))) {
+        for (let b = 0; b < batchesPerPass; b++) {
+          const samples = order.slice(b * batchSize, (b + 1) * batchSize);
+          await trainBatch(cache.batch(samples.map((x) => index.get(x.path)!)), samples, epoch, sub, b);
+        }
+      } else {
+        // Decoding and the backbone run one batch ahead of the flow.
+        let pending: Promise<{ features: FeatureLevel[]; samples: Sample[] }> | null = null;
+        let b = 0;
+        const batches = imageBatches(order, { batchSize, size: { width: detector.inputSize, height: detector.inputSize }, concurrency: 2 * plan.threads });
+        const consume = async (p: NonNullable<typeof pending>): Promise<void> => {
+          const { features, samples } = await p;
+          if (cache) samples.forEach((x, i) => cache.put(index.get(x.path)!, features, i));
+          await trainBatch(features, samples, epoch, sub, b++);
+        };
+        for await (const batch of batches) {
+          const next = backbone.extract(batch.pixels, batch.batch).then((features) => ({ features, samples: batch.samples }));
+          next.catch(() => undefined);
+          if (pending) await consume(pending);
+          pending = next;
+        }
+        if (pending) await consume(pending);
+      }
+      state.epoch = sub + 1 === s.subEpochs ? epoch + 1 : epoch;
+      state.subEpoch = sub + 1 === s.subEpochs ? 0 : sub + 1;
+      detector.spec = { ...detector.spec, training: { ...state } };
+      const passes = epoch * s.subEpochs + sub + 1;
+      if (options.checkpoint && passes % every === 0) await detector.save(options.checkpoint.path, { optimizer: true });
+    }
+  }
+  const normals = plan.holdout.length > 0 ? plan.holdout : plan.train;
+  const quantile = options.thresholdQuantile ?? 0.99;
+  const calibration = await calibrate(detector, normals, { quantile, batchSize });
+  detector.spec = { ...detector.spec, calibration, training: { ...state, complete: true } };
+  if (options.checkpoint) await detector.save(options.checkpoint.path, { optimizer: true });
+  return detector;
+}
