@@ -1,6 +1,17 @@
-// Loads the compiled addon: a prebuilt binary from prebuilds/ or a local build in build/, found by
-// node-gyp-build from the package root.
+// Loads the compiled addon: a local build in build/Release (source build) or else the prebuilt binary in
+// prebuilds/<platform>-<arch>/, found by node-gyp-build from the package root.
+//
+// The prebuilt Linux x64 binary carries a static OpenBLAS (scripts/prebuild.sh). OpenBLAS 0.3.21 picks
+// its kernels when the library loads and misreads some CPUs (a generic kernel at a quarter of the
+// speed), so the kernel family is named from the CPU's flags in OPENBLAS_CORETYPE for the moment of
+// loading, unless the user set it. Source builds use oneDNN, which ignores the variable.
+//
+// GPU variants (issue 3) go in variants/<name>/prebuilds/<platform>-<arch>/: a directory node-gyp-build
+// never looks into for the CPU binary, so a variant is only loaded when VARIANTS says its hardware is
+// present; otherwise, or when it fails to load, the CPU binary is used after a one-line warning.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { HgadError } from './errors';
 
 export interface NativeTensorSpec {
   name: string;
@@ -40,7 +51,8 @@ export interface NativeModel {
     logDet: Float32Array): Promise<void>;
   inverse(level: number, z: Float32Array, batch: number, height: number, width: number, x: Float32Array): Promise<void>;
   score(level: number, x: Float32Array, batch: number, height: number, width: number, classIndex: Int32Array | null,
-    logp: Float32Array, negEntropy: Float32Array, classLogits: Float32Array, classOut: Int32Array): Promise<void>;
+    logp: Float32Array, negEntropy: Float32Array, classLogits: Float32Array, classOut: Int32Array,
+    classPosterior: Float32Array | null): Promise<void>;
   gradients(level: number, x: Float32Array, batch: number, height: number, width: number, labels: Int32Array,
     perVector: boolean, weights: Float64Array, inputGrad: Float32Array | null, lr: number | null): Promise<NativeLosses>;
 }
@@ -54,24 +66,118 @@ interface Addon {
 let addon: Addon | undefined;
 
 export function native(): Addon {
-  if (!addon) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const load = require('node-gyp-build') as (dir: string) => Addon;
-    addon = load(packageRoot());
-  }
+  if (!addon) addon = loadAddon(packageRoot());
   return addon;
+}
+
+type Load = ((dir: string) => Addon) & { resolve(dir: string): string };
+
+/** A prebuilt variant for optional hardware, tried before the CPU binary when `present()` holds. */
+interface Variant {
+  name: string;
+  present(): boolean;
+}
+
+const VARIANTS: Variant[] = [
+  // The NVIDIA kernel driver exposes this file; without it a CUDA binary cannot run.
+  { name: 'cuda', present: () => fs.existsSync('/proc/driver/nvidia/version') },
+];
+
+function loadAddon(root: string): Addon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const load = require('node-gyp-build') as Load;
+  return withCoreType(() => {
+    for (const v of VARIANTS) {
+      const dir = path.join(root, 'variants', v.name);
+      if (!fs.existsSync(path.join(dir, 'prebuilds'))) continue;
+      if (!v.present()) {
+        process.emitWarning(`hgad: no ${v.name} device or driver found; using the CPU binary`);
+        continue;
+      }
+      try {
+        return load(dir);
+      } catch (e) {
+        process.emitWarning(`hgad: the ${v.name} binary did not load (${firstLine(e)}); using the CPU binary`);
+      }
+    }
+    let file: string;
+    try {
+      file = load.resolve(root);
+    } catch {
+      throw new HgadError('NATIVE', noBinaryMessage(root));
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(file) as Addon;
+    } catch (e) {
+      throw new HgadError('NATIVE', loadFailedMessage(file, e));
+    }
+  });
+}
+
+/** OpenBLAS's name for the widest kernel family this CPU runs, or undefined to let it decide. */
+export function openblasCoreType(cpuFlags: ReadonlySet<string>): string | undefined {
+  const has = (...f: string[]) => f.every((x) => cpuFlags.has(x));
+  // SkylakeX rather than Cooperlake on CPUs with AVX512-BF16 too: the same sgemm kernel, and measured
+  // faster here (benchmarks/RESULTS.md, bench:gemm).
+  if (has('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl')) return 'SkylakeX';
+  if (has('avx2', 'fma')) return 'Haswell';
+  if (has('avx')) return 'SandyBridge';
+  return undefined;
+}
+
+function cpuFlags(): Set<string> {
+  try {
+    const m = /^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'latin1'));
+    return new Set(m?.[1]?.trim().split(/\s+/) ?? []);
+  } catch {
+    return new Set();
+  }
+}
+
+function withCoreType<T>(fn: () => T): T {
+  const key = 'OPENBLAS_CORETYPE';
+  if (process.env[key] !== undefined || process.platform !== 'linux' || process.arch !== 'x64') return fn();
+  const core = openblasCoreType(cpuFlags());
+  if (core === undefined) return fn();
+  process.env[key] = core;
+  try {
+    return fn();
+  } finally {
+    delete process.env[key]; // read once, when the library loads; not passed on to child processes
+  }
+}
+
+const SOURCE_BUILD =
+  'To build it from source: install a C++17 compiler with OpenMP, make, python3 and oneDNN (Debian/Ubuntu: ' +
+  'apt-get install g++ make python3 libdnnl-dev), then run `npx node-gyp rebuild` in the hgad package folder';
+
+function noBinaryMessage(root: string): string {
+  return `hgad has no native binary for ${process.platform}-${process.arch} (Node ${process.version}): ` +
+    `the package ships a prebuilt one for linux-x64 (glibc) in ${path.join(root, 'prebuilds')}, and there is no ` +
+    `local build in ${path.join(root, 'build', 'Release')}. ${SOURCE_BUILD}.`;
+}
+
+function loadFailedMessage(file: string, e: unknown): string {
+  const reason = firstLine(e);
+  const prebuilt = file.includes(`${path.sep}prebuilds${path.sep}`);
+  const needs = prebuilt
+    ? ' The prebuilt binary needs Linux x64 with glibc >= 2.34 and libstdc++ from GCC >= 11 (GLIBCXX_3.4.29).'
+    : '';
+  return `hgad's native binary ${file} could not be loaded: ${reason}.${needs} ${SOURCE_BUILD}.`;
+}
+
+function firstLine(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split('\n')[0] ?? text;
 }
 
 function packageRoot(): string {
   // Compiled files live in dist/lib/, sources in lib/ (ts-jest): walk up to the folder with package.json.
   let dir = __dirname;
   for (let i = 0; i < 4; i++) {
-    try {
-      require.resolve(path.join(dir, 'package.json'));
-      return dir;
-    } catch {
-      dir = path.dirname(dir);
-    }
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    dir = path.dirname(dir);
   }
   return path.resolve(__dirname, '..');
 }

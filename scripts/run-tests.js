@@ -19,6 +19,20 @@ function run(cmd, args, options = {}) {
   return r;
 }
 
+// The install test (scripts/test-install.sh: pack, install without a toolchain, use) when asked for, as
+// .ci/run does; it ends with `N passed, N failed` too.
+if (process.env.HGAD_TEST_INSTALL === '1') {
+  const r = run('bash', [path.join(root, 'scripts', 'test-install.sh')]);
+  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
+  if (m) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+  } else {
+    console.error('scripts/test-install.sh did not report a result');
+    failed += 1;
+  }
+}
+
 // Native tests: their own harness ends with `N passed, N failed`. The second binary runs them over the
 // baseline-ISA copy of the element-wise kernels.
 for (const name of ['hgad_native_tests', 'hgad_native_tests_baseline']) {

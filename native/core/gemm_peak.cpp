@@ -12,7 +12,7 @@ namespace hgad {
 double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int threads, double seconds) {
   using clock = std::chrono::steady_clock;
   int64_t calls = 0;
-  omp_set_num_threads(threads);  // a one-thread region is inactive: keep oneDNN to one thread too
+  omp_set_num_threads(threads);  // a one-thread region is inactive: keep the GEMM library to one thread too
   const auto t0 = clock::now();
 #pragma omp parallel num_threads(threads) reduction(+ : calls)
   {

@@ -1,3 +1,5 @@
+// oneDNN backend (the default); packed_gemm_openblas.cpp holds the one for HGAD_GEMM_OPENBLAS.
+#ifndef HGAD_GEMM_OPENBLAS
 #include "packed_gemm.h"
 
 #include <dnnl.hpp>
@@ -57,3 +59,4 @@ void PackedMatrix::multiply(int64_t M, const float* A, float* C) const {
 }
 
 }  // namespace hgad
+#endif  // HGAD_GEMM_OPENBLAS

@@ -1,6 +1,8 @@
 // A matrix B that stays fixed across many products C[M, N] = A[M, K] B[K, N] (the weights between two
 // parameter updates), reordered once into the layout oneDNN's matmul kernels read fastest. On this
 // project's shapes that is about 19% faster than dnnl_sgemm, which repacks B on every call.
+// With HGAD_GEMM_OPENBLAS (packed_gemm_openblas.cpp) it is a contiguous copy of B multiplied with
+// cblas_sgemm: OpenBLAS has no API to keep its packed panels between calls.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Tries hgad as a new user would: builds the prebuilt binary (scripts/prebuild.sh) and the TypeScript in
+# a scratch copy of the repository, packs the package, installs the tarball into an empty project with
+# no compiler, make or cmake on PATH and nothing but the npm registry (or its cache) to fetch from, then
+# checks require('hgad'), import('hgad'), `npx hgad --help` and a small training + scoring run, the
+# libraries the binary needs, and what the install weighs. The repository is not modified.
+# Last line: `N passed, N failed`. HGAD_PREBUILDS=<dir with linux-x64/> reuses a prebuild.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+start=$SECONDS
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+finish() { echo "install test: $((SECONDS - start)) s"; echo "$passed passed, $failed failed"; exit $((failed > 0)); }
+export ONNXRUNTIME_NODE_INSTALL=skip
+
+# 1. The package as it would be published.
+stage=$work/stage
+mkdir -p "$stage"
+(cd "$root" && tar --exclude=./node_modules --exclude=./build --exclude=./dist --exclude=./prebuilds \
+  --exclude=./.git -cf - .) | tar -xf - -C "$stage"
+ln -s "$root/node_modules" "$stage/node_modules"
+if ! (cd "$stage" && npx --no-install tsc -p tsconfig.json); then fail "tsc"; finish; fi
+if [ -n "${HGAD_PREBUILDS:-}" ]; then
+  mkdir -p "$stage/prebuilds" && cp -r "$HGAD_PREBUILDS/linux-x64" "$stage/prebuilds/"
+elif ! bash "$stage/scripts/prebuild.sh" "$stage" >"$work/prebuild.log" 2>&1; then
+  cat "$work/prebuild.log"; fail "prebuild"; finish
+fi
+ok "prebuild ($((SECONDS - start)) s so far)"
+rm "$stage/node_modules"  # npm pack must not see the development dependencies
+if ! (cd "$stage" && npm pack --json --pack-destination "$work" >"$work/pack.json" 2>"$work/pack.err"); then
+  cat "$work/pack.err"; fail "npm pack"; finish
+fi
+tarball=$work/$(node -p "require('$work/pack.json')[0].filename")
+node -e "
+  const p = require('$work/pack.json')[0];
+  const dev = p.files.map((f) => f.path).filter((f) =>
+    /^(test|benchmarks|examples|\.ci|build|native\/tests|dist\/(benchmarks|examples|test))\/|\.map$|^(tsconfig|jest\.config)/.test(f));
+  const need = ['prebuilds/linux-x64/hgad.node', 'prebuilds/linux-x64/libgomp.so.1', 'dist/lib/index.js',
+    'dist/lib/index.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'LICENSE', 'README.md', 'binding.gyp'];
+  const absent = need.filter((f) => !p.files.some((x) => x.path === f));
+  console.log('tarball ' + p.size + ' bytes, unpacked ' + p.unpackedSize + ' bytes, ' + p.entryCount + ' files');
+  if (dev.length || absent.length) { console.log('dev-only: ' + dev.join(' ') + ' | missing: ' + absent.join(' ')); process.exit(1); }
+" && ok "npm pack carries prebuilds/, dist/, esm/ and no development files" || fail "npm pack contents"
+
+# 2. A PATH with node, npm and basic tools only: no compiler, make or cmake.
+bin=$work/bin
+mkdir -p "$bin"
+nodedir=$(dirname "$(command -v node)")
+for t in node npm npx; do ln -s "$nodedir/$t" "$bin/$t"; done
+for t in sh bash env cat ls mkdir rm cp mv chmod ln uname dirname basename readlink grep sed tr head tail wc; do
+  p=$(command -v "$t") && ln -s "$p" "$bin/$t"
+done
+# OPENBLAS_CORETYPE unset: the loader must pick the kernel family by itself.
+hidden() { env -u CC -u CXX -u OPENBLAS_CORETYPE PATH="$bin" "$@"; }
+if hidden sh -c 'for t in g++ gcc c++ cc clang make cmake; do command -v $t && exit 1; done; exit 0' >/dev/null; then
+  ok "toolchain hidden from PATH"
+else
+  fail "toolchain hidden from PATH"
+fi
+
+# 3. Install into an empty project.
+app=$work/app
+mkdir -p "$app"
+echo '{ "name": "hgad-install-test", "version": "1.0.0", "private": true }' >"$app/package.json"
+t0=$SECONDS
+if (cd "$app" && hidden npm install --prefer-offline --no-audit --no-fund --foreground-scripts "$tarball" \
+    >"$work/install.log" 2>&1); then
+  ok "npm install of the tarball ($((SECONDS - t0)) s)"
+else
+  cat "$work/install.log"; fail "npm install of the tarball"; finish
+fi
+pkg=$app/node_modules/hgad
+addon=$pkg/prebuilds/linux-x64/hgad.node
+deps=$(ldd "$addon")
+if ! grep -qE 'not found|dnnl|openblas|gfortran|libblas' <<<"$deps" && grep -q "libgomp.so.1 => $pkg/prebuilds/linux-x64/libgomp.so.1" <<<"$deps"; then
+  ok "binary needs no BLAS, oneDNN or Fortran library; libgomp from beside it"
+else
+  echo "$deps"; fail "binary dependencies"
+fi
+
+# 4. Use it as a user would, still without the toolchain.
+cp "$root/scripts/install-smoke.js" "$app/"
+(cd "$app" && hidden node install-smoke.js) >"$work/smoke.log" 2>&1
+cat "$work/smoke.log"
+passed=$((passed + $(grep -c '^ok ' "$work/smoke.log")))
+failed=$((failed + $(grep -c '^FAIL ' "$work/smoke.log")))
+grep -qE '^(ok|FAIL) train and score' "$work/smoke.log" || fail "install-smoke.js ran to the end"
+if (cd "$app" && hidden npx --no-install hgad --help) >"$work/help.log" 2>&1 && grep -q 'Usage: hgad' "$work/help.log"; then
+  ok "npx hgad --help"
+else
+  cat "$work/help.log"; fail "npx hgad --help"
+fi
+
+# 5. What the install weighs (bytes on disk as unpacked, before file-system blocks).
+echo "unpacked size: hgad $(du -sb "$pkg" | cut -f1) bytes; node_modules in all $(du -sb "$app/node_modules" | cut -f1) bytes"
+(cd "$app/node_modules" && for d in $(ls -d @*/* [!@]* 2>/dev/null); do [ -d "$d" ] && printf '  %-34s %12s\n' "$d" "$(du -sb "$d" | cut -f1)"; done | sort -k2 -n -r | head -12)
+finish
