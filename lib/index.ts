@@ -1,3 +1,5 @@
+// The public API. The pipeline (images -> anomaly maps): train() and AnomalyDetector with scoreImages
+// and evaluateDetector; the engine underneath: HgadModel over feature maps.
 export { HgadModel, LOSS_TERMS } from './model';
 export type {
   ForwardResult, ScoreResult, TrainStepOptions, GradientOptions, GradientResult, LossTerms, LossTerm, TensorInfo,
@@ -8,3 +10,36 @@ export type { FeatureBatch, BatchShape } from './validate';
 export { HgadError, HgadArgumentError, HgadNonFiniteError, HgadModelFileError } from './errors';
 export type { HgadErrorCode } from './errors';
 export type { SaveOptions } from './io/model-file';
+
+// Pipeline
+export { AnomalyDetector } from './pipeline/detector';
+export type { DetectorLoadOptions, DetectorSaveOptions } from './pipeline/detector';
+export type { PipelineSpec, BackboneSpec, Calibration, TrainingState } from './pipeline/spec';
+export type { BackboneChoice } from './pipeline/backbone-spec';
+export { train } from './train/trainer';
+export type { TrainOptions, FlowOptions } from './train/trainer';
+export type { TrainProgress } from './train/progress';
+export { resolveSchedule, learningRate, SCHEDULE_DEFAULTS } from './train/schedule';
+export type { Schedule, ScheduleOptions } from './train/schedule';
+export { scoreImages } from './score/scorer';
+export type { AnomalyResult, ImageInput, ScoreOptions, Normalization } from './score/scorer';
+export { calibrate } from './score/calibrate';
+export { writeHeatmaps } from './score/heatmap-files';
+export { heatmapPng, overlayPng, colorize } from './score/heatmap';
+export { evaluateDetector } from './eval/run';
+export type { EvaluateOptions, EvaluationOutput, EvaluatedImage } from './eval/run';
+export { evaluate } from './eval/evaluate';
+export type { EvalReport, EvalSample, ClassMetrics } from './eval/evaluate';
+export { auroc, aupro, f1Max } from './eval/metrics';
+export { reportToMarkdown } from './eval/table';
+export { writeReport, renderReport } from './report';
+export type { RenderReportOptions, WriteReportOptions } from './report';
+
+// Data, backbones, the demo
+export * from './data';
+export { Backbone } from './features/backbone';
+export type { BackboneOptions, FeatureLevel, LevelInfo } from './features/backbone';
+export { PRESETS, resolveBackbone, defaultCacheDir } from './features/presets';
+export type { Preset } from './features/presets';
+export { generateDemoDataset, describeDemoDataset, DEMO_CLASSES } from './demo';
+export type { DemoDatasetOptions, DemoDatasetInfo } from './demo';
