@@ -3,13 +3,16 @@
 // Speed of one HGAD level at the paper's configuration (C=200, P=256, K=12, Y=15, M=10), 4096 vectors
 // per call (batch 4 of 32x32 feature maps): vectors/s for scoring and for a phase-2 training step,
 // for hgad and for the PyTorch baseline (benchmarks/python/bench_flow.py) measured in the same run,
-// printed as ratios, plus hgad's achieved GEMM GFLOP/s against the sgemm peak measured here.
+// printed as ratios, plus hgad's achieved GEMM GFLOP/s against the sgemm peak measured here (CPU).
+// --device cuda runs both on the GPU (hgad's CUDA backend, torch on cuda); hgad's figures include
+// copying the features from and the results to host memory, torch keeps its batch on the GPU.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { HgadModel } from '../lib';
+import { cudaInfo } from '../lib/model';
 import { native } from '../lib/native';
 
 interface Args {
@@ -32,11 +35,11 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--seconds') args.seconds = Number(value());
     else if (a === '--device') args.device = value();
     else if (a === '--no-python') args.python = false;
-    else throw new Error(`unknown argument ${a} (expected --threads N, --seconds S, --device cpu, --no-python)`);
+    else throw new Error(`unknown argument ${a} (expected --threads N, --seconds S, --device cpu|cuda, --no-python)`);
   }
   if (!Number.isInteger(args.threads) || args.threads < 1) throw new Error('--threads must be a positive integer');
   if (!(args.seconds > 0)) throw new Error('--seconds must be positive');
-  if (args.device !== 'cpu') throw new Error(`--device ${args.device}: this build has the CPU backend only`);
+  if (args.device !== 'cpu' && args.device !== 'cuda') throw new Error(`--device ${args.device}: expected cpu or cuda`);
   return args;
 }
 
@@ -100,8 +103,9 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const model = HgadModel.create({
     levels: [{ channels: C }], classes: Array.from({ length: Y }, (_, i) => `class${i}`), centersPerClass: M,
-    couplingLayers: K, posEmbedDim: P, seed: 1, threads: args.threads,
+    couplingLayers: K, posEmbedDim: P, seed: 1, threads: args.threads, device: args.device as 'cpu' | 'cuda',
   });
+  const gpu = model.device === 'cuda';
   const vectors = B * H * W;
   const data = new Float32Array(vectors * C);
   let s = 12345;
@@ -114,7 +118,7 @@ async function main(): Promise<void> {
 
   // The peak: the best oneDNN sgemm rate over the flow's main shapes and a large square one.
   const shapes: [number, number, number][] = [[512, 712, 100], [512, 200, 712], [512, 200, 200], [1024, 1024, 1024]];
-  const peak = Math.max(...shapes.map(([m, n, k]) => native().measureSgemm(m, n, k, args.threads, 1)));
+  const peak = gpu ? NaN : Math.max(...shapes.map(([m, n, k]) => native().measureSgemm(m, n, k, args.threads, 1)));
   const score = await rate(args.seconds, vectors, () => model.score(0, x));
   const train = await rate(args.seconds, vectors, () => model.trainStep(0, x, labels, { phase: 2, lr: 2e-5 }));
   const flops = gemmFlops(B);
@@ -123,14 +127,16 @@ async function main(): Promise<void> {
   const baselines = [pythonBaseline(args, false), pythonBaseline(args, true)];
 
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const where = gpu ? `CUDA on ${cudaInfo().deviceName} (GEMM: ${cudaInfo().gemm})` : `${args.threads} threads`;
   console.log(`hgad bench:flow  C=${C} P=${P} K=${K} Y=${Y} M=${M}, ${vectors} vectors/call (${B}x${H}x${W}), ` +
-    `${args.threads} threads, ${cpu}, ${os.cpus().length} logical CPUs`);
-  console.log(`sgemm peak (oneDNN, best of ${shapes.map((d) => d.join('x')).join(', ')}, one tile per thread, ` +
-    `${args.threads} threads): ${peak.toFixed(0)} GFLOP/s`);
-  console.log(`hgad  score: ${score.toFixed(0)} vectors/s  (${scoreGflops.toFixed(0)} GEMM GFLOP/s, ` +
-    `${((100 * scoreGflops) / peak).toFixed(0)}% of peak)`);
-  console.log(`hgad  train: ${train.toFixed(0)} vectors/s  (${trainGflops.toFixed(0)} GEMM GFLOP/s, ` +
-    `${((100 * trainGflops) / peak).toFixed(0)}% of peak)`);
+    `${where}, ${cpu}, ${os.cpus().length} logical CPUs`);
+  const ofPeak = (g: number): string => (gpu ? '' : `, ${((100 * g) / peak).toFixed(0)}% of peak`);
+  if (!gpu) {
+    console.log(`sgemm peak (oneDNN, best of ${shapes.map((d) => d.join('x')).join(', ')}, one tile per thread, ` +
+      `${args.threads} threads): ${peak.toFixed(0)} GFLOP/s`);
+  }
+  console.log(`hgad  score: ${score.toFixed(0)} vectors/s  (${scoreGflops.toFixed(0)} GEMM GFLOP/s${ofPeak(scoreGflops)})`);
+  console.log(`hgad  train: ${train.toFixed(0)} vectors/s  (${trainGflops.toFixed(0)} GEMM GFLOP/s${ofPeak(trainGflops)})`);
   const labels2 = ['torch (same threads, dispatched BLAS)', 'torch tuned (+ OMP_WAIT_POLICY=PASSIVE)'];
   baselines.forEach((b, i) => {
     if (!b) return;

@@ -27,7 +27,16 @@ export interface HgadConfig {
   seed?: number;
   /** Worker threads for the native core. Default: the machine's available parallelism. */
   threads?: number;
+  /**
+   * Where the engine runs: 'cpu', 'cuda' (an error when the addon has no CUDA backend or no device
+   * can be used) or 'auto' (CUDA when available, else the CPU). Default 'auto'. Not stored in model
+   * files: a model saved on one device loads on the other.
+   */
+  device?: DeviceChoice;
 }
+
+export type DeviceChoice = 'cpu' | 'cuda' | 'auto';
+export const DEVICE_CHOICES: readonly DeviceChoice[] = ['cpu', 'cuda', 'auto'];
 
 export interface ResolvedConfig {
   levels: LevelSpec[];
@@ -38,6 +47,8 @@ export interface ResolvedConfig {
   posEmbedDim: number;
   seed: number;
   threads: number;
+  /** As requested; HgadModel.device says where the model runs. */
+  device: DeviceChoice;
 }
 
 export const DEFAULTS = {
@@ -95,6 +106,10 @@ export function resolveConfig(config: unknown): ResolvedConfig {
     threads = c.threads as number;
   }
   const seed = opt('seed', 0, Number.MAX_SAFE_INTEGER);
+  const device = c.device === undefined ? 'auto' : c.device;
+  if (!(DEVICE_CHOICES as readonly unknown[]).includes(device)) {
+    throw new HgadArgumentError('config.device', `one of ${DEVICE_CHOICES.map((d) => `'${d}'`).join(', ')}`, device);
+  }
   return {
     levels,
     classes: [...(c.classes as string[])],
@@ -104,12 +119,13 @@ export function resolveConfig(config: unknown): ResolvedConfig {
     posEmbedDim,
     seed,
     threads,
+    device: device as DeviceChoice,
   };
 }
 
-/** The part of the config that is stored with a model (threads belong to the machine, not the model). */
-export function storedConfig(c: ResolvedConfig): Omit<ResolvedConfig, 'threads'> {
-  const { threads: _threads, ...rest } = c;
+/** The part of the config that is stored with a model (threads and device belong to the machine, not the model). */
+export function storedConfig(c: ResolvedConfig): Omit<ResolvedConfig, 'threads' | 'device'> {
+  const { threads: _threads, device: _device, ...rest } = c;
   return rest;
 }
 

@@ -1,10 +1,10 @@
 // The public API. The pipeline (images -> anomaly maps): train() and AnomalyDetector with scoreImages
 // and evaluateDetector; the engine underneath: HgadModel over feature maps.
-export { HgadModel, LOSS_TERMS } from './model';
+export { HgadModel, LOSS_TERMS, cudaInfo } from './model';
 export type {
-  ForwardResult, ScoreResult, TrainStepOptions, GradientOptions, GradientResult, LossTerms, LossTerm, TensorInfo,
+  CudaInfo, ForwardResult, ScoreResult, TrainStepOptions, GradientOptions, GradientResult, LossTerms, LossTerm, TensorInfo,
 } from './model';
-export type { HgadConfig, LevelSpec, ResolvedConfig } from './config';
+export type { HgadConfig, LevelSpec, ResolvedConfig, DeviceChoice } from './config';
 export { DEFAULTS } from './config';
 export type { FeatureBatch, BatchShape } from './validate';
 export { HgadError, HgadArgumentError, HgadNonFiniteError, HgadModelFileError } from './errors';

@@ -1,9 +1,9 @@
 // HgadModel: the public API over the native core. Arguments are validated here, up front; work runs
 // off the JS thread, one operation at a time per model.
-import { resolveConfig, storedConfig, HgadConfig, ResolvedConfig } from './config';
+import { resolveConfig, storedConfig, DeviceChoice, DEVICE_CHOICES, HgadConfig, ResolvedConfig } from './config';
 import { HgadArgumentError, HgadError, HgadNonFiniteError } from './errors';
 import { loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
-import { native, NativeLosses, NativeModel, NativeTensorSpec } from './native';
+import { native, NativeCudaInfo, NativeLosses, NativeModel, NativeTensorSpec } from './native';
 import {
   BatchShape, checkBatch, checkInteger, checkShape, FeatureBatch, isFloat32Array, isInt32Array,
 } from './validate';
@@ -60,6 +60,30 @@ export interface TensorInfo {
   level: number;
 }
 
+/**
+ * What the loaded addon can do with CUDA: compiled (built with a CUDA toolkit), available (a device can
+ * be used now), devices, deviceName, reason (why not, when not), gemm ('cublas' or 'builtin').
+ */
+export type CudaInfo = NativeCudaInfo;
+
+/** Whether this addon and machine can run models on CUDA (config.device 'cuda' or 'auto'). */
+export function cudaInfo(): CudaInfo {
+  const query = native().NativeModel.cudaInfo;
+  if (typeof query !== 'function') {
+    return { compiled: false, available: false, devices: 0, deviceName: '', reason: 'the loaded addon has no CUDA backend', gemm: '' };
+  }
+  return query();
+}
+
+/** The device a model with this config runs on; 'cuda' when CUDA cannot be used is an error. */
+function pickDevice(requested: DeviceChoice): 'cpu' | 'cuda' {
+  if (requested === 'cpu') return 'cpu';
+  const info = cudaInfo();
+  if (info.available) return 'cuda';
+  if (requested === 'auto') return 'cpu';
+  throw new HgadError('INVALID_ARGUMENT', `config.device is 'cuda' but CUDA is unavailable: ${info.reason}`, 'config.device');
+}
+
 function phaseWeights(phase: 1 | 2): Float64Array {
   return Float64Array.from([1, -100, 1, phase === 2 ? 1 : 0, phase === 2 ? 1 : 0]);
 }
@@ -81,6 +105,8 @@ function fromNative(e: unknown): HgadError {
 export class HgadModel {
   private readonly core: NativeModel;
   private readonly cfg: ResolvedConfig;
+  /** Where the operations run: 'cuda' or 'cpu' (config.device resolved). */
+  readonly device: 'cpu' | 'cuda';
   /** The model's tensors by name; fixed by the config, so read from the core once. */
   private readonly specs: Map<string, NativeTensorSpec>;
   private queue: Promise<unknown> = Promise.resolve();
@@ -91,7 +117,8 @@ export class HgadModel {
     this.cfg = cfg;
     this.metadata = Object.freeze({ ...metadata });
     try {
-      this.core = new (native().NativeModel)({
+      this.device = pickDevice(cfg.device);
+      const nativeConfig = {
         channels: cfg.levels.map((l) => l.channels),
         classes: cfg.classes.length,
         centres: cfg.centersPerClass,
@@ -100,7 +127,9 @@ export class HgadModel {
         clamp: cfg.clamp,
         seed: cfg.seed,
         threads: cfg.threads,
-      });
+        device: this.device,
+      };
+      this.core = new (native().NativeModel)(nativeConfig);
     } catch (e) {
       throw fromNative(e);
     }
@@ -112,10 +141,17 @@ export class HgadModel {
     return new HgadModel(resolveConfig(config));
   }
 
-  /** Reads a model file written by save(); every size, offset and name is checked. */
-  static async load(path: string, options: { threads?: number } = {}): Promise<HgadModel> {
-    return loadModelFile(path, options, (cfg, metadata) => {
-      const model = new HgadModel(cfg, metadata);
+  /**
+   * Reads a model file written by save(); every size, offset and name is checked. The file does not
+   * say where it was trained: options.device (default 'auto') picks where it runs.
+   */
+  static async load(path: string, options: { threads?: number; device?: DeviceChoice } = {}): Promise<HgadModel> {
+    const device = options.device ?? 'auto';
+    if (!(DEVICE_CHOICES as readonly unknown[]).includes(device)) {
+      throw new HgadArgumentError('options.device', `one of ${DEVICE_CHOICES.map((d) => `'${d}'`).join(', ')}`, device);
+    }
+    return loadModelFile(path, { threads: options.threads }, (cfg, metadata) => {
+      const model = new HgadModel({ ...cfg, device }, metadata);
       return { model, core: model.core };
     });
   }

@@ -38,6 +38,18 @@ export interface NativeModelConfig {
   clamp: number;
   seed: number;
   threads: number;
+  /** Where the model runs; an addon built without CUDA accepts only 'cpu'. */
+  device?: 'cpu' | 'cuda';
+}
+
+/** What the addon reports about CUDA (native/binding/device.h); absent on addons built without CUDA. */
+export interface NativeCudaInfo {
+  compiled: boolean;
+  available: boolean;
+  devices: number;
+  deviceName: string;
+  reason: string;
+  gemm: string;
 }
 
 export interface NativeModel {
@@ -58,7 +70,7 @@ export interface NativeModel {
 }
 
 interface Addon {
-  NativeModel: new (config: NativeModelConfig) => NativeModel;
+  NativeModel: (new (config: NativeModelConfig) => NativeModel) & { cudaInfo?: () => NativeCudaInfo };
   abiVersion: number;
   measureSgemm(M: number, N: number, K: number, threads: number, seconds: number): number;
 }

@@ -31,7 +31,7 @@ cat > "$work/cmake-build.sh" <<SH
 #!/bin/sh
 set -e
 npx --no-install cmake-js rebuild --out build --CDHGAD_GEMM=openblas-static \
-  --CDHGAD_OPENBLAS_ARCHIVE="$archive" --CDHGAD_BUILD_TESTS=OFF >/dev/null
+  --CDHGAD_OPENBLAS_ARCHIVE="$archive" --CDHGAD_BUILD_TESTS=OFF --CDHGAD_CUDA=OFF >/dev/null
 cp -L "$libgomp" build/Release/libgomp.so.1
 SH
 chmod +x "$work/cmake-build.sh"

@@ -53,6 +53,23 @@ for (const name of ['hgad_native_tests', 'hgad_native_tests_baseline']) {
   }
 }
 
+// CUDA kernels against their CPU twins (built when a CUDA toolkit was found; without a device the
+// binary says why it skipped and reports 0 passed).
+const cudaBin = path.join(root, 'build', 'hgad_cuda_tests');
+if (fs.existsSync(cudaBin)) {
+  const r = run(cudaBin, []);
+  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
+  if (m) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+  } else {
+    console.error('hgad_cuda_tests did not report a result');
+    failed += 1;
+  }
+} else {
+  console.log('CUDA tests not built (no CUDA toolkit found at build time)');
+}
+
 // Python baseline self-check (runs where Debian's python3-torch is installed).
 const py = '/usr/bin/python3';
 const hasTorch = fs.existsSync(py) && spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;

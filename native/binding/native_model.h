@@ -1,5 +1,6 @@
 // NativeModel: the JavaScript class over hgad::Model. Converts arguments, schedules the work on the
-// libuv pool (workers.h) and maps native errors to JS errors.
+// libuv pool (workers.h) and maps native errors to JS errors. With config.device 'cuda' the operations
+// run on the CUDA backend (device.h); the host Model still holds the tensors the API reads and writes.
 #pragma once
 #include <napi.h>
 
@@ -11,6 +12,7 @@
 #include "../core/checks.h"
 #include "../core/model.h"
 #include "convert.h"
+#include "device.h"
 #include "workers.h"
 
 namespace hgadnode {
@@ -43,7 +45,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("forward", &NativeModel::Forward),
                         InstanceMethod("inverse", &NativeModel::Inverse),
                         InstanceMethod("score", &NativeModel::Score),
-                        InstanceMethod("gradients", &NativeModel::Gradients)});
+                        InstanceMethod("gradients", &NativeModel::Gradients),
+                        StaticMethod("cudaInfo", &NativeModel::CudaInfoJs)});
   }
 
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
@@ -62,12 +65,18 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     c.threads = static_cast<int>(get_int(o, "threads", 0, 1 << 20));
     if (!o.Get("clamp").IsNumber()) throw Napi::TypeError::New(env, "Expected a number for clamp");
     c.clamp = o.Get("clamp").As<Napi::Number>().DoubleValue();
+    const Napi::Value dev = o.Get("device");
+    if (given(dev) && !dev.IsString()) throw Napi::TypeError::New(env, "Expected 'cpu' or 'cuda' for device");
+    const std::string device = given(dev) ? dev.As<Napi::String>().Utf8Value() : "cpu";
     try {
       model_ = std::make_shared<hgad::Model>(c);
     } catch (const hgad::InputError& e) {
       throw input_error(env, e);
     }
+    device_ = make_device(env, device, *model_);
   }
+
+  static Napi::Value CudaInfoJs(const Napi::CallbackInfo& info) { return cuda_info_object(info.Env()); }
 
  private:
   // "levels.L.rest", "optimizer.levels.L.m.rest", "optimizer.levels.L.v.rest" or "grad.levels.L.rest".
@@ -76,6 +85,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     hgad::Level<float>* level;
     const hgad::TensorSpec* spec;
     Kind kind;
+    int64_t index;
     // Reads leave the level's derived state (position cache, packed weights) valid; writes do not.
     const float* read() const {
       const hgad::Level<float>& lv = *level;
@@ -118,7 +128,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const hgad::TensorSpec* s = lv.find(name);
     if (!s || (kind != Resolved::kParam && s->group == hgad::kGroupFixed))
       throw Napi::Error::New(env, "Unknown tensor " + full);
-    return {&lv, s, kind};
+    return {&lv, s, kind, l};
   }
 
   Napi::Value TensorSpecs(const Napi::CallbackInfo& info) {
@@ -146,6 +156,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "Expected a tensor name");
     std::lock_guard<std::mutex> lock(model_->mutex());
     const Resolved r = resolve(env, info[0].As<Napi::String>().Utf8Value());
+    pull(env, r.index);
     Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(r.spec->size));
     if (r.spec->size) std::memcpy(out.Data(), r.read(), sizeof(float) * r.spec->size);
     return out;
@@ -163,7 +174,22 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     } catch (const hgad::InputError& e) {
       throw input_error(env, e);
     }
+    // The rest of the level stays as the device left it: bring it back first, upload it all later.
+    pull(env, r.index);
     if (r.spec->size) std::memcpy(r.write(), a.Data(), sizeof(float) * r.spec->size);
+    if (device_) device_->host_changed(r.index);
+  }
+
+  // Host copy of a level current before the JS thread reads or writes it (under the model's lock).
+  void pull(Napi::Env env, int64_t level) {
+    if (!device_) return;
+    try {
+      device_->pull(level);
+    } catch (const std::exception& e) {
+      Napi::Error err = Napi::Error::New(env, std::string("hgad native error: ") + e.what());
+      err.Set("code", Napi::String::New(env, "NATIVE"));
+      throw err;
+    }
   }
   Napi::Value SetTensor(const Napi::CallbackInfo& info) {
     SetTensorImpl(info);
@@ -198,6 +224,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     hgad::Level<float>* level;
     hgad::FeatureShape shape;
     int64_t channels;
+    int64_t index;
   };
   Batch batch(const Napi::CallbackInfo& info) {
     const int64_t l = to_int(info[0], "level", 0, model_->num_levels() - 1);
@@ -206,7 +233,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                           to_int(info[4], "width", 1, 1 << 16)};
     if (fs.vectors() > (int64_t{1} << 40) / lv.config().channels)
       throw Napi::RangeError::New(info.Env(), "Expected batch * height * width * channels below 2^40");
-    return {&lv, fs, lv.config().channels};
+    return {&lv, fs, lv.config().channels, l};
   }
 
   Napi::Value Forward(const Napi::CallbackInfo& info) {
@@ -218,9 +245,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto ld = typed<Napi::Float32Array>(info[6], napi_float32_array, "logDet", n);
     float *px = x.Data(), *pz = z.Data(), *pl = ld.Data();
     auto model = model_;
+    auto device = device_;
     return queue(env, {x, z, ld}, [=]() {
       hgad::check_finite(px, n * b.channels, "x.data");
-      b.level->forward(b.shape, px, pz, pl, model->threads());
+      if (device) device->forward(b.index, b.shape, px, pz, pl);
+      else b.level->forward(b.shape, px, pz, pl, model->threads());
       hgad::check_output_finite(pl, n, 1, "x.data");
       hgad::check_output_finite(pz, n * b.channels, b.channels, "x.data");
     });
@@ -234,9 +263,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto x = typed<Napi::Float32Array>(info[5], napi_float32_array, "x", n);
     float *pz = z.Data(), *px = x.Data();
     auto model = model_;
+    auto device = device_;
     return queue(env, {z, x}, [=]() {
       hgad::check_finite(pz, n, "z");
-      b.level->inverse(b.shape, pz, px, model->threads());
+      if (device) device->inverse(b.index, b.shape, pz, px);
+      else b.level->inverse(b.shape, pz, px, model->threads());
       hgad::check_output_finite(px, n, b.channels, "z");
     });
   }
@@ -263,9 +294,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     float *pl = logp.Data(), *pn = nent.Data(), *pg = logits.Data();
     int32_t* po = cls_out.Data();
     auto model = model_;
+    auto device = device_;
     return queue(env, {x, cls_v, logp, nent, logits, cls_out, post_v}, [=]() {
       hgad::check_finite(px, n * b.channels, "x.data");
-      b.level->score(b.shape, px, pc, pl, pn, pg, po, pp, model->threads());
+      if (device) device->score(b.index, b.shape, px, pc, pl, pn, pg, po, pp);
+      else b.level->score(b.shape, px, pc, pl, pn, pg, po, pp, model->threads());
       hgad::check_output_finite(pl, n, 1, "x.data");
       hgad::check_output_finite(pn, n, 1, "x.data");
     });
@@ -292,12 +325,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const int32_t* pl = labels.Data();
     float* pdx = has_dx ? dx_v.As<Napi::Float32Array>().Data() : nullptr;
     auto model = model_;
+    auto device = device_;
     auto losses = std::make_shared<hgad::Losses>();
     return queue(
         env, {x, labels, dx_v},
         [=]() {
           hgad::check_finite(px, n * b.channels, "x.data");
-          *losses = b.level->gradients(b.shape, px, {pl, per_vector}, w5, pdx, model->threads());
+          *losses = device ? device->gradients(b.index, b.shape, px, {pl, per_vector}, w5, pdx)
+                           : b.level->gradients(b.shape, px, {pl, per_vector}, w5, pdx, model->threads());
           if (!std::isfinite(losses->total)) {
             hgad::InputError e;
             e.parameter = "x.data";
@@ -305,7 +340,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         "no update was made";
             throw e;
           }
-          if (step) b.level->adam_step(lr, model->threads());
+          if (step) {
+            if (device) device->adam_step(b.index, lr);
+            else b.level->adam_step(lr, model->threads());
+          }
         },
         [losses](Napi::Env e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
@@ -325,6 +363,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   std::shared_ptr<hgad::Model> model_;
+  // Declared after model_: destroyed first, while the host Model it mirrors still exists. Jobs hold
+  // their own references, so a queued operation keeps both alive.
+  std::shared_ptr<DeviceBackend> device_;
 };
 
 }  // namespace hgadnode

@@ -30,8 +30,7 @@ HGAD_KERNEL void add_relu_impl(T* h, const T* q, int64_t R, int64_t tp, int64_t 
     const T* qr = q + (r % tp) * hid;
 #pragma omp simd
     for (int64_t j = 0; j < hid; ++j) {
-      const T x = hr[j] + qr[j];
-      hr[j] = x > T(0) ? x : T(0);
+      hr[j] = relu_add(hr[j], qr[j]);
     }
   }
 }
@@ -46,7 +45,7 @@ HGAD_KERNEL void relu_backward_impl(const T* h, T* dh, T* dqsum, int64_t R, int6
     const bool first = r < tp;
 #pragma omp simd
     for (int64_t j = 0; j < hid; ++j) {
-      const T g = hr[j] > T(0) ? dhr[j] : T(0);
+      const T g = relu_grad(hr[j], dhr[j]);
       dhr[j] = g;
       qs[j] = first ? g : qs[j] + g;
     }
@@ -69,8 +68,8 @@ HGAD_KERNEL void affine_forward_impl(const BlockDims& d, const BlockParams<T>& b
     T sum = T(0);
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < C2; ++j) {
-      const T sj = soft_clamp(T(0.1) * (ar[j] + bs[j]), bp.clamp);
-      const T tj = T(0.1) * (ar[C2 + j] + bt[j]);
+      const T sj = coupling_log_scale(ar[j], bs[j], bp.clamp);
+      const T tj = coupling_shift(ar[C2 + j], bt[j]);
       sr[j] = sj;
       ur[C1 + j] = vr[C1 + j] * fast_exp(sj) + tj;
       sum += sj;
@@ -102,9 +101,8 @@ HGAD_KERNEL void affine_backward_rows_impl(const BlockDims& d, const BlockParams
       const T dv2p = dur[C1 + j];
       const T es = fast_exp(sr[j]);
       if constexpr (kInput) dvr[C1 + j] = dv2p * es;
-      const T ds = dv2p * vr[C1 + j] * es + dl;
-      dar[j] = T(0.1) * ds * soft_clamp_grad(sr[j], bp.clamp);
-      dar[C2 + j] = T(0.1) * dv2p;
+      dar[j] = coupling_grad_s(dv2p, vr[C1 + j], es, dl, sr[j], bp.clamp);
+      dar[C2 + j] = coupling_grad_t(dv2p);
     }
     if constexpr (kInput)
       for (int64_t j = 0; j < C1; ++j) dvr[j] = dur[j];
@@ -134,8 +132,8 @@ HGAD_KERNEL void affine_inverse_impl(const BlockDims& d, const BlockParams<T>& b
     T* vr = v + r * C;
 #pragma omp simd
     for (int64_t j = 0; j < C2; ++j) {
-      const T sj = soft_clamp(T(0.1) * (ar[j] + bs[j]), bp.clamp);
-      const T tj = T(0.1) * (ar[C2 + j] + bt[j]);
+      const T sj = coupling_log_scale(ar[j], bs[j], bp.clamp);
+      const T tj = coupling_shift(ar[C2 + j], bt[j]);
       vr[C1 + j] = (upr[C1 + j] - tj) * fast_exp(-sj);
     }
   }

@@ -79,4 +79,49 @@ HGAD_HD T sigmoid(T x) {
   return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
 }
 
+// The coupling block's affine step (coupling.cpp and the CUDA kernels): the subnet output a plus its
+// bias, scaled by 0.1, gives the clamped log-scale s and the shift t.
+template <typename T>
+HGAD_HD T coupling_log_scale(T a, T bias, T clamp) { return soft_clamp(T(0.1) * (a + bias), clamp); }
+template <typename T>
+HGAD_HD T coupling_shift(T a, T bias) { return T(0.1) * (a + bias); }
+template <typename T>
+HGAD_HD T relu_add(T h, T q) {
+  const T x = h + q;
+  return x > T(0) ? x : T(0);
+}
+template <typename T>
+HGAD_HD T relu_grad(T h, T dh) { return h > T(0) ? dh : T(0); }
+// dL/d(subnet output of s) given dL/du2 (dv2p), the input v2, e^s and dL/dlogdet of the row.
+template <typename T>
+HGAD_HD T coupling_grad_s(T dv2p, T v2, T es, T dld, T s, T clamp) {
+  const T ds = dv2p * v2 * es + dld;
+  return T(0.1) * ds * soft_clamp_grad(s, clamp);
+}
+template <typename T>
+HGAD_HD T coupling_grad_t(T dv2p) { return T(0.1) * dv2p; }
+
+// The mixture (mixture.cpp and the CUDA kernels). d = ||z||^2 - 2 z.c + ||c||^2 from the GEMM's -2 z.c.
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+template <typename T>
+HGAD_HD T sq_distance(T dot_m2, T zn, T cn) { return dot_m2 + (zn + cn); }
+// log N(z) of a row up to the division by C: -C/2 ln 2pi + logsumexp over centres + log|det J|.
+template <typename T>
+HGAD_HD T row_log_likelihood(int64_t C, T lse_k, T ld) { return T(-0.5 * kLog2Pi) * T(C) + lse_k + ld; }
+// dL/dd of the class centre (y, 0) from L_g (weight wg), L_mi (wmi, target t) and L_e (we); w is the
+// posterior with log pi, rr the one without, log_r = log rr, H the entropy of rr.
+template <typename T>
+HGAD_HD T inter_distance_grad(T wg, T wmi, T we, T w, T t, T rr, T log_r, T H, T invC) {
+  return wg * w * T(0.5) * invC - wmi * T(0.5) * (t - w) + we * T(0.5) * rr * (log_r + H);
+}
+
+// One Adam element (adam.cpp's loop body): L2 decay added to the gradient, bias-corrected moments.
+template <typename T>
+HGAD_HD void adam_element(T& param, T grad, T& m, T& v, T b1, T b2, T eps, T wd, T step_size, T inv_bc2_sqrt) {
+  const T gi = grad + wd * param;
+  m = b1 * m + (T(1) - b1) * gi;
+  v = b2 * v + (T(1) - b2) * gi * gi;
+  param -= step_size * m / (std::sqrt(v) * inv_bc2_sqrt + eps);
+}
+
 }  // namespace hgad

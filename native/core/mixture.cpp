@@ -9,7 +9,6 @@
 namespace hgad {
 
 namespace {
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
 // Fills p[i] = softmax(x)[i] given x[i] (stride `step`), returns logsumexp.
 template <typename T>
@@ -41,7 +40,7 @@ void mixture_distances(const MixtureParams<T>& mp, int64_t R, const T* z, T* zn,
   for (int64_t r = 0; r < R; ++r) {
     T* Dr = D + r * J;
 #pragma omp simd
-    for (int64_t j = 0; j < J; ++j) Dr[j] += zn[r] + mp.cnorm[j];
+    for (int64_t j = 0; j < J; ++j) Dr[j] = sq_distance(Dr[j], zn[r], mp.cnorm[j]);
   }
 }
 
@@ -78,7 +77,7 @@ void mixture_loss_rows(const MixtureParams<T>& mp, int64_t R, const T* D, const 
       const T t = y == ys ? t_on : t_off;
       lmi += t * (l[y] - lse - mp.logpi[y]);
       const T log_r = T(-0.5) * Dr[y * M] - lse_e;
-      Af[y * M] = wg * w[y] * T(0.5) * invC - wmi * T(0.5) * (t - w[y]) + we * T(0.5) * rr[y] * (log_r + H);
+      Af[y * M] = inter_distance_grad(wg, wmi, we, w[y], t, rr[y], log_r, H, invC);
       gr.dlogpi[y] -= wg * w[y] * invC;
     }
 
@@ -86,7 +85,7 @@ void mixture_loss_rows(const MixtureParams<T>& mp, int64_t R, const T* D, const 
     const T* lpi = mp.logpi_intra + ys * M;
     for (int64_t m = 0; m < M; ++m) l[m] = T(-0.5) * Dy[m] + lpi[m];
     const T lse_k = softmax_lse(l, M, 1, rho);
-    const T logp = T(-0.5 * kLog2Pi) * T(C) + lse_k + ld[r];
+    const T logp = row_log_likelihood(C, lse_k, ld[r]);
     const T sig = sigmoid(-logp * invC);  // -d/dx log sigmoid(x) at x = logp / C
     for (int64_t m = 0; m < M; ++m) {
       Af[ys * M + m] += wz * sig * rho[m] * T(0.5) * invC;
@@ -146,7 +145,7 @@ void mixture_score_rows(const MixtureParams<T>& mp, int64_t R, const T* D, const
     for (int64_t y = 0; y < Y; ++y) {
       for (int64_t m = 0; m < M; ++m) l[m] = T(-0.5) * Dr[y * M + m] + mp.logpi_intra[y * M + m];
       const T lse_k = softmax_lse(l, M, 1, p);
-      logp_all[r * Y + y] = (T(-0.5 * kLog2Pi) * T(C) + lse_k + ld[r]) * invC;
+      logp_all[r * Y + y] = row_log_likelihood(C, lse_k, ld[r]) * invC;
     }
   }
 }
