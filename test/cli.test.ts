@@ -91,6 +91,20 @@ describe('hgad CLI', () => {
     expect(await readFile(html, 'utf8')).toMatch(/<html/);
   }, 120000);
 
+  test('demo generates its data, trains, evaluates and writes metrics and heatmaps (shortened schedule)', async () => {
+    const out = join(dir, 'demo');
+    const r = await hgad('demo', '--out', out, '--epochs', '1', '--passes', '1', '--threads', '2');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\[1\/4\] dataset: /);
+    expect(r.stdout).toMatch(/\| \*\*mean\*\* \| 175 \| 100 \|/);
+    const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as { demo: boolean; classes: unknown[]; classAccuracy: number };
+    expect(metrics.demo).toBe(true);
+    expect(metrics.classes).toHaveLength(5);
+    expect(metrics.classAccuracy).toBeGreaterThan(0.5);
+    expect(existsSync(join(out, 'model.hgad'))).toBe(true);
+    expect((await sharp(join(out, 'heatmaps', 'pill', 'spot', '000_overlay.png')).metadata()).width).toBe(256);
+  }, 600000);
+
   test('help for every command, and the version', async () => {
     for (const cmd of ['train', 'score', 'eval', 'demo']) {
       const r = await hgad(cmd, '--help');

@@ -19,7 +19,7 @@ interface Stage {
   k: number;
 }
 
-// stride 2 each: stem (2), s4, s8, s16
+// each stage halves the resolution (convolution, ReLU, 2x2 average): stem (2), s4, s8, s16
 const STAGES: readonly Stage[] = [
   { out: 'demo_stem', cin: 3, cout: 24, k: 7 },
   { out: 'demo_s4', cin: 24, cout: 32, k: 3 },
@@ -113,10 +113,15 @@ export function buildDemoBackbone(seed = 0): Uint8Array {
     g.addInitializer(tensor(`${s.out}.weight`, [s.cout, s.cin, s.k, s.k], w));
     g.addInitializer(tensor(`${s.out}.bias`, [s.cout], new Float32Array(s.cout)));
     const pad = (s.k - 1) / 2;
+    // Convolution at full resolution, then a 2x2 average: a strided convolution of random filters aliases,
+    // so a shift of one pixel would change the features more than a defect does.
     nodes.push(node('Conv', [prev, `${s.out}.weight`, `${s.out}.bias`], [`${s.out}_conv`], `${s.out}_conv`, [
-      attr.ints('kernel_shape', [s.k, s.k]), attr.ints('strides', [2, 2]), attr.ints('pads', [pad, pad, pad, pad]),
+      attr.ints('kernel_shape', [s.k, s.k]), attr.ints('strides', [1, 1]), attr.ints('pads', [pad, pad, pad, pad]),
     ]));
-    nodes.push(node('Relu', [`${s.out}_conv`], [s.out], `${s.out}_relu`));
+    nodes.push(node('Relu', [`${s.out}_conv`], [`${s.out}_relu`], `${s.out}_relu`));
+    nodes.push(node('AveragePool', [`${s.out}_relu`], [s.out], `${s.out}_pool`, [
+      attr.ints('kernel_shape', [2, 2]), attr.ints('strides', [2, 2]),
+    ]));
     prev = s.out;
   }
   g.addNodes(nodes, 'end');
