@@ -27,7 +27,7 @@ const maybe = present ? describe : describe.skip;
 export const REAL_DATA_SETUP = {
   backbone: { model: BACKBONE, taps: ['365_quantized', '426_quantized', '452_quantized'], inputSize: 256 },
   limitPerClass: 120,
-  schedule: { metaEpochs: 4, subEpochs: 2, lr: 1e-3, warmupEpochs: 1, phase1Epochs: 1 },
+  schedule: { metaEpochs: 4, subEpochs: 4, lr: 1e-3, warmupEpochs: 1, phase1Epochs: 1 },
   seed: 0,
   threads: 2,
 };
