@@ -1,17 +1,20 @@
-// Loads the compiled addon: a local build in build/Release (source build) or else the prebuilt binary in
-// prebuilds/<platform>-<arch>/, found by node-gyp-build from the package root.
+// Loads the compiled addon: a local build in build/Release (source build) or else a prebuilt binary,
+// found by node-gyp-build from the package root.
 //
 // The prebuilt Linux x64 binary carries a static OpenBLAS (scripts/prebuild.sh). OpenBLAS 0.3.21 picks
 // its kernels when the library loads and misreads some CPUs (a generic kernel at a quarter of the
 // speed), so the kernel family is named from the CPU's flags in OPENBLAS_CORETYPE for the moment of
 // loading, unless the user set it. Source builds use oneDNN, which ignores the variable.
 //
-// GPU variants (issue 3) go in variants/<name>/prebuilds/<platform>-<arch>/: a directory node-gyp-build
-// never looks into for the CPU binary, so a variant is only loaded when VARIANTS says its hardware is
-// present; otherwise, or when it fails to load, the CPU binary is used after a one-line warning.
+// Prebuilt variants for optional hardware (the CUDA one) live in variants/<name>/prebuilds/<platform>-<arch>/,
+// where node-gyp-build never looks for the CPU binary. A variant is tried only when no local build exists
+// and its device is present (a native module cannot be unloaded, so loading it just to ask would keep two
+// copies of OpenBLAS in the process); otherwise, or when it fails to load, the CPU binary is used after a
+// one-line notice on stderr. HGAD_VARIANT=cpu|cuda forces the choice (HGAD_VARIANT=cpu also silences the
+// notice); unset or 'auto' decides as above.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HgadError } from './errors';
+import { HgadArgumentError, HgadError } from './errors';
 
 export interface NativeTensorSpec {
   name: string;
@@ -33,6 +36,7 @@ export interface NativeModelConfig {
   channels: number[];
   classes: number;
   centres: number;
+  prior?: 'hgad' | 'single-gaussian' | 'inter-only';
   blocks: number;
   posDim: number;
   clamp: number;
@@ -84,40 +88,77 @@ export function native(): Addon {
 
 type Load = ((dir: string) => Addon) & { resolve(dir: string): string };
 
-/** A prebuilt variant for optional hardware, tried before the CPU binary when `present()` holds. */
+/** A prebuilt variant for optional hardware, tried before the CPU binary when its device is present. */
 interface Variant {
   name: string;
-  present(): boolean;
+  /** Why the device cannot be used here, or undefined when it looks present. */
+  missing(): string | undefined;
 }
 
 const VARIANTS: Variant[] = [
-  // The NVIDIA kernel driver exposes this file; without it a CUDA binary cannot run.
-  { name: 'cuda', present: () => fs.existsSync('/proc/driver/nvidia/version') },
+  {
+    name: 'cuda',
+    // The NVIDIA kernel driver exposes the /proc file (containers with GPU access see it too); WSL2 has
+    // neither, its GPU is /dev/dxg with the driver's libcuda in /usr/lib/wsl/lib.
+    missing: () =>
+      fs.existsSync('/proc/driver/nvidia/version') ||
+      (fs.existsSync('/dev/dxg') && fs.existsSync('/usr/lib/wsl/lib/libcuda.so.1'))
+        ? undefined
+        : 'no NVIDIA driver found (no /proc/driver/nvidia/version)',
+  },
 ];
 
+const VARIANT_ENV = 'HGAD_VARIANT';
+
+/** HGAD_VARIANT as 'auto', 'cpu' or a variant's name; anything else is an HgadArgumentError. */
+function variantChoice(): string {
+  const value = process.env[VARIANT_ENV];
+  if (value === undefined || value === '' || value === 'auto') return 'auto';
+  const names = ['cpu', ...VARIANTS.map((v) => v.name)];
+  if (!names.includes(value)) {
+    throw new HgadArgumentError(VARIANT_ENV, `unset or one of 'auto', ${names.map((n) => `'${n}'`).join(', ')}`, value);
+  }
+  return value;
+}
+
+let noticed = false;
+
+/** One line on stderr, once per process: which variant was passed over and why. */
+function notice(text: string): void {
+  if (noticed) return;
+  noticed = true;
+  process.stderr.write(`hgad: ${text}; using the CPU binary (set ${VARIANT_ENV}=cpu to choose it silently)\n`);
+}
+
 function loadAddon(root: string): Addon {
+  const choice = variantChoice();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const load = require('node-gyp-build') as Load;
   return withCoreType(() => {
-    for (const v of VARIANTS) {
+    let file: string | undefined;
+    try {
+      file = load.resolve(root);
+    } catch {
+      file = undefined;
+    }
+    if (choice !== 'cpu' && choice !== 'auto') return loadForced(load, root, choice);
+    // A local build (build/Release) is the user's own choice, possibly with CUDA itself: no variant then.
+    const variants = choice === 'auto' && (file === undefined || isPrebuilt(file)) ? VARIANTS : [];
+    for (const v of variants) {
       const dir = path.join(root, 'variants', v.name);
       if (!fs.existsSync(path.join(dir, 'prebuilds'))) continue;
-      if (!v.present()) {
-        process.emitWarning(`hgad: no ${v.name} device or driver found; using the CPU binary`);
+      const missing = v.missing();
+      if (missing !== undefined) {
+        notice(`${v.name} variant skipped: ${missing}`);
         continue;
       }
       try {
         return load(dir);
       } catch (e) {
-        process.emitWarning(`hgad: the ${v.name} binary did not load (${firstLine(e)}); using the CPU binary`);
+        notice(`${v.name} variant skipped: it did not load (${firstLine(e)})`);
       }
     }
-    let file: string;
-    try {
-      file = load.resolve(root);
-    } catch {
-      throw new HgadError('NATIVE', noBinaryMessage(root));
-    }
+    if (file === undefined) throw new HgadError('NATIVE', noBinaryMessage(root));
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       return require(file) as Addon;
@@ -125,6 +166,28 @@ function loadAddon(root: string): Addon {
       throw new HgadError('NATIVE', loadFailedMessage(file, e));
     }
   });
+}
+
+/** HGAD_VARIANT named a variant: load it or fail, whatever the hardware (the CUDA one loads without a driver). */
+function loadForced(load: Load, root: string, name: string): Addon {
+  const dir = path.join(root, 'variants', name);
+  let file: string;
+  try {
+    file = load.resolve(dir);
+  } catch {
+    throw new HgadError('NATIVE', `${VARIANT_ENV} is '${name}' but this hgad has no ${name} binary for ` +
+      `${process.platform}-${process.arch} in ${path.join(dir, 'prebuilds')}`, VARIANT_ENV);
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as Addon;
+  } catch (e) {
+    throw new HgadError('NATIVE', `${VARIANT_ENV} is '${name}' but ${file} could not be loaded: ${firstLine(e)}`, VARIANT_ENV);
+  }
+}
+
+function isPrebuilt(file: string): boolean {
+  return file.includes(`${path.sep}prebuilds${path.sep}`);
 }
 
 /** OpenBLAS's name for the widest kernel family this CPU runs, or undefined to let it decide. */
@@ -172,8 +235,7 @@ function noBinaryMessage(root: string): string {
 
 function loadFailedMessage(file: string, e: unknown): string {
   const reason = firstLine(e);
-  const prebuilt = file.includes(`${path.sep}prebuilds${path.sep}`);
-  const needs = prebuilt
+  const needs = isPrebuilt(file)
     ? ' The prebuilt binary needs Linux x64 with glibc >= 2.34 and libstdc++ from GCC >= 11 (GLIBCXX_3.4.29).'
     : '';
   return `hgad's native binary ${file} could not be loaded: ${reason}.${needs} ${SOURCE_BUILD}.`;

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Tries hgad as a new user would: builds the prebuilt binary (scripts/prebuild.sh) and the TypeScript in
+# Tries hgad as a new user would: builds the prebuilt binaries (scripts/prebuild.sh: the CPU one, and the
+# CUDA variant when nvcc is found) and the TypeScript in
 # a scratch copy of the repository, packs the package, installs the tarball into an empty project with
 # no compiler, make or cmake on PATH and nothing but the npm registry (or its cache) to fetch from, then
 # checks require('hgad'), import('hgad'), `npx hgad --help` and a small training + scoring run, the
-# libraries the binary needs, and what the install weighs. The repository is not modified.
-# Last line: `N passed, N failed`. HGAD_PREBUILDS=<dir with linux-x64/> reuses a prebuild.
+# libraries the binaries need, which binary is loaded (HGAD_VARIANT), and what the install weighs. The
+# repository is not modified. Last line: `N passed, N failed`.
+# HGAD_PREBUILDS=<dir with linux-x64/> reuses a prebuild (and <dir>/../variants/, when there).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 start=$SECONDS
@@ -25,10 +27,18 @@ ln -s "$root/node_modules" "$stage/node_modules"
 if ! (cd "$stage" && npx --no-install tsc -p tsconfig.json); then fail "tsc"; finish; fi
 if [ -n "${HGAD_PREBUILDS:-}" ]; then
   mkdir -p "$stage/prebuilds" && cp -r "$HGAD_PREBUILDS/linux-x64" "$stage/prebuilds/"
+  [ ! -d "$HGAD_PREBUILDS/../variants" ] || cp -r "$HGAD_PREBUILDS/../variants" "$stage/"
 elif ! bash "$stage/scripts/prebuild.sh" "$stage" >"$work/prebuild.log" 2>&1; then
   cat "$work/prebuild.log"; fail "prebuild"; finish
 fi
 ok "prebuild ($((SECONDS - start)) s so far)"
+grep -sE "^prebuild: (CUDA variant skipped|.* built in)" "$work/prebuild.log" || true
+# The CUDA variant is built wherever prebuild.sh finds nvcc; the tarball must then carry it.
+expect_cuda=0
+if [ -f "$stage/variants/cuda/prebuilds/linux-x64/hgad.node" ] || { [ "${HGAD_PREBUILD_CUDA:-auto}" != off ] &&
+  { [ -n "${CUDACXX:-}" ] || command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; }; }; then
+  expect_cuda=1
+fi
 rm "$stage/node_modules"  # npm pack must not see the development dependencies
 if ! (cd "$stage" && npm pack --json --pack-destination "$work" >"$work/pack.json" 2>"$work/pack.err"); then
   cat "$work/pack.err"; fail "npm pack"; finish
@@ -40,10 +50,11 @@ node -e "
     /^(test|benchmarks|examples|\.ci|build|native\/tests|dist\/(benchmarks|examples|test))\/|\.map$|^(tsconfig|jest\.config)/.test(f));
   const need = ['prebuilds/linux-x64/hgad.node', 'prebuilds/linux-x64/libgomp.so.1', 'dist/lib/index.js',
     'dist/lib/index.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'LICENSE', 'README.md', 'binding.gyp'];
+  if ($expect_cuda) need.push('variants/cuda/prebuilds/linux-x64/hgad.node', 'variants/cuda/prebuilds/linux-x64/libgomp.so.1');
   const absent = need.filter((f) => !p.files.some((x) => x.path === f));
   console.log('tarball ' + p.size + ' bytes, unpacked ' + p.unpackedSize + ' bytes, ' + p.entryCount + ' files');
   if (dev.length || absent.length) { console.log('dev-only: ' + dev.join(' ') + ' | missing: ' + absent.join(' ')); process.exit(1); }
-" && ok "npm pack carries prebuilds/, dist/, esm/ and no development files" || fail "npm pack contents"
+" && ok "npm pack carries prebuilds/, $([ $expect_cuda = 1 ] && echo 'variants/cuda/, ')dist/, esm/ and no development files" || fail "npm pack contents"
 
 # 2. A PATH with node, npm and basic tools only: no compiler, make or cmake.
 bin=$work/bin
@@ -53,8 +64,8 @@ for t in node npm npx; do ln -s "$nodedir/$t" "$bin/$t"; done
 for t in sh bash env cat ls mkdir rm cp mv chmod ln uname dirname basename readlink grep sed tr head tail wc; do
   p=$(command -v "$t") && ln -s "$p" "$bin/$t"
 done
-# OPENBLAS_CORETYPE unset: the loader must pick the kernel family by itself.
-hidden() { env -u CC -u CXX -u OPENBLAS_CORETYPE PATH="$bin" "$@"; }
+# OPENBLAS_CORETYPE and HGAD_VARIANT unset: the loader must pick the kernel family and the binary by itself.
+hidden() { env -u CC -u CXX -u OPENBLAS_CORETYPE -u HGAD_VARIANT PATH="$bin" "$@"; }
 if hidden sh -c 'for t in g++ gcc c++ cc clang make cmake; do command -v $t && exit 1; done; exit 0' >/dev/null; then
   ok "toolchain hidden from PATH"
 else
@@ -73,21 +84,26 @@ else
   cat "$work/install.log"; fail "npm install of the tarball"; finish
 fi
 pkg=$app/node_modules/hgad
-addon=$pkg/prebuilds/linux-x64/hgad.node
-deps=$(ldd "$addon")
-if ! grep -qE 'not found|dnnl|openblas|gfortran|libblas' <<<"$deps" && grep -q "libgomp.so.1 => $pkg/prebuilds/linux-x64/libgomp.so.1" <<<"$deps"; then
-  ok "binary needs no BLAS, oneDNN or Fortran library; libgomp from beside it"
-else
-  echo "$deps"; fail "binary dependencies"
-fi
+addons=(prebuilds/linux-x64)
+[ $expect_cuda = 0 ] || addons+=(variants/cuda/prebuilds/linux-x64)
+for dir in "${addons[@]}"; do
+  deps=$(ldd "$pkg/$dir/hgad.node")
+  if ! grep -qE 'not found|dnnl|openblas|gfortran|libblas|libcudart|libcublas|libcuda\.so' <<<"$deps" &&
+    grep -q "libgomp.so.1 => $pkg/$dir/libgomp.so.1" <<<"$deps"; then
+    ok "$dir/hgad.node needs no BLAS, oneDNN, Fortran or CUDA library; libgomp from beside it"
+  else
+    echo "$deps"; fail "$dir/hgad.node dependencies"
+  fi
+done
+[ $expect_cuda = 0 ] || ls -l "$pkg/prebuilds/linux-x64" "$pkg/variants/cuda/prebuilds/linux-x64" | grep -v '^total'
 
 # 4. Use it as a user would, still without the toolchain.
 cp "$root/scripts/install-smoke.js" "$app/"
-(cd "$app" && hidden node install-smoke.js) >"$work/smoke.log" 2>&1
+(cd "$app" && hidden env HGAD_EXPECT_CUDA_VARIANT=$expect_cuda node install-smoke.js) >"$work/smoke.log" 2>&1
 cat "$work/smoke.log"
 passed=$((passed + $(grep -c '^ok ' "$work/smoke.log")))
 failed=$((failed + $(grep -c '^FAIL ' "$work/smoke.log")))
-grep -qE '^(ok|FAIL) train and score' "$work/smoke.log" || fail "install-smoke.js ran to the end"
+grep -qE '^(ok|FAIL) HGAD_VARIANT=gpu' "$work/smoke.log" || fail "install-smoke.js ran to the end"
 if (cd "$app" && hidden npx --no-install hgad --help) >"$work/help.log" 2>&1 && grep -q 'Usage: hgad' "$work/help.log"; then
   ok "npx hgad --help"
 else
