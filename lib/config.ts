@@ -15,7 +15,15 @@ export interface HgadConfig {
   levels: LevelSpec[];
   /** Class names of the training images (unified model: several classes in one model). */
   classes: string[];
-  /** Intra-class centres per class (M). Default 10. */
+  /**
+   * The latent prior. 'hgad' (default): the hierarchical Gaussian mixture of HGAD.md. 'single-gaussian':
+   * the classic flow, N(0, I) for every class (centres and class logits frozen at 0, M = 1; loss
+   * (-log N(z; 0, I) - log|det J|) / C; classes cannot be inferred). 'inter-only': the inter-class
+   * mixture without intra-class centres (M = 1), trained with the phase-1 losses throughout (the
+   * ablation of HGAD.md section 4).
+   */
+  prior?: Prior;
+  /** Intra-class centres per class (M). Default 10; the 'single-gaussian' and 'inter-only' priors need 1 (their default). */
   centersPerClass?: number;
   /** Coupling blocks per flow (K). Default 12. */
   couplingLayers?: number;
@@ -35,12 +43,16 @@ export interface HgadConfig {
   device?: DeviceChoice;
 }
 
+export type Prior = 'hgad' | 'single-gaussian' | 'inter-only';
+export const PRIORS: readonly Prior[] = ['hgad', 'single-gaussian', 'inter-only'];
+
 export type DeviceChoice = 'cpu' | 'cuda' | 'auto';
 export const DEVICE_CHOICES: readonly DeviceChoice[] = ['cpu', 'cuda', 'auto'];
 
 export interface ResolvedConfig {
   levels: LevelSpec[];
   classes: string[];
+  prior: Prior;
   centersPerClass: number;
   couplingLayers: number;
   clamp: number;
@@ -106,6 +118,14 @@ export function resolveConfig(config: unknown): ResolvedConfig {
     threads = c.threads as number;
   }
   const seed = opt('seed', 0, Number.MAX_SAFE_INTEGER);
+  const prior = c.prior === undefined ? 'hgad' : c.prior;
+  if (!(PRIORS as readonly unknown[]).includes(prior)) {
+    throw new HgadArgumentError('config.prior', `one of ${PRIORS.map((p) => `'${p}'`).join(', ')}`, prior);
+  }
+  if (prior !== 'hgad' && c.centersPerClass !== undefined && c.centersPerClass !== 1) {
+    throw new HgadArgumentError('config.centersPerClass', `1 (or nothing) with the '${prior as string}' prior`, c.centersPerClass);
+  }
+  const centersPerClass = prior === 'hgad' ? opt('centersPerClass', 1, 10000) : 1;
   const device = c.device === undefined ? 'auto' : c.device;
   if (!(DEVICE_CHOICES as readonly unknown[]).includes(device)) {
     throw new HgadArgumentError('config.device', `one of ${DEVICE_CHOICES.map((d) => `'${d}'`).join(', ')}`, device);
@@ -113,7 +133,8 @@ export function resolveConfig(config: unknown): ResolvedConfig {
   return {
     levels,
     classes: [...(c.classes as string[])],
-    centersPerClass: opt('centersPerClass', 1, 10000),
+    prior: prior as Prior,
+    centersPerClass,
     couplingLayers: opt('couplingLayers', 1, 1000),
     clamp,
     posEmbedDim,

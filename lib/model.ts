@@ -33,14 +33,14 @@ export interface ScoreResult {
 }
 
 export interface TrainStepOptions {
-  /** 1: L_g, L_mi, L_e; 2: adds L_gi and L_z (HGAD.md section 4). */
+  /** 1: L_g, L_mi, L_e; 2: adds L_gi and L_z (HGAD.md section 4). Priors other than 'hgad' always use 1. */
   phase: 1 | 2;
   /** Learning rate of the flow parameters (centres take 3x). */
   lr: number;
 }
 
 export interface GradientOptions {
-  /** Weights of the phase (default 2), or explicit weights of each loss term. */
+  /** Weights of the phase (default 2; always 1 for priors other than 'hgad'), or explicit weights of each loss term. */
   phase?: 1 | 2;
   weights?: Partial<Record<LossTerm, number>>;
 }
@@ -122,6 +122,7 @@ export class HgadModel {
         channels: cfg.levels.map((l) => l.channels),
         classes: cfg.classes.length,
         centres: cfg.centersPerClass,
+        prior: cfg.prior,
         blocks: cfg.couplingLayers,
         posDim: cfg.posEmbedDim,
         clamp: cfg.clamp,
@@ -246,14 +247,14 @@ export class HgadModel {
       throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
     }
     return this.run(() => this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector,
-      phaseWeights(options.phase), null, options.lr));
+      phaseWeights(this.lossPhase(options.phase)), null, options.lr));
   }
 
   /** Loss terms and gradients without an update (for checks against other implementations). */
   async gradients(level: number, x: FeatureBatch, labels: Int32Array, options: GradientOptions = {}): Promise<GradientResult> {
     const b = this.batch(level, x);
     const perVector = this.checkLabels(labels, b);
-    let weights = phaseWeights(options.phase ?? 2);
+    let weights = phaseWeights(this.lossPhase(options.phase ?? 2));
     if (options.weights !== undefined) {
       if (typeof options.weights !== 'object' || options.weights === null) {
         throw new HgadArgumentError('options.weights', `an object with numbers for ${LOSS_TERMS.join(', ')}`, options.weights);
@@ -285,6 +286,15 @@ export class HgadModel {
   /** Writes the model (and, by default, the optimiser state) atomically: temporary file, then rename. */
   async save(path: string, options: SaveOptions = {}): Promise<void> {
     return this.run(() => saveModelFile(path, options, storedConfig(this.cfg), this.core));
+  }
+
+  /**
+   * The single-Gaussian and inter-only priors train with the phase-1 losses throughout (their loss
+   * has no intra-class terms); for the single Gaussian that loss is the classic flow's L_g plus
+   * constants (L_mi = 0, L_e = log Y).
+   */
+  private lossPhase(phase: 1 | 2): 1 | 2 {
+    return this.cfg.prior === 'hgad' ? phase : 1;
   }
 
   private run<T>(job: () => Promise<T>): Promise<T> {

@@ -16,7 +16,7 @@ export interface NativeImageOps {
   mapSumMaxima(levels: NativeLevelMaps[], batch: number, logpShift: number[], nentShift: number[], height: number,
     width: number): Promise<{ logp: number; nent: number }>;
   anomalyMaps(levels: NativeLevelMaps[], batch: number, logpShift: number[], nentShift: number[], logpTop: number,
-    nentTop: number, height: number, width: number, sigma: number): Promise<{ maps: Float32Array; scores: Float32Array }>;
+    nentTop: number, height: number, width: number, sigma: number, logpOnly: boolean): Promise<{ maps: Float32Array; scores: Float32Array }>;
   colorize(map: Float32Array, height: number, width: number, min: number, max: number): Promise<Uint8Array>;
   rocAuc(scores: Float32Array, labels: Uint8Array): Promise<number>;
   f1Max(scores: Float32Array, labels: Uint8Array): Promise<{ f1: number; threshold: number }>;

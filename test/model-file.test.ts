@@ -179,6 +179,7 @@ describe('save and load', () => {
     expect(JSON.parse(meta.config!)).toEqual({
       levels: [{ channels: 4 }, { channels: 6 }],
       classes: ['bottle', 'cable'],
+      prior: 'hgad',
       centersPerClass: 3,
       couplingLayers: 2,
       clamp: 1.9,

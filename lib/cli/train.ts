@@ -27,6 +27,8 @@ Training (defaults: HGAD.md)
   --seed <n>                seed (0)                --threads <n>  threads (all cores)
   --holdout <f>             fraction of normal images held out for calibration (0.1)
   --coupling-layers <n>     (12)   --centers <n>  centres per class (10)
+  --prior <name>            hgad (default), single-gaussian (classic flow baseline; scoring then
+                            needs --class), inter-only (no intra-class centres; ablation)
   --checkpoint <file>       save a resumable checkpoint after every pass
   --resume <file>           continue from a checkpoint of the same run
 Output
@@ -38,7 +40,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   backbone: { type: 'string' }, taps: { type: 'string' }, scales: { type: 'string' }, 'input-size': { type: 'string' },
   epochs: { type: 'string' }, passes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
-  'coupling-layers': { type: 'string' }, centers: { type: 'string' },
+  'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' },
 };
 
@@ -64,6 +66,7 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     classes: list(p, 'classes'),
     limitPerClass: int(p, 'limit-per-class', 1, 1 << 30),
     backbone: backboneFrom(p),
+    prior: choice(p, 'prior', ['hgad', 'single-gaussian', 'inter-only'] as const),
     schedule,
     flow,
     batchSize: int(p, 'batch-size', 1, 4096),
@@ -79,7 +82,7 @@ export function describeDetector(d: AnomalyDetector): string {
   const cal = d.spec.calibration;
   const thresholds = cal ? Object.entries(cal.thresholds).map(([c, t]) => `${c} ${t.toPrecision(4)}`).join(', ') : 'none';
   return `classes: ${d.classes.join(', ')}; levels: ${d.model.config.levels.map((l) => l.channels).join('/')} channels; ` +
-    `backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}`;
+    `prior ${d.model.config.prior}; backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}`;
 }
 
 export async function trainCommand(args: string[]): Promise<number> {

@@ -8,7 +8,8 @@ import { readSafetensors, TensorEntry, writeSafetensorsAtomic } from './safetens
 
 export const FORMAT = 'hgad';
 export const FORMAT_VERSION = '1';
-const STORED_KEYS = ['levels', 'classes', 'centersPerClass', 'couplingLayers', 'clamp', 'posEmbedDim', 'seed'];
+// 'prior' is absent from files written before it existed: resolveConfig reads them as 'hgad'.
+const STORED_KEYS = ['levels', 'classes', 'prior', 'centersPerClass', 'couplingLayers', 'clamp', 'posEmbedDim', 'seed'];
 const MAX_STEPS = 2 ** 52;
 
 export interface SaveOptions {

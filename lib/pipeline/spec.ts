@@ -45,10 +45,19 @@ export interface TrainingState {
   complete: boolean;
 }
 
+/**
+ * How the two score maps make the anomaly map: 'logp*nent' (HGAD.md section 6: the product of the
+ * logp and negative-entropy maps) or 'logp' alone (a single-Gaussian prior, whose negative entropy is
+ * the same constant everywhere: single-Gaussian prior or a one-class model). Files written before this
+ * setting existed read as 'logp*nent', or 'logp' for one-class models.
+ */
+export type MapCombine = 'logp*nent' | 'logp';
+export const MAP_COMBINES: readonly MapCombine[] = ['logp*nent', 'logp'];
+
 export interface PipelineSpec {
   version: number;
   backbone: BackboneSpec;
-  map: { size: number; sigma: number };
+  map: { size: number; sigma: number; combine: MapCombine };
   calibration: Calibration | null;
   training: TrainingState | null;
 }
@@ -106,7 +115,13 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
   const levelCount = (b.taps as string[]).length * (scales?.length ?? 1);
   if (levelCount !== levels) bad(`backbone gives ${levelCount} feature levels but the flow has ${levels}`);
   const m = object(o.map, 'map', bad);
-  const map = { size: positiveInt(m.size, 'map.size', bad), sigma: finiteArray([m.sigma], 1, 'map.sigma', bad)[0]! };
+  // Files from before the setting: the product map, except for one-class models, whose negative
+  // entropy is 0 everywhere (the product would be a constant map).
+  const combine = m.combine ?? (classes.length === 1 ? 'logp' : 'logp*nent');
+  if (!(MAP_COMBINES as readonly unknown[]).includes(combine)) bad(`map.combine must be one of ${MAP_COMBINES.join(', ')}`);
+  const map = {
+    size: positiveInt(m.size, 'map.size', bad), sigma: finiteArray([m.sigma], 1, 'map.sigma', bad)[0]!, combine: combine as MapCombine,
+  };
   let calibration: Calibration | null = null;
   if (o.calibration !== null) {
     const c = object(o.calibration, 'calibration', bad);

@@ -4,7 +4,8 @@
  *   p = exp(v - shift_q[l]) per level; bilinear upsampling (aligned corners, as torch's
  *   F.interpolate(align_corners=True)) to the output size; S_q = sum over levels;
  *   A_q = max(0, top_q - S_q); Gaussian blur (scipy.ndimage.gaussian_filter: truncate 4, mode 'reflect').
- * Final map = A_logp * A_nent; image score = max of the map.
+ * Final map = A_logp * A_nent (combine 'logp*nent'), or A_logp alone (combine 'logp', for a
+ * single-Gaussian prior); image score = max of the map.
  *
  * Two ways to get the constants:
  * - the authors' protocol, batchConstants(): shifts = per-level maxima over the images scored together,
@@ -13,6 +14,7 @@
  *   those shifts (running max) - stored with the model, so maps no longer depend on the batch.
  */
 import { HgadArgumentError } from '../errors';
+import type { MapCombine } from '../pipeline/spec';
 import { callNative, imageOps } from '../native-ops';
 import { checkInteger, isFloat32Array } from '../validate';
 
@@ -125,8 +127,9 @@ export async function batchConstants(levels: LevelMaps[], batch: number, size: M
 }
 
 /** The anomaly maps (batch x height x width, row-major) and image scores (max of each map). */
-export async function anomalyMaps(levels: LevelMaps[], batch: number, constants: MapConstants, size: MapSize):
-  Promise<{ maps: Float32Array; scores: Float32Array }> {
+export async function anomalyMaps(levels: LevelMaps[], batch: number, constants: MapConstants, size: MapSize,
+  combine: MapCombine = 'logp*nent'): Promise<{ maps: Float32Array; scores: Float32Array }> {
+  if (combine !== 'logp*nent' && combine !== 'logp') throw new HgadArgumentError('combine', "'logp*nent' or 'logp'", combine);
   const lv = checkLevels(levels, batch);
   if (typeof constants !== 'object' || constants === null) {
     throw new HgadArgumentError('constants', 'an object { logpShift, nentShift, logpTop, nentTop }', constants);
@@ -137,5 +140,5 @@ export async function anomalyMaps(levels: LevelMaps[], batch: number, constants:
   const nentTop = checkFinite('constants.nentTop', constants.nentTop);
   const s = checkSize(size);
   return callNative(() =>
-    imageOps().anomalyMaps(lv, batch, logpShift, nentShift, logpTop, nentTop, s.height, s.width, s.sigma));
+    imageOps().anomalyMaps(lv, batch, logpShift, nentShift, logpTop, nentTop, s.height, s.width, s.sigma, combine === 'logp'));
 }

@@ -154,22 +154,37 @@ function resultsOf(detector: AnomalyDetector, staged: StagedBatch, maps: Float32
   });
 }
 
+/**
+ * A single-Gaussian detector maps every class to the same N(0, I): its class logits are all equal, so
+ * a class cannot be inferred and every image needs one (its results then say classSource 'given').
+ */
+function requireClasses(detector: AnomalyDetector, samples: Sample[], o: ResolvedScoreOptions): void {
+  if (detector.model.config.prior !== 'single-gaussian' || o.className !== null) return;
+  const missing = samples.findIndex((s) => s.className === '');
+  if (missing >= 0) {
+    throw new HgadArgumentError('options.className',
+      'a class for every image (options.className or a className per image): a single-gaussian detector cannot infer classes',
+      `no class for image ${missing} (${samples[missing]!.path})`);
+  }
+}
+
 /** Scores samples batch by batch; with 'batch' normalisation every image is staged before any map. */
 export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[], options: ScoreOptions = {},
   withMasks = false): AsyncGenerator<ScoredBatch> {
   const o = resolveOptions(detector, options);
+  requireClasses(detector, samples, o);
   const size = { height: detector.mapSize, width: detector.mapSize, sigma: detector.spec.map.sigma };
   if (o.normalization === 'calibrated') {
     const constants = detector.spec.calibration as MapConstants;
     for await (const staged of flowBatches(detector, samples, o, withMasks)) {
-      const { maps, scores } = await anomalyMaps(staged.flow.levels, staged.batch.batch, constants, size);
+      const { maps, scores } = await anomalyMaps(staged.flow.levels, staged.batch.batch, constants, size, detector.spec.map.combine);
       yield { samples: staged.batch.samples, results: resultsOf(detector, staged, maps, scores, o.normalization), masks: staged.batch.masks };
     }
     return;
   }
   const { staged, constants } = await stageAll(detector, samples, o, withMasks);
   for (const st of staged) {
-    const { maps, scores } = await anomalyMaps(st.flow.levels, st.batch.batch, constants, size);
+    const { maps, scores } = await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine);
     yield { samples: st.batch.samples, results: resultsOf(detector, st, maps, scores, o.normalization), masks: st.batch.masks };
   }
 }
@@ -212,7 +227,7 @@ export async function measureConstants(detector: AnomalyDetector, samples: Sampl
   const { staged, constants } = await stageAll(detector, samples, o, false);
   const scores: { className: string; score: number }[] = [];
   for (const st of staged) {
-    const out = await anomalyMaps(st.flow.levels, st.batch.batch, constants, size);
+    const out = await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine);
     st.batch.samples.forEach((sample, b) => scores.push({ className: sample.className, score: out.scores[b]! }));
   }
   return { constants, scores };

@@ -3,7 +3,7 @@
 // phases; checkpoints at pass boundaries; then calibration on held-out normal images.
 import { createHash } from 'node:crypto';
 
-import { defaultThreads } from '../config';
+import { defaultThreads, Prior, PRIORS } from '../config';
 import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../data';
 import { hashString, shuffled } from '../data/random';
 import { HgadArgumentError, HgadError } from '../errors';
@@ -34,6 +34,13 @@ export interface TrainOptions {
   /** Use at most this many training images per class (the first ones in name order). */
   limitPerClass?: number;
   backbone: BackboneChoice;
+  /**
+   * The flow's latent prior (HgadConfig.prior): 'hgad' (default), 'single-gaussian' (the classic flow
+   * baseline; its anomaly maps use logp alone and scoring needs the class of every image) or
+   * 'inter-only' (no intra-class centres, phase-1 losses throughout). With a prior other than 'hgad',
+   * flow.centersPerClass must be 1 or left out.
+   */
+  prior?: Prior;
   schedule?: ScheduleOptions;
   /** Images per batch. Default 8. */
   batchSize?: number;
@@ -99,6 +106,9 @@ async function planOf(options: TrainOptions): Promise<Plan> {
   checkInteger('batchSize', batchSize, 1, 4096);
   const threads = options.threads ?? defaultThreads();
   checkInteger('threads', threads, 1, 1024);
+  if (options.prior !== undefined && !(PRIORS as readonly unknown[]).includes(options.prior)) {
+    throw new HgadArgumentError('prior', `one of ${PRIORS.map((p) => `'${p}'`).join(', ')}`, options.prior);
+  }
   const digest = createHash('sha256').update(JSON.stringify([classes, train.map((s) => [s.path, s.className])])).digest('hex');
   return { classes, train, holdout, schedule: resolveSchedule(options.schedule), batchSize, seed, threads, digest };
 }
@@ -107,11 +117,16 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   const backbone = await specFromChoice(options.backbone);
   const mapSize = options.mapSize ?? 256;
   checkInteger('mapSize', mapSize, 8, 4096);
-  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4 }, calibration: null, training: null };
+  const prior = options.prior ?? 'hgad';
+  // With one Gaussian per image (single-Gaussian prior, or one class) the negative entropy is the same
+  // constant everywhere and its map carries nothing.
+  const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
+  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine }, calibration: null, training: null };
   const bb = await openBackbone(backbone, plan.threads);
   const model = HgadModel.create({
     levels: bb.levels.map((l) => ({ channels: l.channels })),
     classes: plan.classes,
+    prior,
     ...(options.flow ?? {}),
     seed: plan.seed,
     threads: plan.threads,
@@ -119,13 +134,16 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   return new AnomalyDetector(model, spec, plan.threads, bb);
 }
 
-async function resumeDetector(path: string, plan: Plan): Promise<AnomalyDetector> {
+async function resumeDetector(path: string, plan: Plan, prior: Prior | undefined): Promise<AnomalyDetector> {
   const detector = await AnomalyDetector.load(path, { threads: plan.threads });
   const t = detector.spec.training;
   if (!t) throw new HgadArgumentError('resume', 'a checkpoint written during training (it has no training state)', path);
   if (t.trainDigest !== plan.digest || t.batchSize !== plan.batchSize || t.seed !== plan.seed ||
     JSON.stringify(t.schedule) !== JSON.stringify(plan.schedule)) {
     throw new HgadArgumentError('resume', 'a checkpoint of a run with the same data, classes, batch size, seed and schedule', path);
+  }
+  if (prior !== undefined && detector.model.config.prior !== prior) {
+    throw new HgadArgumentError('prior', `the checkpoint's prior ('${detector.model.config.prior}') or nothing`, prior);
   }
   return detector;
 }
@@ -146,7 +164,7 @@ export async function train(options: TrainOptions): Promise<AnomalyDetector> {
   }
   const budget = options.featureCacheBytes ?? 2 ** 31;
   checkInteger('featureCacheBytes', budget, 0, Number.MAX_SAFE_INTEGER);
-  const detector = options.resume !== undefined ? await resumeDetector(options.resume, plan) : await newDetector(options, plan);
+  const detector = options.resume !== undefined ? await resumeDetector(options.resume, plan, options.prior) : await newDetector(options, plan);
   const model = detector.model;
   const backbone = await detector.backbone();
   const shapes = backbone.levels.map((l) => ({ height: l.height, width: l.width, channels: l.channels }));

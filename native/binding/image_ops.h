@@ -182,7 +182,7 @@ inline Napi::Value MapSumMaxima(const Napi::CallbackInfo& info) {
       });
 }
 
-// anomalyMaps(levels, batch, logpShift, nentShift, logpTop, nentTop, height, width, sigma)
+// anomalyMaps(levels, batch, logpShift, nentShift, logpTop, nentTop, height, width, sigma, logpOnly?)
 //   -> Promise<{ maps: Float32Array (batch*H*W), scores: Float32Array (batch) }>
 inline Napi::Value AnomalyMaps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -197,6 +197,7 @@ inline Napi::Value AnomalyMaps(const Napi::CallbackInfo& info) {
   const int64_t H = to_int(info[6], "height", 1, 1 << 14), W = to_int(info[7], "width", 1, 1 << 14);
   const double sigma = to_double(info[8], "sigma");
   if (sigma < 0) throw Napi::RangeError::New(env, "Expected sigma >= 0");
+  c.logp_only = info.Length() > 9 && info[9].IsBoolean() && info[9].As<Napi::Boolean>().Value();
   Napi::Float32Array maps = Napi::Float32Array::New(env, static_cast<size_t>(batch * H * W));
   Napi::Float32Array scores = Napi::Float32Array::New(env, static_cast<size_t>(batch));
   keep.push_back(maps);

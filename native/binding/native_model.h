@@ -65,6 +65,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     c.threads = static_cast<int>(get_int(o, "threads", 0, 1 << 20));
     if (!o.Get("clamp").IsNumber()) throw Napi::TypeError::New(env, "Expected a number for clamp");
     c.clamp = o.Get("clamp").As<Napi::Number>().DoubleValue();
+    const Napi::Value pr = o.Get("prior");
+    if (given(pr)) {
+      const std::string p = pr.IsString() ? pr.As<Napi::String>().Utf8Value() : "";
+      if (p == "hgad") c.prior = hgad::kPriorHgad;
+      else if (p == "single-gaussian") c.prior = hgad::kPriorSingleGaussian;
+      else if (p == "inter-only") c.prior = hgad::kPriorInterOnly;
+      else throw Napi::TypeError::New(env, "Expected 'hgad', 'single-gaussian' or 'inter-only' for prior");
+    }
     const Napi::Value dev = o.Get("device");
     if (given(dev) && !dev.IsString()) throw Napi::TypeError::New(env, "Expected 'cpu' or 'cuda' for device");
     const std::string device = given(dev) ? dev.As<Napi::String>().Utf8Value() : "cpu";

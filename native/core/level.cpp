@@ -90,7 +90,8 @@ void Level<T>::init(uint64_t seed) {
     for (int64_t i = 0; i < C * C; ++i) rot[i] = static_cast<T>(r[i]);
   }
   // Class centres start equidistant: block k of Y columns of mu is s0 * I_Y.
-  const int64_t blocks = C / Y;
+  // Single Gaussian: every centre stays at the origin (never trained), so the mixture is N(0, I).
+  const int64_t blocks = cfg_.prior == kPriorSingleGaussian ? 0 : C / Y;
   if (blocks > 0) {
     const T s0 = static_cast<T>(5.0 / std::sqrt(static_cast<double>((2 * C) / Y)));
     for (int64_t k = 0; k < blocks; ++k)

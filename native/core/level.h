@@ -17,9 +17,15 @@
 
 namespace hgad {
 
+// The latent prior (HGAD.md section 4): the hierarchical mixture; one standard normal N(0, I) for every
+// class (the classic flow: all centres and class logits frozen at 0, M = 1); or the inter-class
+// mixture alone (M = 1; the caller trains it with the phase-1 losses throughout).
+enum Prior { kPriorHgad = 0, kPriorSingleGaussian = 1, kPriorInterOnly = 2 };
+
 struct LevelConfig {
   int64_t channels = 0, pos_dim = 256, blocks = 12, classes = 1, centres = 10;
   double clamp = 1.9;
+  int prior = kPriorHgad;
 };
 
 enum ParamGroup { kGroupFlow = 0, kGroupCentres = 1, kGroupLogits = 2, kGroupFixed = 3 };

@@ -141,8 +141,12 @@ void Level<T>::adam_step(double lr, int threads) {
   ++version_;
   const AdamGroup groups[] = {{0, flow_end_, 1.0, 1e-4}, {flow_end_, centres_end_, 3.0, 0.0},
                               {centres_end_, num_params(), 1.0, 0.0}};
-  for (const AdamGroup& g : groups)
+  // Single Gaussian: centres and class logits are frozen at 0 (their moments stay 0 too).
+  const int n_groups = cfg_.prior == kPriorSingleGaussian ? 1 : 3;
+  for (int i = 0; i < n_groups; ++i) {
+    const AdamGroup& g = groups[i];
     adam_update(g, hyper_, lr, steps_, params_.data(), grads_.data(), m_.data(), v_.data(), threads);
+  }
 }
 
 template class Level<float>;

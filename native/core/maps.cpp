@@ -176,13 +176,15 @@ void anomaly_maps(const std::vector<MapLevel>& levels, int64_t batch, const MapC
       double* sl = w.s_logp.data();
       double* sn = w.s_nent.data();
       summed(levels, b, true, c.logp_shift, H, W, sl, w);
-      summed(levels, b, false, c.nent_shift, H, W, sn, w);
-      for (int64_t i = 0; i < H * W; ++i) {
-        sl[i] = std::max(0.0, c.logp_top - sl[i]);
-        sn[i] = std::max(0.0, c.nent_top - sn[i]);
-      }
+      for (int64_t i = 0; i < H * W; ++i) sl[i] = std::max(0.0, c.logp_top - sl[i]);
       gaussian_blur(sl, H, W, sigma, w.scratch);
-      gaussian_blur(sn, H, W, sigma, w.scratch);
+      if (c.logp_only) {
+        std::fill(sn, sn + H * W, 1.0);
+      } else {
+        summed(levels, b, false, c.nent_shift, H, W, sn, w);
+        for (int64_t i = 0; i < H * W; ++i) sn[i] = std::max(0.0, c.nent_top - sn[i]);
+        gaussian_blur(sn, H, W, sigma, w.scratch);
+      }
       float* out = maps + b * H * W;
       float m = -std::numeric_limits<float>::infinity();
       for (int64_t i = 0; i < H * W; ++i) {

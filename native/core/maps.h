@@ -18,6 +18,9 @@ struct MapLevel {
 struct MapConstants {
   std::vector<double> logp_shift, nent_shift;  // one per level
   double logp_top = 0, nent_top = 0;
+  // The map is A_logp alone (the nent constants are ignored): for a single-Gaussian prior, whose
+  // negative entropy is the same constant everywhere.
+  bool logp_only = false;
 };
 
 // out[y * W + x] += bilinear sample of in (h x w) at output pixel (y, x) of an H x W grid, with the

@@ -29,6 +29,10 @@ void validate(const ModelConfig& c) {
   if (c.pos_dim < 4 || c.pos_dim % 4 != 0 || c.pos_dim > 65536)
     bad("posEmbedDim", "a positive multiple of 4 up to 65536", std::to_string(c.pos_dim));
   if (!(c.clamp > 0) || !(c.clamp < 1e6)) bad("clamp", "a positive number", std::to_string(c.clamp));
+  if (c.prior < kPriorHgad || c.prior > kPriorInterOnly)
+    bad("prior", "'hgad', 'single-gaussian' or 'inter-only'", std::to_string(c.prior));
+  if (c.prior != kPriorHgad && c.centres != 1)
+    bad("centersPerClass", "1 for the single-gaussian and inter-only priors", std::to_string(c.centres));
   if (c.threads < 1 || c.threads > 1024) bad("threads", "an integer in [1, 1024]", std::to_string(c.threads));
 }
 
@@ -42,6 +46,7 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
     lc.classes = cfg_.classes;
     lc.centres = cfg_.centres;
     lc.clamp = cfg_.clamp;
+    lc.prior = cfg_.prior;
     levels_.push_back(std::make_unique<Level<float>>(lc, level_seed(cfg_.seed, static_cast<int64_t>(l))));
   }
 }

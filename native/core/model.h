@@ -15,6 +15,7 @@ struct ModelConfig {
   std::vector<int64_t> channels;  // per level
   int64_t classes = 1, centres = 10, blocks = 12, pos_dim = 256;
   double clamp = 1.9;
+  int prior = kPriorHgad;  // Prior (level.h)
   uint64_t seed = 0;
   int threads = 1;
 };

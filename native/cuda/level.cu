@@ -479,8 +479,12 @@ void CudaLevel::adam_step(double lr) {
                               {centres_end_, host_.num_params(), 1.0, 0.0}};
   const AdamHyper hyper;
   host_current_ = false;
-  for (const AdamGroup& g : groups)
+  // As the host Level: a single-Gaussian prior trains the flow group only.
+  const int n_groups = host_.config().prior == kPriorSingleGaussian ? 1 : 3;
+  for (int i = 0; i < n_groups; ++i) {
+    const AdamGroup& g = groups[i];
     adam_update(ctx_, g, hyper, lr, steps, params_.get(), grads_.get(), m_.get(), v_.get());
+  }
   ctx_.sync();
 }
 

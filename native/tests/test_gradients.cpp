@@ -141,3 +141,123 @@ HGAD_TEST(gradient_thread_count_invariance) {
   CHECK(worst < 1e-12, "max gradient difference 1 vs 3 threads: %g", worst);
   CHECK(std::fabs(l1.total - l3.total) < 1e-12, "loss differs: %g vs %g", l1.total, l3.total);
 }
+
+// The single-Gaussian prior (centres and logits frozen at 0, M = 1) must be the classic flow exactly:
+// L_g = (||z||^2 / 2 - logdet) / C, L_mi = 0, L_e = log Y with no gradient, logp the
+// standard-normal log-density plus logdet; the flow gradient of the phase-1 loss matches finite
+// differences of that reference computed from forward() alone; Adam leaves mu and phi at 0.
+HGAD_TEST(single_gaussian_identities) {
+  hgad::LevelConfig cfg = small_config();
+  cfg.centres = 1;
+  cfg.prior = hgad::kPriorSingleGaussian;
+  Level<double> lv(cfg, 5);
+  const int64_t C = cfg.channels, Y = cfg.classes;
+  for (const auto& spec : lv.tensors()) {
+    if (spec.group != hgad::kGroupCentres && spec.group != hgad::kGroupLogits) continue;
+    for (int64_t i = 0; i < spec.size; ++i) CHECK(lv.data(spec)[i] == 0.0, "%s[%lld] initialised to %g", spec.name.c_str(), (long long)i, lv.data(spec)[i]);
+  }
+  hgad::Rng rng(8);
+  for (const auto& spec : lv.tensors()) {
+    if (spec.group != hgad::kGroupFlow) continue;
+    double* p = lv.data(spec);
+    for (int64_t i = 0; i < spec.size; ++i) p[i] += 0.3 * rng.normal();
+  }
+  const hgad::FeatureShape fs{2, 2, 3};
+  const int64_t N = fs.vectors();
+  std::vector<double> x = hgadtest::random_vector<double>(N * C, 4, 1.2);
+  std::vector<int32_t> lab = {2, 0};
+  const double log2pi = std::log(2 * M_PI);
+  // Reference loss of the classic flow from forward() only.
+  auto reference = [&](std::vector<double>* logp) {
+    std::vector<double> z(N * C), ld(N);
+    lv.forward(fs, x.data(), z.data(), ld.data(), 1);
+    double total = 0;
+    for (int64_t r = 0; r < N; ++r) {
+      double sq = 0;
+      for (int64_t c = 0; c < C; ++c) sq += z[r * C + c] * z[r * C + c];
+      const double nll = sq / 2 + 0.5 * C * log2pi - ld[r];
+      if (logp) (*logp)[r] = -nll / C;
+      total += nll / C;
+    }
+    return total / N;
+  };
+  double w1[5];
+  Level<double>::phase_weights(1, w1);
+  std::vector<double> dx(N * C);
+  const hgad::Losses l = lv.gradients(fs, x.data(), {lab.data(), false}, w1, dx.data(), 2);
+  const std::vector<double> analytic = lv.grads();
+  std::vector<double> logp_ref(N);
+  const double lg_ref = reference(&logp_ref);
+  // L_g leaves out the constant C/2 log 2 pi (its gradient is that of the reference).
+  CHECK(std::fabs(l.term[hgad::kLg] - (lg_ref - 0.5 * log2pi)) < 1e-12, "L_g %.15g, reference %.15g",
+        l.term[hgad::kLg], lg_ref - 0.5 * log2pi);
+  CHECK(std::fabs(l.term[hgad::kLmi]) < 1e-12, "L_mi %.3g, expected 0", l.term[hgad::kLmi]);
+  CHECK(std::fabs(l.term[hgad::kLe] - std::log(static_cast<double>(Y))) < 1e-12, "L_e %.15g, expected log Y", l.term[hgad::kLe]);
+  // L_mi and L_e alone give no gradient to the input or the flow.
+  for (int t : {hgad::kLmi, hgad::kLe}) {
+    double w[5] = {0, 0, 0, 0, 0};
+    w[t] = 1;
+    std::vector<double> dxt(N * C);
+    lv.gradients(fs, x.data(), {lab.data(), false}, w, dxt.data(), 1);
+    double worst = 0;
+    for (double v : dxt) worst = std::max(worst, std::fabs(v));
+    for (const auto& spec : lv.tensors())
+      if (spec.group == hgad::kGroupFlow)
+        for (int64_t i = 0; i < spec.size; ++i) worst = std::max(worst, std::fabs(lv.grad(spec)[i]));
+    CHECK(worst < 1e-12, "term %d moves the flow or input: %g", t, worst);
+  }
+  // Phase-1 loss = L_g - 100 * 0 + log Y: its flow and input gradients are those of the reference.
+  const double eps = 1e-6;
+  double worst = 0;
+  for (const auto& spec : lv.tensors()) {
+    if (spec.group != hgad::kGroupFlow) continue;
+    // Writes go through data() every time: it marks the derived inference state stale.
+    for (int64_t s = 0; s < std::min<int64_t>(spec.size, 4); ++s) {
+      const int64_t i = (s * 7919 + 3) % spec.size;
+      const double keep = lv.data(spec)[i];
+      lv.data(spec)[i] = keep + eps;
+      const double up = reference(nullptr);
+      lv.data(spec)[i] = keep - eps;
+      const double down = reference(nullptr);
+      lv.data(spec)[i] = keep;
+      const double num = (up - down) / (2 * eps), a = analytic[spec.offset + i];
+      worst = std::max(worst, std::fabs(a - num) / std::max(1e-3, std::fabs(num)));
+    }
+  }
+  for (int64_t s = 0; s < 10; ++s) {
+    const int64_t i = (s * 37 + 5) % (N * C);
+    const double keep = x[i];
+    x[i] = keep + eps;
+    const double up = reference(nullptr);
+    x[i] = keep - eps;
+    const double down = reference(nullptr);
+    x[i] = keep;
+    const double num = (up - down) / (2 * eps);
+    worst = std::max(worst, std::fabs(dx[i] - num) / std::max(1e-3, std::fabs(num)));
+  }
+  CHECK(worst < 1e-6, "single-Gaussian gradient vs finite differences of the reference: %.3g", worst);
+  // Scoring: logp is the standard-normal log-density (+ logdet) / C whatever the class; the class
+  // logits are all equal.
+  std::vector<double> logp(N), ne(N), cl(N * Y), post(fs.batch * Y);
+  std::vector<int32_t> cls(fs.batch);
+  lv.score(fs, x.data(), lab.data(), logp.data(), ne.data(), cl.data(), cls.data(), post.data(), 1);
+  for (int64_t r = 0; r < N; ++r) {
+    CHECK(std::fabs(logp[r] - logp_ref[r]) < 1e-12, "logp[%lld] %.15g, reference %.15g", (long long)r, logp[r], logp_ref[r]);
+    for (int64_t y = 1; y < Y; ++y) CHECK(cl[r * Y + y] == cl[r * Y], "class logits differ at row %lld", (long long)r);
+  }
+  // Adam moves the flow only.
+  const std::vector<double> before = lv.params();
+  lv.gradients(fs, x.data(), {lab.data(), false}, w1, nullptr, 1);
+  lv.adam_step(1e-2, 1);
+  bool flow_moved = false;
+  for (const auto& spec : lv.tensors()) {
+    const double* p = static_cast<const Level<double>&>(lv).data(spec);
+    for (int64_t i = 0; i < spec.size; ++i) {
+      if (spec.group == hgad::kGroupCentres || spec.group == hgad::kGroupLogits)
+        CHECK(p[i] == 0.0, "Adam moved %s[%lld] to %g", spec.name.c_str(), (long long)i, p[i]);
+      else if (spec.group == hgad::kGroupFlow && p[i] != before[spec.offset + i])
+        flow_moved = true;
+    }
+  }
+  CHECK(flow_moved, "Adam did not move the flow");
+}
