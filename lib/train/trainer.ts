@@ -157,7 +157,6 @@ function meanLosses(all: LossTerms[]): LossTerms {
 /** Trains a detector; resolves once it is trained and calibrated. */
 export async function train(options: TrainOptions): Promise<AnomalyDetector> {
   const plan = await planOf(options);
-  const { schedule: s, batchSize } = plan;
   if (options.checkpoint !== undefined) {
     if (typeof options.checkpoint?.path !== 'string') throw new HgadArgumentError('checkpoint.path', 'a file path', options.checkpoint?.path);
     checkInteger('checkpoint.every', options.checkpoint.every ?? 1, 1, 1 << 20);
@@ -165,6 +164,19 @@ export async function train(options: TrainOptions): Promise<AnomalyDetector> {
   const budget = options.featureCacheBytes ?? 2 ** 31;
   checkInteger('featureCacheBytes', budget, 0, Number.MAX_SAFE_INTEGER);
   const detector = options.resume !== undefined ? await resumeDetector(options.resume, plan, options.prior) : await newDetector(options, plan);
+  try {
+    await fit(detector, options, plan, budget);
+  } catch (e) {
+    // The backbone's onnxruntime session is released; the last checkpoint (if any) stays valid.
+    await detector.dispose().catch(() => undefined);
+    throw e;
+  }
+  return detector;
+}
+
+/** The passes of the schedule from where the detector's training state stands, then calibration. */
+async function fit(detector: AnomalyDetector, options: TrainOptions, plan: Plan, budget: number): Promise<void> {
+  const { schedule: s, batchSize } = plan;
   const model = detector.model;
   const backbone = await detector.backbone();
   const shapes = backbone.levels.map((l) => ({ height: l.height, width: l.width, channels: l.channels }));
@@ -240,5 +252,4 @@ export async function train(options: TrainOptions): Promise<AnomalyDetector> {
   const calibration = await calibrate(detector, normals, { quantile, batchSize });
   detector.spec = { ...detector.spec, calibration, training: { ...state, complete: true } };
   if (options.checkpoint) await detector.save(options.checkpoint.path, { optimizer: true });
-  return detector;
 }
