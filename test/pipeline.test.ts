@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { openDataset, Dataset } from '../lib/data';
 import { generateDemoDataset } from '../lib/demo';
 import { HgadError } from '../lib/errors';
+import { evaluateDetector } from '../lib/eval/run';
 import { AnomalyDetector } from '../lib/pipeline/detector';
 import { scoreImages, AnomalyResult } from '../lib/score/scorer';
 import { train, TrainOptions } from '../lib/train/trainer';
@@ -143,6 +144,14 @@ describe('scoring', () => {
     expect(mixed.map((r) => r.classSource)).toEqual(['given', 'inferred']);
     expect(mixed[0]!.className).toBe('pill');
     expect(inferred.every((r) => r.map.length === 256 * 256 && r.width === 256 && typeof r.isAnomaly === 'boolean')).toBe(true);
+  }, 120000);
+
+  test('batch normalisation in evaluation runs over each class\'s test images, as the authors evaluate', async () => {
+    const both = await evaluateDetector(trained, dataset, { normalization: 'batch' });
+    for (const c of dataset.classes) {
+      const alone = await evaluateDetector(trained, dataset, { normalization: 'batch', classes: [c] });
+      expect(both.report.classes.find((m) => m.className === c)).toEqual(alone.report.classes[0]);
+    }
   }, 120000);
 
   test('a saved detector loads and scores identically', async () => {

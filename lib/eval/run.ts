@@ -71,19 +71,33 @@ export async function evaluateDetector(detector: AnomalyDetector, dataset: Datas
   const evalSamples: EvalSample[] = [];
   let correct = 0, i = 0;
   const { classes: _c, limitPerDefect: _l, inferClass: _i, maxFpr: _m, onResult: _o, ...scoreOptions } = options;
-  for await (const batch of scoredBatches(detector, input, scoreOptions, true)) {
-    const S = detector.mapSize;
-    for (let b = 0; b < batch.results.length; b++, i++) {
-      const sample = samples[i]!;
-      const result = batch.results[b]!;
-      if (result.className === sample.className) correct += 1;
-      const known = sample.label === 0 || sample.maskPath !== null;
-      evalSamples.push({
-        className: sample.className, imageScore: result.imageScore, label: sample.label, map: result.map,
-        mask: known && batch.masks ? batch.masks.slice(b * S * S, (b + 1) * S * S) : null, height: S, width: S,
-      });
-      images.push({ sample, result });
-      await options.onResult?.(result, sample);
+  // The authors evaluate one class at a time, so 'batch' normalisation runs over each class's test
+  // images (classes given); calibrated scores do not depend on the grouping.
+  const groups: Sample[][] = [];
+  if (options.normalization === 'batch' && !options.inferClass) {
+    for (const s of input) {
+      const last = groups[groups.length - 1];
+      if (last && last[0]!.className === s.className) last.push(s);
+      else groups.push([s]);
+    }
+  } else {
+    groups.push(input);
+  }
+  for (const group of groups) {
+    for await (const batch of scoredBatches(detector, group, scoreOptions, true)) {
+      const S = detector.mapSize;
+      for (let b = 0; b < batch.results.length; b++, i++) {
+        const sample = samples[i]!;
+        const result = batch.results[b]!;
+        if (result.className === sample.className) correct += 1;
+        const known = sample.label === 0 || sample.maskPath !== null;
+        evalSamples.push({
+          className: sample.className, imageScore: result.imageScore, label: sample.label, map: result.map,
+          mask: known && batch.masks ? batch.masks.slice(b * S * S, (b + 1) * S * S) : null, height: S, width: S,
+        });
+        images.push({ sample, result });
+        await options.onResult?.(result, sample);
+      }
     }
   }
   const report = await evaluate(evalSamples, options.maxFpr !== undefined ? { maxFpr: options.maxFpr } : {});
