@@ -1,8 +1,9 @@
 // HgadModel: the public API over the native core. Arguments are validated here, up front; work runs
 // off the JS thread, one operation at a time per model.
 import { resolveConfig, storedConfig, DeviceChoice, DEVICE_CHOICES, HgadConfig, ResolvedConfig } from './config';
-import { HgadArgumentError, HgadError, HgadNonFiniteError } from './errors';
+import { HgadArgumentError, HgadError } from './errors';
 import { loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
+import { fromNativeError } from './native-ops';
 import { native, NativeCudaInfo, NativeLosses, NativeModel, NativeTensorSpec } from './native';
 import {
   BatchShape, checkBatch, checkInteger, checkShape, FeatureBatch, isFloat32Array, isInt32Array,
@@ -88,20 +89,6 @@ function phaseWeights(phase: 1 | 2): Float64Array {
   return Float64Array.from([1, -100, 1, phase === 2 ? 1 : 0, phase === 2 ? 1 : 0]);
 }
 
-/** Maps an error from the addon to a typed HgadError. */
-function fromNative(e: unknown): HgadError {
-  if (e instanceof HgadError) return e;
-  const err = e as { message?: string; code?: string; parameter?: string; index?: number };
-  const message = err?.message ?? String(e);
-  if (err?.code === 'NON_FINITE_INPUT' && err.parameter !== undefined) {
-    const nf = new HgadNonFiniteError(err.parameter, err.index ?? -1, NaN);
-    nf.message = message;
-    return nf;
-  }
-  if (err?.code === 'INVALID_ARGUMENT') return new HgadError('INVALID_ARGUMENT', message, err.parameter);
-  return new HgadError('NATIVE', message);
-}
-
 export class HgadModel {
   private readonly core: NativeModel;
   private readonly cfg: ResolvedConfig;
@@ -132,7 +119,7 @@ export class HgadModel {
       };
       this.core = new (native().NativeModel)(nativeConfig);
     } catch (e) {
-      throw fromNative(e);
+      throw fromNativeError(e);
     }
     this.specs = new Map(this.core.tensorSpecs().map((t) => [t.name, t]));
   }
@@ -300,7 +287,7 @@ export class HgadModel {
   private run<T>(job: () => Promise<T>): Promise<T> {
     // The queue itself never rejects (see below), so each job starts once the previous one settled.
     const next = this.queue.then(job).catch((e: unknown) => {
-      throw fromNative(e);
+      throw fromNativeError(e);
     });
     this.queue = next.catch(() => undefined);
     return next;
