@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "checks.h"
 #include "level_detail.h"
@@ -73,24 +72,6 @@ void Level<T>::inverse(const FeatureShape& fs, const T* z, T* x, int threads) {
   });
 }
 
-namespace {
-
-// Mean over rows of softmax(row); rows are [rows, Y].
-template <typename T>
-void posterior_mean(const T* logits, int64_t rows, int64_t Y, T* out) {
-  std::vector<double> acc(Y, 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* l = logits + r * Y;
-    double mx = -INFINITY, sum = 0;
-    for (int64_t y = 0; y < Y; ++y) mx = std::max(mx, static_cast<double>(l[y]));
-    for (int64_t y = 0; y < Y; ++y) sum += std::exp(static_cast<double>(l[y]) - mx);
-    for (int64_t y = 0; y < Y; ++y) acc[y] += std::exp(static_cast<double>(l[y]) - mx) / sum;
-  }
-  for (int64_t y = 0; y < Y; ++y) out[y] = static_cast<T>(acc[y] / static_cast<double>(rows));
-}
-
-}  // namespace
-
 template <typename T>
 void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
                      T* class_logits, int32_t* class_out, T* class_posterior, int threads) {
@@ -109,24 +90,8 @@ void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_cl
                          logp_all_.data() + g * Y, w.rowbuf.data());
     }
   });
-  for (int64_t b = 0; b < fs.batch; ++b) {
-    int32_t cls;
-    if (image_class) {
-      cls = image_class[b];
-    } else {
-      int64_t best = 0;
-      double best_sum = -INFINITY;
-      for (int64_t y = 0; y < Y; ++y) {
-        double sum = 0;
-        for (int64_t p = 0; p < HW; ++p) sum += class_logits[(b * HW + p) * Y + y];
-        if (sum > best_sum) best_sum = sum, best = y;
-      }
-      cls = static_cast<int32_t>(best);
-    }
-    class_out[b] = cls;
-    for (int64_t p = 0; p < HW; ++p) logp[b * HW + p] = logp_all_[(b * HW + p) * Y + cls];
-    if (class_posterior) posterior_mean(class_logits + b * HW * Y, HW, Y, class_posterior + b * Y);
-  }
+  mixture_image_scores(fs.batch, HW, Y, image_class, class_logits, logp_all_.data(), logp, class_out,
+                       class_posterior);
 }
 
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "elementwise.h"
 #include "gemm.h"
@@ -150,13 +151,56 @@ void mixture_score_rows(const MixtureParams<T>& mp, int64_t R, const T* D, const
   }
 }
 
+namespace {
+
+// Mean over rows of softmax(row); rows are [rows, Y].
+template <typename T>
+void posterior_mean(const T* logits, int64_t rows, int64_t Y, T* out) {
+  std::vector<double> acc(Y, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* l = logits + r * Y;
+    double mx = -INFINITY, sum = 0;
+    for (int64_t y = 0; y < Y; ++y) mx = std::max(mx, static_cast<double>(l[y]));
+    for (int64_t y = 0; y < Y; ++y) sum += std::exp(static_cast<double>(l[y]) - mx);
+    for (int64_t y = 0; y < Y; ++y) acc[y] += std::exp(static_cast<double>(l[y]) - mx) / sum;
+  }
+  for (int64_t y = 0; y < Y; ++y) out[y] = static_cast<T>(acc[y] / static_cast<double>(rows));
+}
+
+}  // namespace
+
+template <typename T>
+void mixture_image_scores(int64_t batch, int64_t HW, int64_t Y, const int32_t* image_class, const T* class_logits,
+                          const T* logp_all, T* logp, int32_t* class_out, T* class_posterior) {
+  for (int64_t b = 0; b < batch; ++b) {
+    int32_t cls;
+    if (image_class) {
+      cls = image_class[b];
+    } else {
+      int64_t best = 0;
+      double best_sum = -INFINITY;
+      for (int64_t y = 0; y < Y; ++y) {
+        double sum = 0;
+        for (int64_t p = 0; p < HW; ++p) sum += class_logits[(b * HW + p) * Y + y];
+        if (sum > best_sum) best_sum = sum, best = y;
+      }
+      cls = static_cast<int32_t>(best);
+    }
+    class_out[b] = cls;
+    for (int64_t p = 0; p < HW; ++p) logp[b * HW + p] = logp_all[(b * HW + p) * Y + cls];
+    if (class_posterior) posterior_mean(class_logits + b * HW * Y, HW, Y, class_posterior + b * Y);
+  }
+}
+
 #define HGAD_INSTANTIATE(T)                                                                                   \
   template void mixture_distances<T>(const MixtureParams<T>&, int64_t, const T*, T*, T*);                    \
   template void mixture_loss_rows<T>(const MixtureParams<T>&, int64_t, const T*, const T*, const int32_t*,   \
                                      const T*, T, T, T*, T*, T*, const MixtureGrads<T>&, T*);                     \
   template void mixture_backward<T>(const MixtureParams<T>&, int64_t, const T*, T*, const T*, T*,            \
                                     const MixtureGrads<T>&);                                                  \
-  template void mixture_score_rows<T>(const MixtureParams<T>&, int64_t, const T*, const T*, T*, T*, T*, T*);
+  template void mixture_score_rows<T>(const MixtureParams<T>&, int64_t, const T*, const T*, T*, T*, T*, T*);   \
+  template void mixture_image_scores<T>(int64_t, int64_t, int64_t, const int32_t*, const T*, const T*, T*,     \
+                                        int32_t*, T*);
 HGAD_INSTANTIATE(float)
 HGAD_INSTANTIATE(double)
 #undef HGAD_INSTANTIATE

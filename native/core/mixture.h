@@ -54,4 +54,11 @@ template <typename T>
 void mixture_score_rows(const MixtureParams<T>& mp, int64_t R, const T* D, const T* ld, T* class_logits,
                         T* neg_entropy, T* logp_all, T* scratch);
 
+// Per image of `batch` (HW rows each): the class it is scored under (image_class given, or the argmax
+// of its summed class logits), its rows' logp under that class gathered from logp_all [rows, Y], and
+// (class_posterior nullable, [batch, Y]) the mean over its rows of softmax(class logits).
+template <typename T>
+void mixture_image_scores(int64_t batch, int64_t HW, int64_t Y, const int32_t* image_class, const T* class_logits,
+                          const T* logp_all, T* logp, int32_t* class_out, T* class_posterior);
+
 }  // namespace hgad

@@ -97,19 +97,6 @@ __global__ void centre_grads_kernel(int64_t Y, int64_t M, int64_t C, const float
   }
 }
 
-// Level::score's per-image part (mean over rows of softmax(row)), as posterior_mean in level_inference.cpp.
-void posterior_mean(const float* logits, int64_t rows, int64_t Y, float* out) {
-  std::vector<double> acc(Y, 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* l = logits + r * Y;
-    double mx = -INFINITY, sum = 0;
-    for (int64_t y = 0; y < Y; ++y) mx = std::max(mx, static_cast<double>(l[y]));
-    for (int64_t y = 0; y < Y; ++y) sum += std::exp(static_cast<double>(l[y]) - mx);
-    for (int64_t y = 0; y < Y; ++y) acc[y] += std::exp(static_cast<double>(l[y]) - mx) / sum;
-  }
-  for (int64_t y = 0; y < Y; ++y) out[y] = static_cast<float>(acc[y] / static_cast<double>(rows));
-}
-
 int64_t offset_of(const Level<float>& lv, const std::string& name) {
   const TensorSpec* s = lv.find(name);
   if (!s) throw CudaError("CUDA level: no tensor " + name);
@@ -361,24 +348,8 @@ void CudaLevel::score(const FeatureShape& fs, const float* x, const int32_t* ima
   }
   ctx_.sync();
   // Per image (host, as Level::score): the class to score under, its logp, the mean posterior.
-  for (int64_t b = 0; b < fs.batch; ++b) {
-    int32_t cls;
-    if (image_class) {
-      cls = image_class[b];
-    } else {
-      int64_t best = 0;
-      double best_sum = -INFINITY;
-      for (int64_t y = 0; y < Y; ++y) {
-        double sum = 0;
-        for (int64_t p = 0; p < HW; ++p) sum += class_logits[(b * HW + p) * Y + y];
-        if (sum > best_sum) best_sum = sum, best = y;
-      }
-      cls = static_cast<int32_t>(best);
-    }
-    class_out[b] = cls;
-    for (int64_t p = 0; p < HW; ++p) logp[b * HW + p] = host_logp_all_[(b * HW + p) * Y + cls];
-    if (class_posterior) posterior_mean(class_logits + b * HW * Y, HW, Y, class_posterior + b * Y);
-  }
+  mixture_image_scores(fs.batch, HW, Y, image_class, class_logits, host_logp_all_.data(), logp, class_out,
+                       class_posterior);
 }
 
 Losses CudaLevel::gradients(const FeatureShape& fs, const float* x, const Labels& labels, const float* weights,
