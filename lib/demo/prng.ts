@@ -1,17 +1,10 @@
 // Seeded randomness for the demo dataset. mulberry32 is tiny, fast and identical on every platform, so
 // a seed gives the same geometry (and therefore byte-identical files) everywhere.
 
-/** The 32-bit mulberry32 generator: returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../data/random';
+
+// One generator and one string hash for all of hgad's seeded randomness (lib/data/random.ts).
+export { hashString, mulberry32 } from '../data/random';
 
 /**
  * Mixes integers into one 32-bit seed (murmur3's finaliser after each word), so every image gets its own
@@ -25,13 +18,6 @@ export function mixSeed(...words: number[]): number {
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
   }
-  return h >>> 0;
-}
-
-/** A string as a 32-bit word (FNV-1a), to key seeds by class and defect names. */
-export function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return h >>> 0;
 }
 

@@ -6,6 +6,7 @@
  * (presets.ts) are far better for anomaly detection.
  */
 import { OnnxModel } from '../onnx/model';
+import { mulberry32 } from '../data/random';
 import { DataType, attr, node, tensor } from '../onnx/proto';
 
 export const DEMO_TAPS: readonly string[] = ['demo_s4', 'demo_s8', 'demo_s16'];
@@ -26,18 +27,6 @@ const STAGES: readonly Stage[] = [
   { out: 'demo_s8', cin: 32, cout: 64, k: 3 },
   { out: 'demo_s16', cin: 64, cout: 96, k: 3 },
 ];
-
-/** mulberry32: a small, well-mixed 32-bit PRNG; identical sequences on every platform. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(next: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
@@ -91,7 +80,7 @@ function stemWeights(randn: () => number): Float32Array {
  *  normalised with ImageNet mean/std; taps DEMO_TAPS (strides 4, 8, 16; 32, 64, 96 channels). */
 export function buildDemoBackbone(seed = 0): Uint8Array {
   if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
-  const randn = gaussian(rng(seed));
+  const randn = gaussian(mulberry32(seed));
   const model = OnnxModel.create({
     graphName: 'hgad_demo_backbone',
     opsets: [{ domain: '', version: 13 }],
