@@ -4,6 +4,7 @@
 import { imageBatches, ImageBatch, Sample } from '../data';
 import { HgadArgumentError } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
+import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
 import { checkInteger } from '../validate';
 import { anomalyMaps, levelMaxima, MapConstants, sumMaxima } from './maps';
@@ -117,18 +118,11 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
     }
     return { batch, flow: await flowStage(detector.model, features, given), given: flags };
   };
-  let previous: Promise<StagedBatch> | null = null;
   const batches = imageBatches(samples, {
     batchSize: o.batchSize, size: { width: size, height: size }, concurrency: o.concurrency,
     ...(withMasks ? { maskSize: { width: detector.mapSize, height: detector.mapSize } } : {}),
   });
-  for await (const batch of batches) {
-    const current = run(batch);
-    current.catch(() => undefined); // awaited below; avoids an unhandled rejection while the previous one settles
-    if (previous) yield await previous;
-    previous = current;
-  }
-  if (previous) yield await previous;
+  yield* oneAhead(batches, run);
 }
 
 function resultsOf(detector: AnomalyDetector, staged: StagedBatch, maps: Float32Array, scores: Float32Array,

@@ -10,6 +10,7 @@ import { HgadArgumentError, HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
 import { HgadModel, LossTerms } from '../model';
 import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
+import { oneAhead } from '../pipeline/ahead';
 import { AnomalyDetector } from '../pipeline/detector';
 import type { PipelineSpec, TrainingState } from '../pipeline/spec';
 import { PIPELINE_VERSION } from '../pipeline/spec';
@@ -224,21 +225,13 @@ async function fit(detector: AnomalyDetector, options: TrainOptions, plan: Plan,
         }
       } else {
         // Decoding and the backbone run one batch ahead of the flow.
-        let pending: Promise<{ features: FeatureLevel[]; samples: Sample[] }> | null = null;
         let b = 0;
         const batches = imageBatches(order, { batchSize, size: { width: detector.inputSize, height: detector.inputSize }, concurrency: 2 * plan.threads });
-        const consume = async (p: NonNullable<typeof pending>): Promise<void> => {
-          const { features, samples } = await p;
+        const extracted = oneAhead(batches, async (batch) => ({ features: await backbone.extract(batch.pixels, batch.batch), samples: batch.samples }));
+        for await (const { features, samples } of extracted) {
           if (cache) samples.forEach((x, i) => cache.put(index.get(x.path)!, features, i));
           await trainBatch(features, samples, epoch, sub, b++);
-        };
-        for await (const batch of batches) {
-          const next = backbone.extract(batch.pixels, batch.batch).then((features) => ({ features, samples: batch.samples }));
-          next.catch(() => undefined);
-          if (pending) await consume(pending);
-          pending = next;
         }
-        if (pending) await consume(pending);
       }
       state.epoch = sub + 1 === s.subEpochs ? epoch + 1 : epoch;
       state.subEpoch = sub + 1 === s.subEpochs ? 0 : sub + 1;
