@@ -18,6 +18,7 @@
         "native/core/mixture.cpp",
         "native/core/model.cpp",
         "native/core/packed_gemm.cpp",
+        "native/core/projection.cpp",
         "native/core/rng.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

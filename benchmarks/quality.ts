@@ -57,7 +57,10 @@ interface Settings {
   warmup: number;
   phase1: number;
   size: number;
+  backbone: string;
   taps: string[];
+  reduce: number | null;
+  standardize: boolean;
   batch: number;
   threads: number;
   limitPerDefect: number | undefined;
@@ -72,7 +75,10 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     seeds: String(values.seeds ?? '0,1').split(',').map(Number),
     epochs: num('epochs', 3), passes: num('passes', 4), lr: num('lr', 1e-3), warmup: num('warmup', 1), phase1: num('phase1', 1),
     size: num('size', 256),
+    backbone: String(values.backbone ?? path.join(SHARED, 'models', 'mobilenetv2-12-int8.onnx')),
     taps: String(values.taps ?? '365_quantized,426_quantized,452_quantized').split(','),
+    reduce: values.reduce === undefined ? null : Number(values.reduce),
+    standardize: values.standardize === undefined ? values.reduce !== undefined : values.standardize === 'true',
     batch: num('batch', 8), threads: num('threads', os.availableParallelism()),
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
     variants,
@@ -85,7 +91,8 @@ async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed:
   let images = 0;
   const detector = await train({
     data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false,
-    backbone: { model: path.join(SHARED, 'models', 'mobilenetv2-12-int8.onnx'), taps: s.taps, inputSize: s.size },
+    backbone: { model: s.backbone, taps: s.taps, inputSize: s.size },
+    ...(s.reduce !== null || s.standardize ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize } } : {}),
     schedule: { metaEpochs: s.epochs, subEpochs: s.passes, lr: s.lr, warmupEpochs: s.warmup, phase1Epochs: s.phase1 },
     onProgress: (p) => {
       images = p.step * s.batch;
@@ -217,6 +224,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seeds: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, phase1: { type: 'string' }, size: { type: 'string' }, taps: { type: 'string' },
+    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
   } });

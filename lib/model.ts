@@ -2,7 +2,7 @@
 // off the JS thread, one operation at a time per model.
 import { resolveConfig, storedConfig, DeviceChoice, DEVICE_CHOICES, HgadConfig, ResolvedConfig } from './config';
 import { HgadArgumentError, HgadError } from './errors';
-import { loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
+import { ExtraTensor, loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
 import { fromNativeError } from './native-ops';
 import { native, NativeCudaInfo, NativeLosses, NativeModel, NativeTensorSpec } from './native';
 import {
@@ -99,10 +99,13 @@ export class HgadModel {
   private queue: Promise<unknown> = Promise.resolve();
   /** Metadata stored with the model beyond its config (SaveOptions.metadata); empty for a new model. */
   readonly metadata: Readonly<Record<string, string>>;
+  /** Extra tensors stored with the model (SaveOptions.tensors); empty for a new model. */
+  readonly extraTensors: ReadonlyMap<string, ExtraTensor>;
 
-  private constructor(cfg: ResolvedConfig, metadata: Record<string, string> = {}) {
+  private constructor(cfg: ResolvedConfig, metadata: Record<string, string> = {}, tensors = new Map<string, ExtraTensor>()) {
     this.cfg = cfg;
     this.metadata = Object.freeze({ ...metadata });
+    this.extraTensors = tensors;
     try {
       this.device = pickDevice(cfg.device);
       const nativeConfig = {
@@ -138,8 +141,8 @@ export class HgadModel {
     if (!(DEVICE_CHOICES as readonly unknown[]).includes(device)) {
       throw new HgadArgumentError('options.device', `one of ${DEVICE_CHOICES.map((d) => `'${d}'`).join(', ')}`, device);
     }
-    return loadModelFile(path, { threads: options.threads }, (cfg, metadata) => {
-      const model = new HgadModel({ ...cfg, device }, metadata);
+    return loadModelFile(path, { threads: options.threads }, (cfg, metadata, tensors) => {
+      const model = new HgadModel({ ...cfg, device }, metadata, tensors);
       return { model, core: model.core };
     });
   }

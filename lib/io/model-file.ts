@@ -20,6 +20,19 @@ export interface SaveOptions {
    * must not be the format's own (format, formatVersion, config, optimizer).
    */
   metadata?: Record<string, string>;
+  /** Extra float32 tensors, by name (each name starts with "pipeline."). */
+  tensors?: ReadonlyMap<string, ExtraTensor>;
+}
+
+/**
+ * Tensors stored beside the model's own (e.g. the pipeline's channel reduction): float32, names under
+ * this prefix; the model file keeps them as they are and hands them back on load.
+ */
+export const EXTRA_TENSOR_PREFIX = 'pipeline.';
+
+export interface ExtraTensor {
+  shape: number[];
+  data: Float32Array;
 }
 
 export const RESERVED_METADATA = ['format', 'formatVersion', 'config', 'optimizer'];
@@ -54,6 +67,13 @@ export async function saveModelFile(path: string, options: SaveOptions, config: 
     }
     if (typeof value !== 'string') throw new HgadArgumentError(`options.metadata.${key}`, 'a string', value);
   }
+  for (const [name, t] of options.tensors ?? new Map<string, ExtraTensor>()) {
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (!name.startsWith(EXTRA_TENSOR_PREFIX) || !(t.data instanceof Float32Array) || t.data.length !== count) {
+      throw new HgadArgumentError(`options.tensors.${name}`, `a Float32Array of ${count} values named "${EXTRA_TENSOR_PREFIX}..."`, t.data);
+    }
+    tensors.push({ name, dtype: 'F32', shape: t.shape, data: t.data });
+  }
   const metadata: Record<string, string> = {
     ...extra,
     format: FORMAT,
@@ -74,7 +94,7 @@ export async function saveModelFile(path: string, options: SaveOptions, config: 
 export async function loadModelFile<M>(
   path: string,
   options: { threads?: number },
-  build: (cfg: ResolvedConfig, metadata: Record<string, string>) => { model: M; core: NativeModel },
+  build: (cfg: ResolvedConfig, metadata: Record<string, string>, tensors: Map<string, ExtraTensor>) => { model: M; core: NativeModel },
 ): Promise<M> {
   if (options.threads !== undefined) checkInteger('options.threads', options.threads, 1, 1024);
   const { metadata, tensors } = await readSafetensors(path);
@@ -101,13 +121,21 @@ export async function loadModelFile<M>(
     return bad(`metadata.config is not a valid model config: ${(e as Error).message}`);
   }
   const extra = Object.fromEntries(Object.entries(metadata).filter(([k]) => !RESERVED_METADATA.includes(k)));
-  const { model, core } = build(cfg, extra);
+  const extraTensors = new Map<string, ExtraTensor>();
+  for (const [name, t] of tensors) {
+    if (!name.startsWith(EXTRA_TENSOR_PREFIX)) continue;
+    if (t.dtype !== 'F32') bad(`tensor "${name}" has dtype ${t.dtype}, expected F32`);
+    const data = t.data as Float32Array;
+    if (!data.every(Number.isFinite)) bad(`tensor "${name}" holds non-finite values`);
+    extraTensors.set(name, { shape: t.shape, data });
+  }
+  const { model, core } = build(cfg, extra, extraTensors);
   const expected = core.tensorSpecs();
   const hasOptimizer = metadata.optimizer !== undefined;
   const names = new Set(expected.map((s) => s.name));
   const optNames = hasOptimizer ? optimizerNames(core) : [];
   optNames.forEach((n) => names.add(n));
-  for (const name of tensors.keys()) if (!names.has(name)) bad(`unexpected tensor "${name}"`);
+  for (const name of tensors.keys()) if (!names.has(name) && !extraTensors.has(name)) bad(`unexpected tensor "${name}"`);
   const shapeOf = new Map(expected.map((s) => [s.name, s.shape]));
   const fill = (name: string, shape: number[]): void => {
     const t = tensors.get(name) ?? bad(`missing tensor "${name}"`);

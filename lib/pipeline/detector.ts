@@ -3,10 +3,12 @@
 // Saved as one model file (the flow's tensors, the spec in the metadata).
 import { defaultThreads } from '../config';
 import { HgadArgumentError } from '../errors';
-import type { Backbone } from '../features/backbone';
+import { HgadModelFileError } from '../errors';
+import type { Backbone, FeatureLevel } from '../features/backbone';
 import { HgadModel } from '../model';
 import { checkInteger } from '../validate';
 import { openBackbone } from './backbone-spec';
+import { FeatureReduction } from './reduction';
 import { decodeSpec, encodeSpec, PIPELINE_KEY, PipelineSpec } from './spec';
 
 export interface DetectorLoadOptions {
@@ -23,13 +25,16 @@ export class AnomalyDetector {
   readonly model: HgadModel;
   /** The stored description; calibration and training are replaced as training progresses. */
   spec: PipelineSpec;
+  /** The channel reduction between the backbone and the flow, when the detector has one. */
+  readonly reduction: FeatureReduction | null;
   private backboneOpen: Promise<Backbone> | null = null;
   private readonly threadCount: number;
 
   /** @internal Use AnomalyDetector.load, or train() from lib/train. */
-  constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone) {
+  constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone, reduction?: FeatureReduction | null) {
     this.model = model;
-    this.spec = spec;
+    this.spec = reduction ? { ...spec, reduction: reduction.spec } : spec;
+    this.reduction = reduction ?? null;
     this.threadCount = threads ?? model.threads ?? defaultThreads();
     if (backbone) this.backboneOpen = Promise.resolve(backbone);
   }
@@ -39,7 +44,12 @@ export class AnomalyDetector {
     if (options.threads !== undefined) checkInteger('options.threads', options.threads, 1, 1024);
     const model = await HgadModel.load(path, options.threads !== undefined ? { threads: options.threads } : {});
     const spec = decodeSpec(model.metadata[PIPELINE_KEY], path, model.config.levels.length, model.config.classes);
-    return new AnomalyDetector(model, spec, options.threads);
+    const reduction = spec.reduction ? FeatureReduction.fromFile(spec.reduction, model.extraTensors, path) : null;
+    model.config.levels.forEach((lv, l) => {
+      const width = reduction ? reduction.spec.channels[l]! : lv.channels;
+      if (width !== lv.channels) throw new HgadModelFileError(path, `metadata.pipeline.reduction gives level ${l} ${width} channels but the flow has ${lv.channels}`);
+    });
+    return new AnomalyDetector(model, spec, options.threads, undefined, reduction);
   }
 
   get classes(): readonly string[] {
@@ -74,6 +84,15 @@ export class AnomalyDetector {
     return this.backboneOpen;
   }
 
+  /**
+   * The flow's input for a batch of images (batch * S * S * 3 RGB bytes, S = inputSize): the backbone's
+   * levels, reduced when the detector has a reduction.
+   */
+  async features(pixels: Uint8Array, batch: number): Promise<FeatureLevel[]> {
+    const raw = await (await this.backbone()).extract(pixels, batch);
+    return this.reduction ? this.reduction.apply(raw) : raw;
+  }
+
   /** Class name or index -> index; throws an argument error naming `parameter` otherwise. */
   classIndex(parameter: string, name: string | number): number {
     if (typeof name === 'number' && Number.isInteger(name) && name >= 0 && name < this.classes.length) return name;
@@ -83,7 +102,11 @@ export class AnomalyDetector {
   }
 
   async save(path: string, options: DetectorSaveOptions = {}): Promise<void> {
-    await this.model.save(path, { optimizer: options.optimizer ?? false, metadata: { [PIPELINE_KEY]: encodeSpec(this.spec) } });
+    await this.model.save(path, {
+      optimizer: options.optimizer ?? false,
+      metadata: { [PIPELINE_KEY]: encodeSpec(this.spec) },
+      ...(this.reduction ? { tensors: this.reduction.tensors() } : {}),
+    });
   }
 
   async dispose(): Promise<void> {

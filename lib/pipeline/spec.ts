@@ -2,6 +2,7 @@
 // and how images reach it, the map geometry, the calibration constants and thresholds, and where
 // training stands (for checkpoints). Everything is validated on load; a bad value is a MODEL_FILE error.
 import { HgadModelFileError } from '../errors';
+import type { ReductionSpec } from './reduction';
 
 export const PIPELINE_KEY = 'pipeline';
 export const PIPELINE_VERSION = 1;
@@ -60,6 +61,8 @@ export interface PipelineSpec {
   map: { size: number; sigma: number; combine: MapCombine };
   calibration: Calibration | null;
   training: TrainingState | null;
+  /** Channel reduction before the flow (its tensors are stored beside the flow's); null: none. */
+  reduction?: ReductionSpec | null;
 }
 
 export function encodeSpec(spec: PipelineSpec): string {
@@ -166,8 +169,22 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
       complete: t.complete as boolean,
     };
   }
+  let reduction: ReductionSpec | null = null;
+  if (o.reduction !== undefined && o.reduction !== null) {
+    const r = object(o.reduction, 'reduction', bad);
+    const inChannels = finiteArray(r.inChannels, levels, 'reduction.inChannels', bad).map((c, l) => positiveInt(c, `reduction.inChannels[${l}]`, bad));
+    const channels = finiteArray(r.channels, levels, 'reduction.channels', bad).map((c, l) => positiveInt(c, `reduction.channels[${l}]`, bad));
+    channels.forEach((c, l) => {
+      if (c > inChannels[l]! || inChannels[l]! > 1 << 16) bad(`reduction.channels[${l}] must be at most reduction.inChannels[${l}] (<= 65536)`);
+    });
+    if (typeof r.standardize !== 'boolean') bad('reduction.standardize must be a boolean');
+    if (typeof r.seed !== 'number' || !Number.isSafeInteger(r.seed) || r.seed < 0) bad('reduction.seed must be a non-negative integer');
+    if (typeof r.images !== 'number' || !Number.isSafeInteger(r.images) || r.images < 0) bad('reduction.images must be a non-negative integer');
+    reduction = { inChannels, channels, standardize: r.standardize as boolean, images: r.images as number, seed: r.seed as number };
+  }
   return {
     version: PIPELINE_VERSION,
+    reduction,
     backbone: { model: b.model as string, sha256: (b.sha256 as string | null), taps: b.taps as string[], scales, inputSize, mean, std },
     map,
     calibration,

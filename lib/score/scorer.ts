@@ -102,10 +102,10 @@ interface StagedBatch {
 /** Decode -> backbone -> flow for every batch, with the stages overlapping. */
 async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: ResolvedScoreOptions,
   withMasks: boolean): AsyncGenerator<StagedBatch> {
-  const backbone = await detector.backbone();
+  await detector.backbone();
   const size = detector.inputSize;
   const run = async (batch: ImageBatch): Promise<StagedBatch> => {
-    const features = await backbone.extract(batch.pixels, batch.batch);
+    const features = await detector.features(batch.pixels, batch.batch);
     const flags = batch.samples.map((sample) => o.className !== null || sample.className !== '');
     const classOf = (sample: Sample): number => detector.classIndex('className', o.className ?? sample.className);
     let given: Int32Array | null = null;

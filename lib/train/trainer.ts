@@ -12,6 +12,7 @@ import { HgadModel, LossTerms } from '../model';
 import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
 import { oneAhead } from '../pipeline/ahead';
 import { AnomalyDetector } from '../pipeline/detector';
+import { FeatureReduction, ReductionOptions, resolveReduction } from '../pipeline/reduction';
 import type { PipelineSpec, TrainingState } from '../pipeline/spec';
 import { PIPELINE_VERSION } from '../pipeline/spec';
 import { calibrate } from '../score/calibrate';
@@ -66,6 +67,12 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Memory for keeping backbone features between passes. Default 2 GiB; 0 disables the cache. */
   featureCacheBytes?: number;
+  /**
+   * Channel reduction before the flow (see lib/pipeline/reduction.ts): each level standardised with
+   * statistics of the training features and projected to `channels` fixed orthonormal directions.
+   * Default: none.
+   */
+  reduction?: ReductionOptions;
 }
 
 interface Plan {
@@ -124,15 +131,34 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
   const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine }, calibration: null, training: null };
   const bb = await openBackbone(backbone, plan.threads);
+  const inChannels = bb.levels.map((l) => l.channels);
+  let reduction: FeatureReduction | null = null;
+  if (options.reduction !== undefined) {
+    const resolved = resolveReduction(options.reduction, inChannels);
+    // Statistics from a seeded sample of the training images (the same sample for the same seed).
+    const sample = shuffled(plan.train, hashString(`${plan.seed}:reduction`)).slice(0, resolved.images);
+    const size = { width: bb.inputSize, height: bb.inputSize };
+    const features = async function* (): AsyncGenerator<FeatureLevel[]> {
+      for await (const batch of imageBatches(sample, { batchSize: plan.batchSize, size, concurrency: 2 * plan.threads })) {
+        yield await bb.extract(batch.pixels, batch.batch);
+      }
+    };
+    try {
+      reduction = await FeatureReduction.fit(inChannels, resolved, features(), plan.seed);
+    } catch (e) {
+      await bb.dispose().catch(() => undefined);
+      throw e;
+    }
+  }
   const model = HgadModel.create({
-    levels: bb.levels.map((l) => ({ channels: l.channels })),
+    levels: (reduction?.spec.channels ?? inChannels).map((channels) => ({ channels })),
     classes: plan.classes,
     prior,
     ...(options.flow ?? {}),
     seed: plan.seed,
     threads: plan.threads,
   });
-  return new AnomalyDetector(model, spec, plan.threads, bb);
+  return new AnomalyDetector(model, spec, plan.threads, bb, reduction);
 }
 
 async function resumeDetector(path: string, plan: Plan, prior: Prior | undefined): Promise<AnomalyDetector> {
@@ -180,7 +206,8 @@ async function fit(detector: AnomalyDetector, options: TrainOptions, plan: Plan,
   const { schedule: s, batchSize } = plan;
   const model = detector.model;
   const backbone = await detector.backbone();
-  const shapes = backbone.levels.map((l) => ({ height: l.height, width: l.width, channels: l.channels }));
+  const widths = detector.model.config.levels.map((l) => l.channels);
+  const shapes = backbone.levels.map((l, i) => ({ height: l.height, width: l.width, channels: widths[i]! }));
   const cache = budget > 0 && FeatureCache.bytesPerImage(shapes) * plan.train.length <= budget ? new FeatureCache(shapes) : null;
   const index = new Map(plan.train.map((sample, i) => [sample.path, i]));
   const classOf = new Map(plan.classes.map((c, i) => [c, i]));
@@ -227,7 +254,7 @@ async function fit(detector: AnomalyDetector, options: TrainOptions, plan: Plan,
         // Decoding and the backbone run one batch ahead of the flow.
         let b = 0;
         const batches = imageBatches(order, { batchSize, size: { width: detector.inputSize, height: detector.inputSize }, concurrency: 2 * plan.threads });
-        const extracted = oneAhead(batches, async (batch) => ({ features: await backbone.extract(batch.pixels, batch.batch), samples: batch.samples }));
+        const extracted = oneAhead(batches, async (batch) => ({ features: await detector.features(batch.pixels, batch.batch), samples: batch.samples }));
         for await (const { features, samples } of extracted) {
           if (cache) samples.forEach((x, i) => cache.put(index.get(x.path)!, features, i));
           await trainBatch(features, samples, epoch, sub, b++);
