@@ -20,6 +20,7 @@ import type { Prior } from '../lib/config';
 import { Dataset, openDataset } from '../lib/data';
 import { evaluateDetector } from '../lib/eval/run';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
+import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
 import { buildValidationSplit } from './quality-validation';
 
@@ -65,6 +66,7 @@ interface Settings {
   threads: number;
   limitPerDefect: number | undefined;
   variants: string[];
+  combines: MapCombine[] | null;
 }
 
 function settingsOf(values: Record<string, string | boolean | undefined>): Settings {
@@ -82,6 +84,10 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     batch: num('batch', 8), threads: num('threads', os.availableParallelism()),
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
     variants,
+    combines: values.combines === undefined ? null : String(values.combines).split(',').map((c) => {
+      if (!(MAP_COMBINES as readonly string[]).includes(c)) throw new Error(`--combines: unknown map combination ${c}`);
+      return c as MapCombine;
+    }),
   };
 }
 
@@ -210,9 +216,13 @@ async function validate(s: Settings): Promise<void> {
       const v = VARIANTS[key]!;
       for (const classes of v.unified ? [CLASSES] : CLASSES.map((c) => [c])) {
         const t = await trainOne(val, classes, v.prior, seed, s);
-        const m = await evaluateClasses(t.detector, val, classes, s, 'batch');
-        console.log(`validation ${v.label} seed ${seed} (${t.seconds.toFixed(0)} s): ` +
-          Object.entries(m).map(([c, x]) => `${c} image ${pct(x.image)} pixel ${pct(x.pixel)} aupro ${pct(x.aupro)}`).join('; '));
+        // The map combination is a scoring setting: every one asked for is measured on the same detector.
+        for (const combine of s.combines ?? [t.detector.spec.map.combine]) {
+          t.detector.spec = { ...t.detector.spec, map: { ...t.detector.spec.map, combine } };
+          const m = await evaluateClasses(t.detector, val, classes, s, 'batch');
+          console.log(`validation ${v.label} seed ${seed} map ${combine} (${t.seconds.toFixed(0)} s): ` +
+            Object.entries(m).map(([c, x]) => `${c} image ${pct(x.image)} pixel ${pct(x.pixel)} aupro ${pct(x.aupro)}`).join('; '));
+        }
         await t.detector.dispose();
       }
     }
@@ -224,7 +234,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seeds: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, phase1: { type: 'string' }, size: { type: 'string' }, taps: { type: 'string' },
-    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' },
+    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
   } });

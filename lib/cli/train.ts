@@ -21,6 +21,9 @@ Backbone
   --taps <t1,t2,...>        tensors to tap (default: the preset's)
   --scales <s1,s2,...>      the authors' setup: one tap at several input sizes, e.g. 512,256,128
   --input-size <px>         input size of a single pass (default: the preset's, else 256)
+  --reduce <n|none>         standardise every level's channels and project them to n fixed orthonormal
+                            directions before the flow (default: the preset's recommendation, else none)
+  --standardize <on|off>    with --reduce: standardise the channels first (on)
 Training (defaults: HGAD.md)
   --epochs <n>              meta epochs (25)        --passes <n>   passes per meta epoch (8)
   --batch-size <n>          images per batch (8)    --lr <x>       learning rate (2e-4)
@@ -42,6 +45,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' },
+  reduce: { type: 'string' }, standardize: { type: 'string' },
 };
 
 function defined<T extends object>(o: T): T {
@@ -57,6 +61,19 @@ export function backboneFrom(p: Parsed): BackboneChoice {
   });
 }
 
+/** --reduce n | none and --standardize on|off -> TrainOptions.reduction (undefined: the preset's default). */
+export function reductionFrom(p: Parsed): TrainOptions['reduction'] {
+  const reduce = str(p, 'reduce');
+  const standardize = choice(p, 'standardize', ['on', 'off'] as const);
+  if (reduce === 'none') {
+    if (standardize !== undefined) throw new HgadArgumentError('--standardize', 'no value with --reduce none', standardize);
+    return false;
+  }
+  if (reduce === undefined && standardize === undefined) return undefined;
+  const channels = int(p, 'reduce', 2, 1 << 16);
+  return defined({ channels, standardize: standardize === undefined ? undefined : standardize === 'on' });
+}
+
 export function trainOptionsFrom(p: Parsed): TrainOptions {
   const schedule = defined({ metaEpochs: int(p, 'epochs', 1, 100000), subEpochs: int(p, 'passes', 1, 100000), lr: num(p, 'lr', 1e-9, 0.999) });
   const flow = defined({ couplingLayers: int(p, 'coupling-layers', 1, 64), centersPerClass: int(p, 'centers', 1, 1000) });
@@ -66,6 +83,7 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     classes: list(p, 'classes'),
     limitPerClass: int(p, 'limit-per-class', 1, 1 << 30),
     backbone: backboneFrom(p),
+    reduction: reductionFrom(p),
     prior: choice(p, 'prior', ['hgad', 'single-gaussian', 'inter-only'] as const),
     schedule,
     flow,

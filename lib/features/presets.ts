@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import * as path from 'node:path';
 
 import { HgadArgumentError, HgadError } from '../errors';
+import type { ReductionOptions } from '../pipeline/reduction';
 import { DEMO_INPUT_SIZE, DEMO_TAPS, buildDemoBackbone } from './demo-backbone';
 import { download, stderrProgress } from './download';
 
@@ -32,6 +33,8 @@ export interface Preset {
   mean?: [number, number, number];
   std?: [number, number, number];
   licence: string;
+  /** The channel reduction recommended for this backbone: train()'s default when `reduction` is not given. */
+  reduction?: ReductionOptions;
 }
 
 const ZOO = 'https://github.com/onnx/models/raw';

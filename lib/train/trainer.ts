@@ -9,6 +9,7 @@ import { hashString, shuffled } from '../data/random';
 import { HgadArgumentError, HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
 import { HgadModel, LossTerms } from '../model';
+import { PRESETS } from '../features/presets';
 import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
 import { oneAhead } from '../pipeline/ahead';
 import { AnomalyDetector } from '../pipeline/detector';
@@ -70,9 +71,9 @@ export interface TrainOptions {
   /**
    * Channel reduction before the flow (see lib/pipeline/reduction.ts): each level standardised with
    * statistics of the training features and projected to `channels` fixed orthonormal directions.
-   * Default: none.
+   * Default: the backbone preset's recommendation (Preset.reduction), else none; false: none.
    */
-  reduction?: ReductionOptions;
+  reduction?: ReductionOptions | false;
 }
 
 interface Plan {
@@ -133,8 +134,9 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   const bb = await openBackbone(backbone, plan.threads);
   const inChannels = bb.levels.map((l) => l.channels);
   let reduction: FeatureReduction | null = null;
-  if (options.reduction !== undefined) {
-    const resolved = resolveReduction(options.reduction, inChannels);
+  const wanted = options.reduction ?? PRESETS[backbone.model]?.reduction ?? false;
+  if (wanted !== false) {
+    const resolved = resolveReduction(wanted, inChannels);
     // Statistics from a seeded sample of the training images (the same sample for the same seed).
     const sample = shuffled(plan.train, hashString(`${plan.seed}:reduction`)).slice(0, resolved.images);
     const size = { width: bb.inputSize, height: bb.inputSize };
