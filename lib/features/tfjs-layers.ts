@@ -119,7 +119,9 @@ class Converter {
       if (!needed.has(l.name) || folded.has(l.name)) continue;
       const next = consumers.get(l.name);
       const bn = next?.length === 1 ? byName.get(next[0] as string) : undefined;
-      const fold = l.className === 'Conv2D' && !this.outputOf.has(l.name) && bn?.className === 'BatchNormalization' && bn.inputs.length === 1;
+      // A Conv2D with its own activation applies it before the BN, which then cannot be folded.
+      const fold = l.className === 'Conv2D' && (l.config.activation ?? 'linear') === 'linear' && !this.outputOf.has(l.name) &&
+        bn?.className === 'BatchNormalization' && bn.inputs.length === 1;
       if (fold) {
         folded.add((bn as Layer).name);
         this.conv2d(l, bn as Layer);

@@ -96,6 +96,6 @@ export function readTar(tar: Uint8Array): Map<string, Uint8Array> {
     }
     off = start + Math.ceil(size / BLOCK) * BLOCK;
   }
-  if (!sawEnd && off < tar.length) throw new TarError(`the archive ends inside an entry header at byte ${off} (truncated)`);
+  if (!sawEnd) throw new TarError(`the archive ends at byte ${tar.length} without its end-of-archive blocks (truncated)`);
   return files;
 }
