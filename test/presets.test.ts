@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
+import { TRAIN_HELP } from '../lib/cli/train';
 import { HgadArgumentError, HgadError } from '../lib/errors';
 import { buildDemoBackbone } from '../lib/features/demo-backbone';
 import { PRESETS, Preset, defaultCacheDir, resolveBackbone } from '../lib/features/presets';
@@ -163,4 +164,9 @@ test('the real presets are pinned: https URL at a commit, sha256, size, taps (np
     expect(p.size).toBeGreaterThan(1_000_000);
   }
   expect(existsSync(MODEL)).toBe(true);
+});
+
+test('hgad train --help lists every preset', () => {
+  for (const name of Object.keys(PRESETS)) expect(TRAIN_HELP).toContain(name);
+  expect(TRAIN_HELP).toContain('resnet50-npm');
 });
