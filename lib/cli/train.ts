@@ -1,5 +1,6 @@
 // hgad train: a unified detector from folders of normal images.
 import { HgadArgumentError } from '../errors';
+import { PRESETS } from '../features/presets';
 import type { BackboneChoice } from '../pipeline/backbone-spec';
 import type { AnomalyDetector } from '../pipeline/detector';
 import { train, TrainOptions } from '../train/trainer';
@@ -17,7 +18,8 @@ Data
   --classes <a,b,...>       train on these classes only (default: all)
   --limit-per-class <n>     use at most n training images per class
 Backbone
-  --backbone <name|file>    preset (mobilenetv2-int8, demo, ...) or an .onnx file (default mobilenetv2-int8)
+  --backbone <name|file>    a preset or an .onnx file (default mobilenetv2-int8); presets (docs/BACKBONES.md):
+                            ${Object.keys(PRESETS).join(', ')}
   --taps <t1,t2,...>        tensors to tap (default: the preset's)
   --scales <s1,s2,...>      the authors' setup: one tap at several input sizes, e.g. 512,256,128
   --input-size <px>         input size of a single pass (default: the preset's, else 256)
