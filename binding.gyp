@@ -17,6 +17,7 @@
         "native/core/metrics.cpp",
         "native/core/mixture.cpp",
         "native/core/model.cpp",
+        "native/core/nearest.cpp",
         "native/core/packed_gemm.cpp",
         "native/core/projection.cpp",
         "native/core/rng.cpp"

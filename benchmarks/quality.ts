@@ -4,12 +4,13 @@
 // per class, (c) one unified single-Gaussian model, (d) one unified inter-only model - same backbone,
 // input size, schedule and seed - and evaluates each on the test split with the authors' protocol
 // (class given; 'batch' normalisation over each class's test images, as the authors evaluate one
-// class at a time), plus the calibrated numbers of (a). The Markdown table is appended to
-// benchmarks/RESULTS.md.
+// class at a time), plus the calibrated numbers of (a), and (nn) the nearest-neighbour reference
+// (PatchCore-style, benchmarks/nn-reference.ts) on the same backbone taps, with a per-class and an
+// all-classes memory bank. The Markdown table is appended to benchmarks/RESULTS.md.
 //
 //   node dist/benchmarks/quality.js [--seeds 0,1] [--epochs 3] [--passes 4] [--lr 1e-3] [--warmup 1]
 //     [--phase1 1] [--size 256] [--taps a,b,c] [--batch 8] [--threads N] [--limit-per-defect n]
-//     [--variants unified,per-class,single,inter] [--no-append]
+//     [--variants unified,per-class,single,inter,nn] [--nn-cap 16384] [--nn-only] [--no-append]
 //     [--validate]   settings check on a split of the TRAINING images (quality-validation.ts)
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -22,6 +23,8 @@ import { evaluateDetector } from '../lib/eval/run';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
+import type { BackboneChoice } from '../lib/pipeline/backbone-spec';
+import { DEFAULT_NN_CAP, nnNote, runNnReference } from './nn-reference';
 import { buildValidationSplit } from './quality-validation';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared');
@@ -49,6 +52,9 @@ const VARIANTS: Record<string, { label: string; prior: Prior; unified: boolean }
   single: { label: '(c) unified single Gaussian', prior: 'single-gaussian', unified: true },
   inter: { label: '(d) unified inter-only', prior: 'inter-only', unified: true },
 };
+// Not a flow: runNn, below.
+const NN = 'nn';
+const NN_LABELS = { perClass: 'NN reference, per-class bank', allClasses: 'NN reference, all-classes bank' };
 
 interface Settings {
   seeds: number[];
@@ -67,12 +73,13 @@ interface Settings {
   limitPerDefect: number | undefined;
   variants: string[];
   combines: MapCombine[] | null;
+  nnCap: number;
 }
 
 function settingsOf(values: Record<string, string | boolean | undefined>): Settings {
   const num = (k: string, d: number): number => (values[k] === undefined ? d : Number(values[k]));
-  const variants = String(values.variants ?? 'unified,per-class,single,inter').split(',');
-  for (const v of variants) if (!(v in VARIANTS)) throw new Error(`--variants: unknown variant ${v}`);
+  const variants = values['nn-only'] ? [NN] : String(values.variants ?? `unified,per-class,single,inter,${NN}`).split(',');
+  for (const v of variants) if (!(v in VARIANTS) && v !== NN) throw new Error(`--variants: unknown variant ${v}`);
   return {
     seeds: String(values.seeds ?? '0,1').split(',').map(Number),
     epochs: num('epochs', 3), passes: num('passes', 4), lr: num('lr', 1e-3), warmup: num('warmup', 1), phase1: num('phase1', 1),
@@ -83,12 +90,17 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     standardize: values.standardize === undefined ? values.reduce !== undefined : values.standardize === 'true',
     batch: num('batch', 8), threads: num('threads', os.availableParallelism()),
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
-    variants,
+    variants, nnCap: num('nn-cap', DEFAULT_NN_CAP),
     combines: values.combines === undefined ? null : String(values.combines).split(',').map((c) => {
       if (!(MAP_COMBINES as readonly string[]).includes(c)) throw new Error(`--combines: unknown map combination ${c}`);
       return c as MapCombine;
     }),
   };
+}
+
+/** The backbone of every row, flows and NN reference alike. */
+function backboneOf(s: Settings): BackboneChoice {
+  return { model: s.backbone, taps: s.taps, inputSize: s.size };
 }
 
 async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed: number, s: Settings):
@@ -97,7 +109,7 @@ async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed:
   let images = 0;
   const detector = await train({
     data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false,
-    backbone: { model: s.backbone, taps: s.taps, inputSize: s.size },
+    backbone: backboneOf(s),
     ...(s.reduce !== null || s.standardize ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize } } : {}),
     schedule: { metaEpochs: s.epochs, subEpochs: s.passes, lr: s.lr, warmupEpochs: s.warmup, phase1Epochs: s.phase1 },
     onProgress: (p) => {
@@ -119,6 +131,18 @@ async function evaluateClasses(detector: AnomalyDetector, dataset: Dataset, clas
     out[c] = { image: m.imageAuroc, pixel: m.pixelAuroc, aupro: m.aupro };
   }
   return out;
+}
+
+/** The NN reference's two rows; `notes` gets its bank sizes and times for the table. */
+async function runNn(dataset: Dataset, seed: number, s: Settings, log: (line: string) => void, notes: string[]): Promise<Run[]> {
+  const r = await runNnReference({
+    dataset, classes: CLASSES, backbone: backboneOf(s), seed, cap: s.nnCap, batchSize: s.batch, threads: s.threads,
+    ...(s.limitPerDefect ? { limitPerDefect: s.limitPerDefect } : {}), log,
+  });
+  notes.push(`Seed ${seed}: ${nnNote(r)}`);
+  // 'training' for the reference is building the banks.
+  const base = { seed, trainSeconds: r.seconds.bank, imagesPerSecond: r.trainImages / r.seconds.bank };
+  return [{ ...base, variant: NN_LABELS.perClass, perClass: r.perClassBank }, { ...base, variant: NN_LABELS.allClasses, perClass: r.allClassesBank }];
 }
 
 async function runVariant(key: string, dataset: Dataset, seed: number, s: Settings, log: (line: string) => void): Promise<Run[]> {
@@ -180,7 +204,7 @@ function table(runs: Run[]): string {
     for (const c of [...CLASSES, 'mean']) {
       const get = (r: Run, k: keyof Metrics): number => (c === 'mean' ? meanOf(r.perClass, k) : r.perClass[c]?.[k] ?? NaN);
       const seeds = rs.map((r) => `s${r.seed}: ${pct(get(r, 'image'))} / ${pct(get(r, 'pixel'))}`).join('; ');
-      const timing = c === 'mean' && !label.includes('calibrated')
+      const timing = c === 'mean' && !label.includes('calibrated') && label !== NN_LABELS.allClasses
         ? `${rs.map((r) => r.trainSeconds.toFixed(0)).join(', ')} | ${rs.map((r) => r.imagesPerSecond.toFixed(1)).join(', ')}`
         : ' | ';
       lines.push(`| ${c === 'mean' ? `**${label}**` : label} | ${c === 'mean' ? '**mean**' : c} | ${spread(rs.map((r) => get(r, 'image')))} | ` +
@@ -245,14 +269,18 @@ async function main(): Promise<void> {
     backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
+    'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' },
   } });
   const s = settingsOf(values);
-  if (values.validate) return validate(s);
+  if (values.validate) return validate(s.variants.includes(NN) ? { ...s, variants: s.variants.filter((v) => v !== NN) } : s);
   const started = Date.now();
   const dataset = await openDataset({ root: path.join(SHARED, 'data'), layout: 'mvtec' });
   const runs: Run[] = [];
+  const nnNotes: string[] = [];
   for (const seed of s.seeds) {
-    for (const key of s.variants) runs.push(...await runVariant(key, dataset, seed, s, (l) => console.log(l)));
+    for (const key of s.variants) {
+      runs.push(...(key === NN ? await runNn(dataset, seed, s, (l) => console.log(l), nnNotes) : await runVariant(key, dataset, seed, s, (l) => console.log(l))));
+    }
   }
   const minutes = (Date.now() - started) / 60000;
   const args = process.argv.slice(2).join(' ');
@@ -271,7 +299,8 @@ async function main(): Promise<void> {
       '"calibrated" row uses the constants stored with the model (measured on held-out normal training images). ' +
       'Metrics in %, mean over seeds ± half their range; training seconds (summed over the models of a row, ' +
       'decoding and backbone included) and training images/s (images x passes / s) per seed.', '',
-    table(runs), '', 'Targets of issue 5:', ...targets(runs), '',
+    table(runs), '', ...(nnNotes.length ? [...nnNotes, ''] : []),
+    ...(runs.some((r) => r.variant === VARIANTS.unified!.label) ? ['Targets of issue 5:', ...targets(runs), ''] : []),
   ].join('\n');
   console.log(section);
   if (!values['no-append']) await fs.appendFile(RESULTS, section);

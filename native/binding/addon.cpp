@@ -1,5 +1,6 @@
 // The addon's entry point: the NativeModel class (native_model.h), the image-level operations
-// (image_ops.h), the feature operations (feature_ops.h) and a benchmark helper. The TypeScript layer (lib/) is the public API.
+// (image_ops.h), the feature operations (feature_ops.h), the nearest-neighbour reference's operations
+// (nearest_ops.h) and a benchmark helper. The TypeScript layer (lib/) is the public API.
 #include <napi.h>
 
 #include "../core/gemm_peak.h"
@@ -7,6 +8,7 @@
 #include "feature_ops.h"
 #include "image_ops.h"
 #include "native_model.h"
+#include "nearest_ops.h"
 
 namespace hgadnode {
 
@@ -26,6 +28,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("measureSgemm", Napi::Function::New(env, MeasureSgemm));
   RegisterImageOps(env, exports);
   RegisterFeatureOps(env, exports);
+  RegisterNearestOps(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }
