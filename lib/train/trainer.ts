@@ -44,6 +44,7 @@ export interface TrainOptions {
    * flow.centersPerClass must be 1 or left out.
    */
   prior?: Prior;
+  /** The schedule; unset values come from the backbone preset's recommendation (Preset.schedule), else HGAD.md's defaults. */
   schedule?: ScheduleOptions;
   /** Images per batch. Default 8. */
   batchSize?: number;
@@ -119,7 +120,15 @@ async function planOf(options: TrainOptions): Promise<Plan> {
     throw new HgadArgumentError('prior', `one of ${PRIORS.map((p) => `'${p}'`).join(', ')}`, options.prior);
   }
   const digest = createHash('sha256').update(JSON.stringify([classes, train.map((s) => [s.path, s.className])])).digest('hex');
-  return { classes, train, holdout, schedule: resolveSchedule(options.schedule), batchSize, seed, threads, digest };
+  // A preset's recommended schedule (Preset.schedule) stands in for the authors' defaults; the caller's
+  // own values win.
+  const model = options.backbone?.model;
+  const preset = typeof model === 'string' && Object.prototype.hasOwnProperty.call(PRESETS, model) ? PRESETS[model] : undefined;
+  if (options.schedule !== undefined && (typeof options.schedule !== 'object' || options.schedule === null)) {
+    throw new HgadArgumentError('schedule', 'an object', options.schedule);
+  }
+  const schedule = resolveSchedule({ ...(preset?.schedule ?? {}), ...(options.schedule ?? {}) });
+  return { classes, train, holdout, schedule, batchSize, seed, threads, digest };
 }
 
 async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDetector> {
