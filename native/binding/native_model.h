@@ -350,6 +350,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (device_) device_->pull(level);
   }
 
+  // Step counts are stored as JSON numbers and read back up to this (model-file.ts MAX_STEPS).
+  static constexpr int64_t kMaxAdamSteps = int64_t{1} << 52;
+
   Napi::Value AdamSteps(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(model_->mutex());
     const int64_t l = to_int(info[0], "level", 0, model_->num_levels() - 1);
@@ -359,7 +362,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value SetAdamSteps(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(model_->mutex());
     const int64_t l = to_int(info[0], "level", 0, model_->num_levels() - 1);
-    model_->level(l).set_adam_steps(to_int(info[1], "steps", 0, int64_t{1} << 52));
+    model_->level(l).set_adam_steps(to_int(info[1], "steps", 0, kMaxAdamSteps));
     return info.Env().Undefined();
   }
 
@@ -560,6 +563,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return queue_job(
         env, model_, std::move(outs),
         [=]() {
+          if (step && b.level->adam_steps() >= kMaxAdamSteps)
+            throw AsyncJob::CodedError{"MODEL_STATE", "model",
+                                       "The optimizer of level " + std::to_string(b.index) + " has taken " +
+                                           std::to_string(b.level->adam_steps()) +
+                                           " steps, the most a model file can record (2^52): no update was made"};
           const float* px = x->data.get();
           hgad::check_finite(px, n * b.channels, "x.data");
           const hgad::Labels lab{labels->data.get(), per_vector};
