@@ -140,6 +140,24 @@ export class HgadModel {
   }
 
   /**
+   * create(), with the model allocated and initialised off the JS thread: the random rotations cost
+   * O(C^3) per coupling block (seconds at C = 1024), during which create() blocks the event loop.
+   * Same config, same parameters as create().
+   */
+  static async createAsync(config: HgadConfig): Promise<HgadModel> {
+    const cfg = resolveConfig(config);
+    checkModelMemory(cfg);
+    let built: { core: NativeModel; device: 'cpu' | 'cuda' };
+    try {
+      const where = pickDevice(cfg.device);
+      built = { core: await native().NativeModel.build(nativeConfig(cfg, where)), device: where };
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    return new HgadModel(cfg, {}, built);
+  }
+
+  /**
    * Reads a model file written by save(); every size, offset, name, value and the checksum are checked
    * (docs/FORMAT.md), and the model is built off the JS thread. The file does not say where it was
    * trained: options.device (default 'auto') picks where it runs.

@@ -92,7 +92,7 @@ interface Addon {
   NativeModel: (new (config: NativeModelConfig) => NativeModel) & {
     cudaInfo?: () => NativeCudaInfo;
     layout(config: NativeModelConfig, tensors?: boolean): NativeLayout;
-    /** Allocates a zero model (init false) on the libuv pool. */
+    /** Makes the model on the libuv pool: initialised, or all zero with init false (for loading). */
     build(config: NativeModelConfig): Promise<NativeModel>;
   };
   abiVersion: number;

@@ -49,3 +49,13 @@ test('load, save, trainStep and gradients options: unknown keys are errors', asy
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('createAsync builds off the JS thread the same model as create, and checks the same way', async () => {
+  const a = HgadModel.create({ ...config, seed: 4 });
+  const b = await HgadModel.createAsync({ ...config, seed: 4 });
+  for (const t of a.tensorInfo()) expect(await b.getTensor(t.name)).toEqual(await a.getTensor(t.name));
+  expect(await b.score(0, x)).toEqual(await a.score(0, x));
+  expect((await argumentError(() => HgadModel.createAsync({ ...config, centresPerClass: 4 } as never))).parameter)
+    .toBe('config.centresPerClass');
+  expect((await argumentError(() => HgadModel.createAsync({ ...config, posEmbedDim: 65536 }))).parameter).toBe('config.posEmbedDim');
+});

@@ -100,8 +100,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     });
   }
 
-  // build(config) -> Promise<NativeModel>: allocates the model on the libuv pool (a big model takes
-  // a while to allocate and zero) with every tensor zero, ready for writeTensorBytes / finishLoad.
+  // build(config) -> Promise<NativeModel>: makes the model on the libuv pool (a big one takes a while
+  // to allocate, and its random rotations O(C^3) to build): initialised as new NativeModel(config)
+  // would, or with config.init false every tensor zero, ready for writeTensorBytes / finishLoad.
   static Napi::Value BuildJs(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       Napi::Env env = info.Env();
@@ -109,9 +110,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       hgad::validate(c);
       auto built = std::make_shared<std::shared_ptr<hgad::Model>>();
       Napi::Object config = info[0].As<Napi::Object>();
+      const bool initialise = initialised(config);
       auto config_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(config));
       return queue_job(
-          env, nullptr, {}, [c, built] { *built = std::make_shared<hgad::Model>(c, false); },
+          env, nullptr, {}, [c, built, initialise] { *built = std::make_shared<hgad::Model>(c, initialise); },
           [built, config_ref](Napi::Env e) -> Napi::Value {
             auto* holder = new std::shared_ptr<hgad::Model>(*built);
             Napi::External<std::shared_ptr<hgad::Model>> ext = Napi::External<std::shared_ptr<hgad::Model>>::New(
@@ -169,6 +171,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return o;
   }
 
+  static bool initialised(const Napi::Object& config) {
+    const Napi::Value init = config.Get("init");
+    return !given(init) || init.ToBoolean().Value();
+  }
+
   void construct(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const hgad::ModelConfig c = parse_config(env, info[0]);
@@ -176,15 +183,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const Napi::Value dev = o.Get("device");
     if (given(dev) && !dev.IsString()) throw Napi::TypeError::New(env, "Expected 'cpu' or 'cuda' for device");
     const std::string device = given(dev) ? dev.As<Napi::String>().Utf8Value() : "cpu";
-    if (info.Length() > 1 && info[1].IsExternal()) {
-      model_ = *info[1].As<Napi::External<std::shared_ptr<hgad::Model>>>().Data();
-      loading_ = true;
-    } else {
-      const Napi::Value init = o.Get("init");
-      const bool initialise = !given(init) || init.ToBoolean().Value();
-      model_ = std::make_shared<hgad::Model>(c, initialise);
-      loading_ = !initialise;
-    }
+    const bool initialise = initialised(o);
+    if (info.Length() > 1 && info[1].IsExternal()) model_ = *info[1].As<Napi::External<std::shared_ptr<hgad::Model>>>().Data();
+    else model_ = std::make_shared<hgad::Model>(c, initialise);
+    loading_ = !initialise;
     device_ = make_device(env, device, *model_);
   }
 
