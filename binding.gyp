@@ -20,7 +20,8 @@
         "native/core/nearest.cpp",
         "native/core/packed_gemm.cpp",
         "native/core/projection.cpp",
-        "native/core/rng.cpp"
+        "native/core/rng.cpp",
+        "native/core/state_checks.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

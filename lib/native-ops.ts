@@ -55,6 +55,7 @@ export function fromNativeError(e: unknown): HgadError {
     return nf;
   }
   if (err?.code === 'INVALID_ARGUMENT') return new HgadError('INVALID_ARGUMENT', message, err.parameter);
+  if (err?.code === 'MODEL_STATE') return new HgadError('MODEL_STATE', message, err.parameter);
   return new HgadError('NATIVE', message);
 }
 

@@ -54,3 +54,16 @@ export function checkBatch(parameter: string, x: unknown, channels: number): Fea
   }
   return { ...shape, channels, data: o.data };
 }
+
+/**
+ * Every key of an options object must be one the API knows: a misspelt option (centresPerClass) would
+ * otherwise be ignored without a word and the default used.
+ */
+export function checkKeys(parameter: string, o: object, allowed: readonly string[]): void {
+  for (const key of Object.keys(o)) {
+    if (!allowed.includes(key)) {
+      throw new HgadArgumentError(`${parameter}.${key}`, `a known key: ${parameter} accepts only ${allowed.join(', ')}`,
+        (o as Record<string, unknown>)[key]);
+    }
+  }
+}

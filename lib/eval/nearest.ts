@@ -69,8 +69,8 @@ export interface NearestOptions {
   dim: number;
   /**
    * Distances from earlier banks (one per query): each is replaced by the smaller of it and the
-   * distance to this bank, so calling once per bank gives the nearest over their union. Modified in
-   * place and returned; leave it untouched until the promise settles.
+   * distance to this bank, so calling once per bank gives the nearest over their union. Read when the
+   * call is made (not changed); the result is a new array.
    */
   into?: Float32Array;
 }

@@ -15,12 +15,14 @@ namespace hgadnode {
 // Benchmark helper: GFLOP/s of dnnl_sgemm on M x K times (N x K)^T tiles, one per thread, for
 // `seconds`. Blocks the calling thread; meant for benchmarks, not for serving.
 Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
   const int64_t M = to_int(info[0], "M", 1, 1 << 16), N = to_int(info[1], "N", 1, 1 << 16),
                 K = to_int(info[2], "K", 1, 1 << 16);
   const int threads = static_cast<int>(to_int(info[3], "threads", 1, 1024));
   if (!info[4].IsNumber()) throw Napi::TypeError::New(info.Env(), "Expected a number for seconds");
   const double seconds = info[4].As<Napi::Number>().DoubleValue();
   return Napi::Number::New(info.Env(), hgad::measure_sgemm_gflops(M, N, K, threads, seconds));
+  });
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
