@@ -10,6 +10,7 @@ import * as path from 'node:path';
 
 import { HgadArgumentError, HgadError } from '../errors';
 import { DEMO_INPUT_SIZE, DEMO_TAPS, buildDemoBackbone } from './demo-backbone';
+import { checkKeys } from '../validate';
 import { download, stderrProgress } from './download';
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -127,6 +128,8 @@ export async function resolveBackbone(nameOrPath: string, options: ResolveOption
   if (typeof nameOrPath !== 'string' || nameOrPath.length === 0) {
     throw new HgadArgumentError('model', 'a preset name or a path to an .onnx file', nameOrPath);
   }
+  if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, ['cacheDir', 'presets', 'onProgress']);
   const table = options.presets ?? PRESETS;
   const preset = Object.prototype.hasOwnProperty.call(table, nameOrPath) ? table[nameOrPath] : undefined;
   if (!preset) {

@@ -2,16 +2,21 @@
 // image files to anomaly maps: the backbone, the map geometry, calibration constants and thresholds.
 // Saved as one model file (the flow's tensors, the spec in the metadata).
 import { defaultThreads } from '../config';
-import { HgadArgumentError } from '../errors';
+import { HgadArgumentError, HgadError } from '../errors';
 import type { Backbone } from '../features/backbone';
 import { HgadModel } from '../model';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 import { openBackbone } from './backbone-spec';
 import { decodeSpec, encodeSpec, PIPELINE_KEY, PipelineSpec } from './spec';
 
 export interface DetectorLoadOptions {
   /** Threads of the flow and of the backbone. Default: the machine's available parallelism. */
   threads?: number;
+  /**
+   * The backbone's .onnx file, when it is not where the detector file says (another machine, a moved
+   * folder). Its sha256 must match the one stored in the detector; checked before the file is parsed.
+   */
+  backbone?: string;
 }
 
 export interface DetectorSaveOptions {
@@ -19,27 +24,51 @@ export interface DetectorSaveOptions {
   optimizer?: boolean;
 }
 
+const LOAD_KEYS = ['threads', 'backbone'];
+const SAVE_KEYS = ['optimizer'];
+
 export class AnomalyDetector {
   readonly model: HgadModel;
   /** The stored description; calibration and training are replaced as training progresses. */
   spec: PipelineSpec;
   private backboneOpen: Promise<Backbone> | null = null;
   private readonly threadCount: number;
+  private readonly backboneOverride: string | undefined;
+  private disposed = false;
 
   /** @internal Use AnomalyDetector.load, or train() from lib/train. */
-  constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone) {
+  constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone, backboneOverride?: string) {
     this.model = model;
     this.spec = spec;
     this.threadCount = threads ?? model.threads ?? defaultThreads();
+    this.backboneOverride = backboneOverride;
     if (backbone) this.backboneOpen = Promise.resolve(backbone);
   }
 
   static async load(path: string, options: DetectorLoadOptions = {}): Promise<AnomalyDetector> {
     if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+    checkKeys('options', options, LOAD_KEYS);
     if (options.threads !== undefined) checkInteger('options.threads', options.threads, 1, 1024);
+    if (options.backbone !== undefined && (typeof options.backbone !== 'string' || options.backbone.length === 0)) {
+      throw new HgadArgumentError('options.backbone', 'a path to the backbone\'s .onnx file', options.backbone);
+    }
     const model = await HgadModel.load(path, options.threads !== undefined ? { threads: options.threads } : {});
     const spec = decodeSpec(model.metadata[PIPELINE_KEY], path, model.config.levels.length, model.config.classes);
-    return new AnomalyDetector(model, spec, options.threads);
+    if (options.backbone !== undefined && spec.backbone.sha256 === null) {
+      throw new HgadArgumentError('options.backbone', `nothing: this detector uses the built-in ${spec.backbone.model} backbone`, options.backbone);
+    }
+    return new AnomalyDetector(model, spec, options.threads, undefined, options.backbone);
+  }
+
+  /** Throws once dispose() was called: a disposed detector stays disposed (load it again to use it). */
+  assertUsable(): void {
+    if (this.disposed) {
+      throw new HgadError('INVALID_ARGUMENT', 'This AnomalyDetector was disposed; load it again to use it', 'this');
+    }
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   get classes(): readonly string[] {
@@ -65,8 +94,13 @@ export class AnomalyDetector {
 
   /** The backbone, opened (and its file hash checked) on first use. */
   backbone(): Promise<Backbone> {
+    try {
+      this.assertUsable();
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (!this.backboneOpen) {
-      this.backboneOpen = openBackbone(this.spec.backbone, this.threadCount);
+      this.backboneOpen = openBackbone(this.spec.backbone, this.threadCount, this.backboneOverride);
       this.backboneOpen.catch(() => {
         this.backboneOpen = null;
       });
@@ -83,10 +117,21 @@ export class AnomalyDetector {
   }
 
   async save(path: string, options: DetectorSaveOptions = {}): Promise<void> {
+    this.assertUsable();
+    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+    checkKeys('options', options, SAVE_KEYS);
+    if (options.optimizer !== undefined && typeof options.optimizer !== 'boolean') {
+      throw new HgadArgumentError('options.optimizer', 'true or false', options.optimizer);
+    }
     await this.model.save(path, { optimizer: options.optimizer ?? false, metadata: { [PIPELINE_KEY]: encodeSpec(this.spec) } });
   }
 
+  /**
+   * Releases the backbone's onnxruntime session. Final: every later call that needs the backbone or
+   * the flow (scoring, calibration, evaluation, save) throws; the spec and classes stay readable.
+   */
   async dispose(): Promise<void> {
+    this.disposed = true;
     const open = this.backboneOpen;
     this.backboneOpen = null;
     // A backbone that failed to open has nothing to release.
