@@ -61,10 +61,11 @@ async function openImage(file: string): Promise<{ image: Sharp; width: number; h
   const data = await readBytes(file);
   if (data.length === 0) throw new HgadImageError(file, 'the file is empty');
   if (isBmp(data)) return openBmp(data, file);
-  // sharp enforces the same limit while decoding, for formats whose header understates the size.
-  const image = sharp(data, { failOn: FAIL_ON, autoOrient: true, limitInputPixels: MAX_IMAGE_PIXELS });
-  const meta = await image.metadata();
+  // The header alone (no limit, so the error can say the size), then the decoder, which enforces the
+  // same limit again while decoding.
+  const meta = await sharp(data, { failOn: FAIL_ON, autoOrient: true, limitInputPixels: false }).metadata();
   checkDeclaredSize(file, meta.width, meta.height);
+  const image = sharp(data, { failOn: FAIL_ON, autoOrient: true, limitInputPixels: MAX_IMAGE_PIXELS });
   return { image, width: meta.autoOrient.width, height: meta.autoOrient.height };
 }
 

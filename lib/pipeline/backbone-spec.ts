@@ -66,10 +66,14 @@ export function sha256Of(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** The ONNX file a spec refers to (downloaded into the cache for a preset), or null for built-ins. */
+/**
+ * The ONNX file a spec refers to (downloaded into the cache for a preset), or null for built-ins. A path
+ * is only resolved here: readBackbone decides whether it is a file that may be read.
+ */
 async function modelFile(model: string): Promise<string | null> {
-  if (PRESETS[model]?.build) return null;
-  return (await resolveBackbone(model)).path;
+  const preset = Object.prototype.hasOwnProperty.call(PRESETS, model) ? PRESETS[model]! : null;
+  if (preset?.build) return null;
+  return preset ? (await resolveBackbone(model)).path : nodePath.resolve(model);
 }
 
 export async function specFromChoice(choice: BackboneChoice): Promise<BackboneSpec> {
@@ -84,6 +88,8 @@ export async function specFromChoice(choice: BackboneChoice): Promise<BackboneSp
   }
   const scales = choice.scales ?? preset?.scales ?? null;
   const inputSize = scales ? Math.max(...scales) : choice.inputSize ?? preset?.inputSize ?? 256;
+  // The user's own choice: a name that is neither a preset nor looks like a path is an argument error.
+  if (!preset) await resolveBackbone(choice.model);
   const file = await modelFile(choice.model);
   // A path is stored absolute: the detector then works from any working directory on this machine
   // (elsewhere, AnomalyDetector.load's backbone option names the copy to use).
