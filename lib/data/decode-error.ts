@@ -37,28 +37,38 @@ const KNOWN: [RegExp, string][] = [
   [/^vipspng: libpng read error$/i, `PNG data that libpng cannot read: ${DAMAGED}`],
 ];
 
+/** libvips loader prefixes -> the format they speak for. */
+const LOADERS: [RegExp, string][] = [
+  [/^vipsjpeg$/i, 'JPEG'], [/^vipspng$|^pngload/i, 'PNG'], [/^tiff2vips$|^tiffload/i, 'TIFF'], [/^webp/i, 'WebP'],
+  [/^gif/i, 'GIF'], [/^heif/i, 'HEIF/AVIF'], [/^vips/i, 'libvips'],
+];
+
 /** sharp's message -> one sentence: deduplicated lines, no dangling colon, never empty. */
 export function describeDecodeFailure(message: string): string {
-  const lines = [...new Set(message.split('\n').map((l) => l.trim()).filter((l) => l.length > 0))];
-  const parts: string[] = [];
-  for (const line of lines) {
+  const lines = message.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  let header = false;
+  const details: string[] = [];
+  for (let line of lines) {
+    // "Input buffer has corrupt header: VipsJpeg: Bogus marker length", or the bare prefix.
+    const h = /^input (?:buffer|file) has corrupt header:?\s*(.*)$/i.exec(line);
+    if (h) {
+      header = true;
+      line = h[1]!;
+      if (line.length === 0) continue;
+    }
     const known = KNOWN.find(([re]) => re.test(line));
     if (known) {
-      parts.push(known[1]);
+      details.push(known[1]);
       continue;
     }
-    // "Input buffer has corrupt header: VipsJpeg: Bogus marker length" or the bare prefix.
-    const m = /^input (?:buffer|file) has corrupt header:?\s*(.*)$/i.exec(line);
-    if (m) {
-      parts.push(m[1] ? `the header is damaged (${m[1].replace(/:$/, '')})` : `the header is damaged: ${DAMAGED}`);
-      continue;
-    }
-    const clean = line.replace(/[:\s]+$/, '');
-    if (/[a-z]{3}/i.test(clean)) parts.push(clean);
+    const l = /^([A-Za-z0-9_]+)\s*:\s*(.*)$/.exec(line);
+    const format = l ? LOADERS.find(([re]) => re.test(l[1]!))?.[1] : undefined;
+    const text = (format ? l![2]! : line).replace(/[:\s]+$/, '');
+    if (/[a-z]{3}/i.test(text)) details.push(format ? `${format}: ${text}` : text);
   }
-  const unique = [...new Set(parts)];
-  let text = unique.slice(0, 3).join('; ');
+  let text = [...new Set(details)].slice(0, 3).join('; ');
   if (text.length > 400) text = `${text.slice(0, 397)}...`;
+  if (header) return `the header is damaged: ${text.length > 0 ? text : DAMAGED}`;
   return text.length > 0 ? text : DAMAGED;
 }
 

@@ -56,11 +56,12 @@ export interface LevelInfo {
 export const MIN_SIZE = 16;
 export const MAX_SIZE = 8192;
 /**
- * Normalisation constants: pixels (0..1) become (x - mean) / std in float32 inside the graph. Within
- * these bounds every normalised value stays within +-2e6, far inside float32 and the range a backbone
- * can map to finite features; beyond them a typo (std 1e-9, mean 1e30) turns every feature into noise.
+ * Normalisation constants: pixels (0..1) become (x - mean) / std in float32 inside the graph. A mean
+ * beyond +-10 has no meaning for pixels in [0, 1]; std down to 1e-3 covers 0..255-scaled models (std
+ * 1/255). Within these bounds normalised values stay within +-1.1e4; beyond them a typo (std 1e-9,
+ * mean 1e30) turns every feature into noise or overflows the flow.
  */
-export const MEAN_LIMIT = 1e3;
+export const MEAN_LIMIT = 10;
 export const STD_RANGE: readonly [number, number] = [1e-3, 1e3];
 
 function checkSize(parameter: string, v: unknown): number {

@@ -2,7 +2,7 @@
 // image files to anomaly maps: the backbone, the map geometry, calibration constants and thresholds.
 // Saved as one model file (the flow's tensors, the spec in the metadata).
 import { defaultThreads } from '../config';
-import { HgadArgumentError, HgadError } from '../errors';
+import { HgadArgumentError, HgadError, HgadModelFileError } from '../errors';
 import type { Backbone } from '../features/backbone';
 import { HgadModel } from '../model';
 import { checkInteger, checkKeys } from '../validate';
@@ -33,15 +33,16 @@ export class AnomalyDetector {
   spec: PipelineSpec;
   private backboneOpen: Promise<Backbone> | null = null;
   private readonly threadCount: number;
-  private readonly backboneOverride: string | undefined;
+  /** The file this detector was loaded from and the backbone file given for it, if any. */
+  private readonly source: { file: string; backbone?: string } | undefined;
   private disposed = false;
 
   /** @internal Use AnomalyDetector.load, or train() from lib/train. */
-  constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone, backboneOverride?: string) {
+  constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone, source?: { file: string; backbone?: string }) {
     this.model = model;
     this.spec = spec;
     this.threadCount = threads ?? model.threads ?? defaultThreads();
-    this.backboneOverride = backboneOverride;
+    this.source = source;
     if (backbone) this.backboneOpen = Promise.resolve(backbone);
   }
 
@@ -57,7 +58,8 @@ export class AnomalyDetector {
     if (options.backbone !== undefined && spec.backbone.sha256 === null) {
       throw new HgadArgumentError('options.backbone', `nothing: this detector uses the built-in ${spec.backbone.model} backbone`, options.backbone);
     }
-    return new AnomalyDetector(model, spec, options.threads, undefined, options.backbone);
+    return new AnomalyDetector(model, spec, options.threads, undefined,
+      options.backbone !== undefined ? { file: path, backbone: options.backbone } : { file: path });
   }
 
   /** Throws once dispose() was called: a disposed detector stays disposed (load it again to use it). */
@@ -100,12 +102,37 @@ export class AnomalyDetector {
       return Promise.reject(e);
     }
     if (!this.backboneOpen) {
-      this.backboneOpen = openBackbone(this.spec.backbone, this.threadCount, this.backboneOverride);
+      this.backboneOpen = this.openChecked();
       this.backboneOpen.catch(() => {
         this.backboneOpen = null;
       });
     }
     return this.backboneOpen;
+  }
+
+  /**
+   * Opens the backbone and checks that it gives the levels the flow was built for. Settings from a
+   * file that the backbone rejects (a tap it does not have) are the file's fault: MODEL_FILE errors.
+   */
+  private async openChecked(): Promise<Backbone> {
+    const file = this.source?.file ?? 'in memory';
+    let backbone: Backbone;
+    try {
+      backbone = await openBackbone(this.spec.backbone, this.threadCount, this.source?.backbone);
+    } catch (e) {
+      if (this.source && e instanceof HgadError && e.code === 'INVALID_ARGUMENT') {
+        throw new HgadModelFileError(file, `metadata.pipeline: the backbone settings do not fit the backbone (${e.message})`);
+      }
+      throw e;
+    }
+    const want = this.model.config.levels.map((l) => l.channels);
+    const got = backbone.levels.map((l) => l.channels);
+    if (got.join() !== want.join()) {
+      await backbone.dispose();
+      throw new HgadModelFileError(file, `metadata.pipeline: the backbone gives feature levels of ${got.join(', ')} channels ` +
+        `but the flow was built for ${want.join(', ')}`);
+    }
+    return backbone;
   }
 
   /** Class name or index -> index; throws an argument error naming `parameter` otherwise. */

@@ -2,7 +2,7 @@
 // and how images reach it, the map geometry, the calibration constants and thresholds, and where
 // training stands (for checkpoints). Everything is validated on load against the range the code can
 // use (a file that loads scores sensibly or not at all); a bad value is a MODEL_FILE error naming it.
-import { HgadError, HgadModelFileError } from '../errors';
+import { describe, HgadError, HgadModelFileError } from '../errors';
 import { MAX_SIZE, MIN_SIZE, tripleProblem } from '../features/backbone';
 import { PRESETS } from '../features/presets';
 import { MAX_SIGMA } from '../score/maps';
@@ -100,20 +100,22 @@ const MAX_NAME = 4096;
 function object(v: unknown, what: string, keys: readonly string[], bad: Bad, required = keys): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${what} must be an object`);
   const o = v as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!keys.includes(k)) bad(`${what}.${k} is not a known field (${what} holds ${keys.join(', ')})`);
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) bad(`${what}.${k.length > 60 ? `${k.slice(0, 57)}...` : k} is not a known field (${what} holds ${keys.join(', ')})`);
+  }
   for (const k of required) if (!(k in o)) bad(`${what}.${k} is missing`);
   return o;
 }
 
 function number(v: unknown, what: string, lo: number, hi: number, bad: Bad, open: 'lo' | 'none' = 'none'): number {
   const ok = typeof v === 'number' && Number.isFinite(v) && (open === 'lo' ? v > lo : v >= lo) && v <= hi;
-  if (!ok) bad(`${what} must be a number in ${open === 'lo' ? '(' : '['}${lo}, ${hi}] but is ${JSON.stringify(v) ?? String(v)}`);
+  if (!ok) bad(`${what} must be a number in ${open === 'lo' ? '(' : '['}${lo}, ${hi}] but is ${describe(v)}`);
   return v as number;
 }
 
 function integer(v: unknown, what: string, lo: number, hi: number, bad: Bad): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) {
-    bad(`${what} must be an integer in [${lo}, ${hi}] but is ${JSON.stringify(v) ?? String(v)}`);
+    bad(`${what} must be an integer in [${lo}, ${hi}] but is ${describe(v)}`);
   }
   return v as number;
 }
@@ -248,7 +250,7 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
     bad('not valid JSON');
   }
   const o = object(raw, 'spec', SPEC_KEYS, bad);
-  if (o.version !== PIPELINE_VERSION) bad(`version ${JSON.stringify(o.version)} is not supported (this hgad reads ${PIPELINE_VERSION})`);
+  if (o.version !== PIPELINE_VERSION) bad(`version ${describe(o.version)} is not supported (this hgad reads ${PIPELINE_VERSION})`);
   const backbone = decodeBackbone(o.backbone, levels, bad);
   const map = decodeMap(o.map, classes, bad);
   return {
