@@ -91,7 +91,6 @@ export function samplesOf(detector: AnomalyDetector, inputs: readonly ImageInput
     if (typeof path !== 'string' || path.length === 0) {
       throw new HgadArgumentError(`images[${i}]`, 'a file path or { path, className }', input);
     }
-    if (typeof input === 'object') checkKeys(`images[${i}]`, input, ['path', 'className']);
     const className = typeof input === 'object' ? input.className : undefined;
     if (className !== undefined) detector.classIndex(`images[${i}].className`, className);
     return { path, className: className ?? '', split: 'test', defect: 'unknown', label: 0, maskPath: null };
