@@ -56,14 +56,16 @@ export function checkBatch(parameter: string, x: unknown, channels: number): Fea
 }
 
 /**
- * Every key of an options object must be one the API knows: a misspelt option (centresPerClass) would
- * otherwise be ignored without a word and the default used.
+ * Rejects keys of an options object that the function does not read, so a typo (`centresPerClass`,
+ * `batchsize`) fails loudly instead of silently running with the default. Keys whose value is
+ * undefined count like any other: spreading `{ ...defaults, typo: undefined }` is still a typo.
  */
-export function checkKeys(parameter: string, o: object, allowed: readonly string[]): void {
-  for (const key of Object.keys(o)) {
+export function checkKeys(parameter: string, obj: unknown, allowed: readonly string[]): void {
+  if (typeof obj !== 'object' || obj === null) return;
+  for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) {
-      throw new HgadArgumentError(`${parameter}.${key}`, `a known key: ${parameter} accepts only ${allowed.join(', ')}`,
-        (o as Record<string, unknown>)[key]);
+      throw new HgadArgumentError(`${parameter}.${key}`,
+        allowed.length > 0 ? `one of the options ${allowed.join(', ')}` : 'no options', key);
     }
   }
 }

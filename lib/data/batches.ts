@@ -3,7 +3,7 @@
 // two batches' worth of images started (decoding or decoded) that have not yet been handed out.
 import * as os from 'os';
 import { HgadArgumentError } from '../errors';
-import { isInteger } from '../validate';
+import { checkKeys, isInteger } from '../validate';
 import { loadImage, loadMask } from './image';
 import { shuffled } from './random';
 import { checkSize } from './size';
@@ -86,6 +86,7 @@ function checkSamples(samples: unknown, withMasks: boolean): Sample[] {
 
 export async function* imageBatches(samples: Sample[], options: ImageBatchOptions): AsyncGenerator<ImageBatch> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { batchSize, size, ... }', options);
+  checkKeys('options', options, ['batchSize', 'size', 'maskSize', 'concurrency', 'shuffleSeed', 'dropLast', 'monitor']);
   const { batchSize, concurrency = 2 * os.availableParallelism(), shuffleSeed, dropLast = false, monitor } = options;
   if (!isInteger(batchSize) || batchSize < 1 || batchSize > 65536) throw new HgadArgumentError('options.batchSize', 'an integer in [1, 65536]', batchSize);
   const size = checkSize('options.size', options.size);

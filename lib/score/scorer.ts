@@ -6,7 +6,7 @@ import { HgadArgumentError } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
 import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 import { anomalyMaps, levelMaxima, MapConstants, sumMaxima } from './maps';
 
 /** A file to score, optionally with its class (otherwise inferred). */
@@ -54,6 +54,8 @@ export interface ScoredBatch {
   masks: Uint8Array | null;
 }
 
+export const SCORE_OPTION_KEYS = ['batchSize', 'normalization', 'className', 'concurrency'];
+
 interface ResolvedScoreOptions {
   batchSize: number;
   normalization: Normalization;
@@ -62,7 +64,9 @@ interface ResolvedScoreOptions {
 }
 
 function resolveOptions(detector: AnomalyDetector, options: ScoreOptions): ResolvedScoreOptions {
+  detector.assertUsable();
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, SCORE_OPTION_KEYS);
   const batchSize = options.batchSize ?? 8;
   checkInteger('options.batchSize', batchSize, 1, 4096);
   const normalization = options.normalization ?? 'calibrated';

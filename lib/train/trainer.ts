@@ -15,9 +15,9 @@ import { oneAhead } from '../pipeline/ahead';
 import { AnomalyDetector } from '../pipeline/detector';
 import { FeatureReduction, ReductionOptions, resolveReduction } from '../pipeline/reduction';
 import type { PipelineSpec, TrainingState } from '../pipeline/spec';
-import { PIPELINE_VERSION } from '../pipeline/spec';
+import { MAP_SIZE_RANGE, PIPELINE_VERSION } from '../pipeline/spec';
 import { calibrate } from '../score/calibrate';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 import { FeatureCache } from './feature-cache';
 import { ProgressLine, TrainProgress } from './progress';
 import { learningRate, phaseAt, resolveSchedule, Schedule, ScheduleOptions } from './schedule';
@@ -77,6 +77,10 @@ export interface TrainOptions {
   reduction?: ReductionOptions | false;
 }
 
+const TRAIN_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'prior', 'schedule', 'batchSize', 'seed', 'flow', 'holdout',
+  'thresholdQuantile', 'mapSize', 'threads', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
+const FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'clamp', 'posEmbedDim'];
+
 interface Plan {
   classes: string[];
   train: Sample[];
@@ -90,10 +94,18 @@ interface Plan {
 
 async function planOf(options: TrainOptions): Promise<Plan> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, TRAIN_KEYS);
+  if (options.flow !== undefined) {
+    if (typeof options.flow !== 'object' || options.flow === null) throw new HgadArgumentError('flow', 'an object', options.flow);
+    checkKeys('flow', options.flow, FLOW_KEYS);
+  }
+  if (options.checkpoint !== undefined) checkKeys('checkpoint', options.checkpoint, ['path', 'every']);
   const data = options.data;
   if (typeof data !== 'object' || data === null) throw new HgadArgumentError('data', 'a dataset or { root, layout }', data);
-  const dataset: Dataset = 'samples' in data && typeof data.samples === 'function'
-    ? data
+  const isDataset = 'samples' in data && typeof data.samples === 'function';
+  if (!isDataset) checkKeys('data', data, ['root', 'layout']);
+  const dataset: Dataset = isDataset
+    ? data as Dataset
     : await openDataset({ root: (data as { root: string }).root, layout: (data as { layout?: 'auto' }).layout ?? 'auto' });
   const classes = options.classes ?? dataset.classes;
   if (!Array.isArray(classes) || classes.length === 0) throw new HgadArgumentError('classes', 'a non-empty array of class names', classes);
@@ -134,12 +146,12 @@ async function planOf(options: TrainOptions): Promise<Plan> {
 async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDetector> {
   const backbone = await specFromChoice(options.backbone);
   const mapSize = options.mapSize ?? 256;
-  checkInteger('mapSize', mapSize, 8, 4096);
+  checkInteger('mapSize', mapSize, MAP_SIZE_RANGE[0], MAP_SIZE_RANGE[1]);
   const prior = options.prior ?? 'hgad';
   // With one Gaussian per image (single-Gaussian prior, or one class) the negative entropy is the same
   // constant everywhere and its map carries nothing.
   const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
-  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine }, calibration: null, training: null };
+  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine }, calibration: null, training: null, reduction: null };
   const bb = await openBackbone(backbone, plan.threads);
   const inChannels = bb.levels.map((l) => l.channels);
   let reduction: FeatureReduction | null = null;
@@ -169,7 +181,7 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
     seed: plan.seed,
     threads: plan.threads,
   });
-  return new AnomalyDetector(model, spec, plan.threads, bb, reduction);
+  return new AnomalyDetector(model, spec, plan.threads, bb, { reduction });
 }
 
 async function resumeDetector(path: string, plan: Plan, prior: Prior | undefined): Promise<AnomalyDetector> {
