@@ -84,7 +84,7 @@ done
 # 2. The addon's jest tests, in one node process with the runtime preloaded.
 report=$logs/jest.json
 LD_PRELOAD="$libasan" ASAN_OPTIONS="$asan_common:detect_leaks=0:log_path=$logs/asan" HGAD_ADDON="$addon" \
-  HGAD_VARIANT=cpu node node_modules/jest/bin/jest.js --ci --runInBand --json --outputFile="$report" "${JEST_FILES[@]}" \
+  HGAD_VARIANT=cpu node node_modules/jest/bin/jest.js --ci --runInBand --testTimeout=600000 --json --outputFile="$report" "${JEST_FILES[@]}" \
   2>&1 | tee "$logs/jest.out"
 status=${PIPESTATUS[0]}
 reports jest "$logs/jest.out"
