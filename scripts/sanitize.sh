@@ -4,7 +4,8 @@
 # then runs build-asan/hgad_native_tests{,_baseline} and the jest files below with that addon loaded
 # by node (HGAD_ADDON) and GCC's libasan preloaded into node. Every sanitizer report is written to a log
 # file and counts as a failure, whatever the exit status of the process that hit it. Last line:
-# `N passed, N failed`. HGAD_SANITIZE_BUILD=0 reuses build-asan/ as it is.
+# `N passed, N failed`. HGAD_SANITIZE_BUILD=0 reuses build-asan/ as it is; HGAD_SANITIZE_NATIVE=0 skips
+# the native tests.
 #
 # The jest files: every one whose code calls into the addon, minus those that only repeat entry points
 # already covered (the end-to-end CLI and real-data runs) or spawn PyTorch or Chromium, which would
@@ -19,6 +20,8 @@ cd "$root"
 start=$SECONDS
 JEST_FILES=(test/model.test.ts test/model-file.test.ts test/prior.test.ts test/native-loader.test.ts
   test/maps.test.ts test/heatmap.test.ts test/metrics.test.ts test/evaluate.test.ts test/pipeline.test.ts)
+# HGAD_SANITIZE_JEST="test/a.test.ts test/b.test.ts" runs those files instead.
+[ -z "${HGAD_SANITIZE_JEST:-}" ] || read -r -a JEST_FILES <<<"$HGAD_SANITIZE_JEST"
 build=$root/build-asan
 passed=0 failed=0
 finish() { echo "sanitizer stage: $((SECONDS - start)) s"; echo "$passed passed, $failed failed"; exit $((failed > 0)); }
@@ -64,7 +67,9 @@ reports() {  # $1: what ran, $2: its output. Sets $found to the reports since th
 }
 
 # 1. The native tests (their own harness ends with `N passed, N failed`).
-for name in hgad_native_tests hgad_native_tests_baseline; do
+native_tests=(hgad_native_tests hgad_native_tests_baseline)
+[ "${HGAD_SANITIZE_NATIVE:-1}" != 0 ] || native_tests=()
+for name in "${native_tests[@]}"; do
   ASAN_OPTIONS="$asan_common:detect_leaks=1:log_path=$logs/asan" "$build/$name" >"$logs/$name.out" 2>&1
   status=$?
   grep -E '^(FAIL|    )' "$logs/$name.out"
