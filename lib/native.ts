@@ -12,6 +12,9 @@
 // copies of OpenBLAS in the process); otherwise, or when it fails to load, the CPU binary is used after a
 // one-line notice on stderr. HGAD_VARIANT=cpu|cuda forces the choice (HGAD_VARIANT=cpu also silences the
 // notice); unset or 'auto' decides as above.
+//
+// HGAD_ADDON=<path to a hgad.node> loads that file instead and nothing else (no variant, no fallback): the
+// sanitizer build in build-asan/ (scripts/sanitize.sh), or another build to compare with.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HgadArgumentError, HgadError } from './errors';
@@ -150,7 +153,11 @@ function notice(text: string): void {
   process.stderr.write(`hgad: ${text}; using the CPU binary (set ${VARIANT_ENV}=cpu to choose it silently)\n`);
 }
 
+const ADDON_ENV = 'HGAD_ADDON';
+
 function loadAddon(root: string): Addon {
+  const explicit = process.env[ADDON_ENV];
+  if (explicit !== undefined && explicit !== '') return loadExplicit(explicit);
   const choice = variantChoice();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const load = require('node-gyp-build') as Load;
@@ -186,6 +193,20 @@ function loadAddon(root: string): Addon {
       throw new HgadError('NATIVE', loadFailedMessage(file, e));
     }
   });
+}
+
+/** HGAD_ADDON named a binary: load exactly that one or fail. */
+function loadExplicit(file: string): Addon {
+  const resolved = path.resolve(file);
+  if (!fs.existsSync(resolved)) {
+    throw new HgadError('NATIVE', `${ADDON_ENV} is '${file}' but there is no file ${resolved}`, ADDON_ENV);
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return withCoreType(() => require(resolved) as Addon);
+  } catch (e) {
+    throw new HgadError('NATIVE', `${ADDON_ENV} is '${file}' but ${resolved} could not be loaded: ${firstLine(e)}`, ADDON_ENV);
+  }
 }
 
 /** HGAD_VARIANT named a variant: load it or fail, whatever the hardware (the CUDA one loads without a driver). */

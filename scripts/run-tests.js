@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every test suite of the project and prints one closing line `N passed, N failed`:
 // the native C++ tests (float64 gradient checks and friends), the Python baseline's self-check,
-// and jest. Exit status is non-zero when anything failed or could not run.
+// and jest; with HGAD_TEST_INSTALL=1 the install test and with HGAD_TEST_SANITIZE=1 the sanitizer stage. Exit status is non-zero when anything failed or could not run.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -29,6 +29,20 @@ if (process.env.HGAD_TEST_INSTALL === '1') {
     failed += Number(m[2]);
   } else {
     console.error('scripts/test-install.sh did not report a result');
+    failed += 1;
+  }
+}
+
+// The sanitizer stage (scripts/sanitize.sh: build-asan/, the native tests and the addon's jest files under
+// ASan + UBSan, any sanitizer report a failure) when asked for, as .ci/run does; `N passed, N failed` too.
+if (process.env.HGAD_TEST_SANITIZE === '1') {
+  const r = run('bash', [path.join(root, 'scripts', 'sanitize.sh')]);
+  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
+  if (m) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+  } else {
+    console.error('scripts/sanitize.sh did not report a result');
     failed += 1;
   }
 }

@@ -16,12 +16,16 @@ passed=0 failed=0
 ok() { echo "ok $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 finish() { echo "install test: $((SECONDS - start)) s"; echo "$passed passed, $failed failed"; exit $((failed > 0)); }
-export ONNXRUNTIME_NODE_INSTALL=skip
+# No ONNXRUNTIME_NODE_INSTALL anywhere, nor the npm_config_ copy that `npm run` exports from the
+# repository's .npmrc: the user's install below says --onnxruntime-node-install=skip, as the README tells
+# users to, and must be what keeps onnxruntime-node's CUDA provider download from running.
+unset ONNXRUNTIME_NODE_INSTALL ONNXRUNTIME_NODE_INSTALL_CUDA npm_config_onnxruntime_node_install \
+  npm_config_onnxruntime_node_install_cuda
 
 # 1. The package as it would be published.
 stage=$work/stage
 mkdir -p "$stage"
-(cd "$root" && tar --exclude=./node_modules --exclude=./build --exclude=./dist --exclude=./prebuilds \
+(cd "$root" && tar --exclude=./node_modules --exclude=./build --exclude=./build-asan --exclude=./dist --exclude=./prebuilds \
   --exclude=./.git -cf - .) | tar -xf - -C "$stage"
 ln -s "$root/node_modules" "$stage/node_modules"
 if ! (cd "$stage" && npx --no-install tsc -p tsconfig.json); then fail "tsc"; finish; fi
@@ -72,18 +76,33 @@ else
   fail "toolchain hidden from PATH"
 fi
 
-# 3. Install into an empty project.
+# 3. Install into an empty project, skipping onnxruntime-node's CUDA provider download the way the README
+# tells users to. The feed it downloads from is made unreachable for this install (onnxruntime-node's
+# script sends its requests through global-agent, which takes the proxy from GLOBAL_AGENT_HTTP_PROXY;
+# npm does not read that variable), so the install passes only if the download is skipped.
 app=$work/app
 mkdir -p "$app"
 echo '{ "name": "hgad-install-test", "version": "1.0.0", "private": true }' >"$app/package.json"
+no_feed=(GLOBAL_AGENT_HTTP_PROXY=http://127.0.0.1:9 GLOBAL_AGENT_HTTPS_PROXY=http://127.0.0.1:9 GLOBAL_AGENT_NO_PROXY=)
 t0=$SECONDS
-if (cd "$app" && hidden npm install --prefer-offline --no-audit --no-fund --foreground-scripts "$tarball" \
-    >"$work/install.log" 2>&1); then
-  ok "npm install of the tarball ($((SECONDS - t0)) s)"
+if (cd "$app" && hidden env "${no_feed[@]}" npm install --prefer-offline --no-audit --no-fund --foreground-scripts \
+    --onnxruntime-node-install=skip "$tarball" >"$work/install.log" 2>&1); then
+  ok "npm install of the tarball with --onnxruntime-node-install=skip, the CUDA provider's feed unreachable ($((SECONDS - t0)) s)"
 else
   cat "$work/install.log"; fail "npm install of the tarball"; finish
 fi
 pkg=$app/node_modules/hgad
+ort=$app/node_modules/onnxruntime-node
+# onnxruntime-node's postinstall ran (npm printed its banner) and fetched nothing; the same script without
+# the setting tries the feed and fails, so the setting is what made the install pass.
+grep -A3 '^> onnxruntime-node@.* postinstall' "$work/install.log"
+if grep -q '^> onnxruntime-node@.* postinstall' "$work/install.log" &&
+  ! grep -qE 'Downloading|nuget' "$work/install.log" && ! ls "$ort"/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so >/dev/null 2>&1 &&
+  ! (cd "$ort" && hidden env -u npm_config_local_prefix -u npm_package_json "${no_feed[@]}" node script/install.js) >"$work/ort-noskip.log" 2>&1; then
+  ok "onnxruntime-node's install script skipped its CUDA download (without the setting it fails: $(grep -m1 -E 'Error|ECONNREFUSED' "$work/ort-noskip.log"))"
+else
+  cat "$work/ort-noskip.log" 2>/dev/null; fail "onnxruntime-node's CUDA download skipped by --onnxruntime-node-install=skip"
+fi
 addons=(prebuilds/linux-x64)
 [ $expect_cuda = 0 ] || addons+=(variants/cuda/prebuilds/linux-x64)
 for dir in "${addons[@]}"; do
