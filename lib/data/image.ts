@@ -10,6 +10,7 @@ import type { Sharp } from 'sharp';
 import { HgadArgumentError, HgadError } from '../errors';
 import { isBmp, openBmp } from './bmp';
 import { checkSize, ImageSize } from './size';
+import type { ImageSource } from './source';
 
 export interface LoadedImage {
   /** height * width * 3 bytes, RGB, row-major. */
@@ -39,11 +40,18 @@ async function readBytes(file: string): Promise<Buffer> {
   }
 }
 
-/** A sharp pipeline over the file's pixels, orientation applied, and its oriented size. */
-async function openImage(file: string): Promise<{ image: Sharp; width: number; height: number }> {
-  const data = await readBytes(file);
+/**
+ * A sharp pipeline over the file's pixels (or the in-memory source's, `file` then only names it in
+ * messages), orientation applied, and its oriented size.
+ */
+async function openImage(file: string, source?: ImageSource): Promise<{ image: Sharp; width: number; height: number }> {
+  if (source && 'raw' in source) {
+    const { data, width, height, channels } = source.raw;
+    return { image: sharp(data, { raw: { width, height, channels } }), width, height };
+  }
+  const data = source ? Buffer.from(source.bytes.buffer, source.bytes.byteOffset, source.bytes.byteLength) : await readBytes(file);
   if (isBmp(data)) return openBmp(data, file);
-  const image = sharp(data, { failOn: FAIL_ON, autoOrient: true });
+  const image = sharp(data, { failOn: FAIL_ON, autoOrient: true, limitInputPixels: source?.maxPixels ?? true });
   const meta = await image.metadata();
   return { image, width: meta.autoOrient.width, height: meta.autoOrient.height };
 }
@@ -52,12 +60,12 @@ function checkPath(parameter: string, file: unknown): asserts file is string {
   if (typeof file !== 'string' || file === '') throw new HgadArgumentError(parameter, 'a file path', file);
 }
 
-/** Decodes an image file to 8-bit RGB of exactly `size`. */
-export async function loadImage(path: string, size: ImageSize): Promise<LoadedImage> {
+/** Decodes an image file (or, with `source`, in-memory bytes or pixels named `path`) to 8-bit RGB of exactly `size`. */
+export async function loadImage(path: string, size: ImageSize, source?: ImageSource): Promise<LoadedImage> {
   checkPath('path', path);
   const { width, height } = checkSize('size', size);
   try {
-    const opened = await openImage(path);
+    const opened = await openImage(path, source);
     const { data, info } = await opened.image
       .flatten({ background: { r: 0, g: 0, b: 0 } })
       .resize(width, height, { fit: 'fill' })

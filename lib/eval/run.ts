@@ -7,7 +7,7 @@ import { AnomalyResult, scoredBatches, ScoreOptions } from '../score/scorer';
 import { checkInteger } from '../validate';
 import { evaluate, EvalReport, EvalSample } from './evaluate';
 
-export interface EvaluateOptions extends Omit<ScoreOptions, 'className'> {
+export interface EvaluateOptions extends Omit<ScoreOptions, 'className' | 'onError'> {
   /** Classes to evaluate (default: the detector's classes found in the dataset). */
   classes?: string[];
   /** At most this many test images per class and defect type (the first in name order). */
@@ -84,7 +84,7 @@ export async function evaluateDetector(detector: AnomalyDetector, dataset: Datas
     groups.push(input);
   }
   for (const group of groups) {
-    for await (const batch of scoredBatches(detector, group, scoreOptions, true)) {
+    for await (const batch of scoredBatches(detector, group, { ...scoreOptions, onError: 'throw' }, true)) {
       const S = detector.mapSize;
       for (let b = 0; b < batch.results.length; b++, i++) {
         const sample = samples[i]!;
