@@ -181,7 +181,9 @@ export function inputsOf(detector: AnomalyDetector, inputs: readonly ImageInput[
       const data = input as Uint8Array;
       return { sample: sampleOf(`image ${i} (${data.length} bytes)`, undefined, bytes(data)), origin: { index: i, id: String(i), path: null } };
     }
-    if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new HgadArgumentError(at, INPUT_SHAPES, input);
+    if (typeof input !== 'object' || input === null || Array.isArray(input) || ArrayBuffer.isView(input)) {
+      throw new HgadArgumentError(at, INPUT_SHAPES, input);
+    }
     const o = input as Record<string, unknown>;
     for (const key of Object.keys(o)) {
       if (!INPUT_KEYS.includes(key)) throw new HgadArgumentError(`${at}.${key}`, `one of the keys ${INPUT_KEYS.join(', ')}`, key);
@@ -246,7 +248,8 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
     onError: o.onError === 'result' ? 'collect' : 'throw',
     ...(withMasks ? { maskSize: { width: detector.mapSize, height: detector.mapSize } } : {}),
   });
-  yield* oneAhead(batches, run);
+  // Batches scored before an image that fails (onError 'throw') are still handed out.
+  yield* oneAhead(batches, run, true);
 }
 
 /** Where each loader position's result says it came from (the sample's path when not told). */
