@@ -59,10 +59,25 @@ export async function buildApp(detector: AnomalyDetector, options: BuildAppOptio
     limits: { fileSize: o.bodyLimit, files: o.maxImages, fields: 16, fieldSize: 8192, parts: o.maxImages + 16, headerPairs: 100 },
   });
 
+  const open = new WeakSet<object>();
+  const done = (request: object): void => {
+    if (open.delete(request)) metrics.requestsInFlight.dec();
+  };
+  app.addHook('onRequest', async (request) => {
+    open.add(request);
+    metrics.requestsInFlight.inc();
+  });
+  app.addHook('onRequestAbort', async (request) => done(request));
   app.addHook('onResponse', async (request, reply) => {
+    done(request);
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
     metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+  // While stopping, every answer closes its connection: a keep-alive connection left idle after its
+  // last answer would otherwise hold close() until keepAliveTimeout.
+  app.addHook('onSend', async (_request, reply) => {
+    if (state.closing) reply.header('Connection', 'close');
   });
   if (o.token !== null) app.addHook('onRequest', bearerAuth(o.token, OPEN_PATHS));
 

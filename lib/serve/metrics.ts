@@ -22,6 +22,9 @@ export class ServiceMetrics {
     name: 'hgad_batch_duration_seconds', help: 'Time to score one batch (decode, backbone, flow, maps)',
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],
   });
+  readonly requestsInFlight = new Gauge({
+    name: 'hgad_http_requests_in_flight', help: 'Requests received and not yet answered', registers: [this.registry],
+  });
   readonly queueDepth = new Gauge({
     name: 'hgad_queue_depth', help: 'Images waiting to be scored', registers: [this.registry],
   });

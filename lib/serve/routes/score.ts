@@ -9,7 +9,7 @@ import { heatmapRange } from '../../score/heatmap-files';
 import { heatmapPng } from '../../score/heatmap';
 import type { ImageInput, ImageResult } from '../../score/scorer';
 import { parseThreshold, thresholdFor, ThresholdOverride } from '../../score/threshold';
-import { HgadArgumentError } from '../../errors';
+import { HgadArgumentError, HgadError } from '../../errors';
 import { QueueFullError } from '../batcher';
 import { ServiceError } from '../errors';
 import type { ServiceState } from '../state';
@@ -126,7 +126,13 @@ export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (ap
     if (!state.ready) throw new ServiceError(503, 'SHUTTING_DOWN', 'The server is still starting', 1);
     let parsed: Parsed;
     if (request.isMultipart()) {
-      parsed = await readMultipart(request, request.query, state.options.maxImages);
+      try {
+        parsed = await readMultipart(request, request.query, state.options.maxImages);
+      } catch (e) {
+        // the multipart parser's own errors (a truncated body, a bad boundary) carry no status
+        if (e instanceof ServiceError || e instanceof HgadError || typeof (e as { statusCode?: unknown }).statusCode === 'number') throw e;
+        throw new ServiceError(400, 'INVALID_ARGUMENT', `Malformed multipart body: ${(e as Error).message}`);
+      }
     } else {
       const body = request.body;
       if (!Buffer.isBuffer(body) || body.length === 0) throw new ServiceError(400, 'INVALID_ARGUMENT', 'The body is empty: send the bytes of an image');
