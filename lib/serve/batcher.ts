@@ -109,9 +109,13 @@ export class Batcher {
     if (!this.o.batching) {
       out.push(...this.queue.shift()!);
     } else {
-      while (out.length < this.o.batchSize && this.queue.length > 0) {
+      // Spread what waits over the free pipeline slots (8 images, 2 slots: two batches of 4), so that
+      // one batch's decoding and backbone overlap the other's flow even when few requests are open.
+      const free = this.o.pipelineDepth - this.inFlight;
+      const size = Math.min(this.o.batchSize, Math.ceil(this.queued / free));
+      while (out.length < size && this.queue.length > 0) {
         const first = this.queue[0]!;
-        const n = Math.min(first.length, this.o.batchSize - out.length);
+        const n = Math.min(first.length, size - out.length);
         out.push(...first.splice(0, n));
         if (first.length === 0) this.queue.shift();
       }
