@@ -33,6 +33,7 @@ const CLI = path.resolve(__dirname, '..', 'lib', 'cli', 'main.js');
 
 async function startServe(model: string, args: string[]): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, [CLI, 'serve', '--model', model, '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  process.once('exit', () => child.kill('SIGKILL')); // never leave a server behind
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   const url = await new Promise<string>((resolve, reject) => {
