@@ -11,6 +11,7 @@ import { HgadArgumentError, HgadError } from '../errors';
 import { isBmp, openBmp } from './bmp';
 import { checkDeclaredSize, describeDecodeFailure, HgadImageError, MAX_IMAGE_PIXELS } from './decode-error';
 import { checkSize, ImageSize } from './size';
+import type { ImageSource } from './source';
 
 /** Largest image file read (bytes); also refuses devices and pipes such as /dev/zero. */
 export const MAX_IMAGE_BYTES = 1 << 30;
@@ -56,16 +57,24 @@ async function readBytes(file: string): Promise<Buffer> {
   }
 }
 
-/** A sharp pipeline over the file's pixels, orientation applied, and its oriented size. */
-async function openImage(file: string): Promise<{ image: Sharp; width: number; height: number }> {
-  const data = await readBytes(file);
+/**
+ * A sharp pipeline over the file's pixels (or the in-memory source's, `file` then only names it in
+ * messages), orientation applied, and its oriented size.
+ */
+async function openImage(file: string, source?: ImageSource): Promise<{ image: Sharp; width: number; height: number }> {
+  if (source && 'raw' in source) {
+    const { data, width, height, channels } = source.raw;
+    return { image: sharp(data, { raw: { width, height, channels } }), width, height };
+  }
+  const data = source ? Buffer.from(source.bytes.buffer, source.bytes.byteOffset, source.bytes.byteLength) : await readBytes(file);
   if (data.length === 0) throw new HgadImageError(file, 'the file is empty');
   if (isBmp(data)) return openBmp(data, file);
   // The header alone (no limit, so the error can say the size), then the decoder, which enforces the
   // same limit again while decoding.
   const meta = await sharp(data, { failOn: FAIL_ON, autoOrient: true, limitInputPixels: false }).metadata();
   checkDeclaredSize(file, meta.width, meta.height);
-  const image = sharp(data, { failOn: FAIL_ON, autoOrient: true, limitInputPixels: MAX_IMAGE_PIXELS });
+  const limit = Math.min(source?.maxPixels ?? MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS);
+  const image = sharp(data, { failOn: FAIL_ON, autoOrient: true, limitInputPixels: limit });
   return { image, width: meta.autoOrient.width, height: meta.autoOrient.height };
 }
 
@@ -73,12 +82,12 @@ function checkPath(parameter: string, file: unknown): asserts file is string {
   if (typeof file !== 'string' || file === '') throw new HgadArgumentError(parameter, 'a file path', file);
 }
 
-/** Decodes an image file to 8-bit RGB of exactly `size`. */
-export async function loadImage(path: string, size: ImageSize): Promise<LoadedImage> {
+/** Decodes an image file (or, with `source`, in-memory bytes or pixels named `path`) to 8-bit RGB of exactly `size`. */
+export async function loadImage(path: string, size: ImageSize, source?: ImageSource): Promise<LoadedImage> {
   checkPath('path', path);
   const { width, height } = checkSize('size', size);
   try {
-    const opened = await openImage(path);
+    const opened = await openImage(path, source);
     const { data, info } = await opened.image
       .flatten({ background: { r: 0, g: 0, b: 0 } })
       .resize(width, height, { fit: 'fill' })

@@ -10,5 +10,6 @@ export { HgadImageError, MAX_IMAGE_PIXELS } from './decode-error';
 export type { LoadedImage } from './image';
 export type { ImageSize } from './size';
 export { imageBatches } from './batches';
-export type { ImageBatch, ImageBatchOptions, LoaderState } from './batches';
+export type { ImageBatch, ImageBatchOptions, LoaderState, FailedSample } from './batches';
+export type { RawImage, ImageSource } from './source';
 export { IMAGE_EXTENSIONS } from './files';

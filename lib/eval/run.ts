@@ -7,7 +7,7 @@ import { AnomalyResult, SCORE_OPTION_KEYS, scoredBatches, ScoreOptions } from '.
 import { checkInteger, checkKeys } from '../validate';
 import { evaluate, EvalReport, EvalSample } from './evaluate';
 
-export interface EvaluateOptions extends Omit<ScoreOptions, 'className'> {
+export interface EvaluateOptions extends Omit<ScoreOptions, 'className' | 'onError'> {
   /** Classes to evaluate (default: the detector's classes found in the dataset). */
   classes?: string[];
   /** At most this many test images per class and defect type (the first in name order). */
@@ -88,7 +88,7 @@ export async function evaluateDetector(detector: AnomalyDetector, dataset: Datas
     groups.push(input);
   }
   for (const group of groups) {
-    for await (const batch of scoredBatches(detector, group, scoreOptions, true)) {
+    for await (const batch of scoredBatches(detector, group, { ...scoreOptions, onError: 'throw' }, true)) {
       const S = detector.mapSize;
       for (let b = 0; b < batch.results.length; b++, i++) {
         const sample = samples[i]!;

@@ -1,17 +1,17 @@
 /**
  * Backbone feature extraction with onnxruntime-node. All per-pixel work (layout, resizing, normalisation,
  * dequantisation, NHWC transposes) runs inside the rewritten ONNX graph (graph.ts); this file only checks
- * arguments, runs the session once per scale and labels the results.
+ * arguments, runs the session once per scale and labels the results. The session lives on its own
+ * worker thread (session-thread.ts), so a backbone pass never blocks the event loop.
  */
 import { readFile } from 'node:fs/promises';
-
-import * as ort from 'onnxruntime-node';
 
 import { HgadArgumentError, HgadError } from '../errors';
 import { OnnxModel } from '../onnx/model';
 import { WireError } from '../onnx/wire';
 import { checkKeys } from '../validate';
 import { PIXELS_INPUT, SIZES_INPUT, prepareGraph } from './graph';
+import { SessionThread, WireTensor } from './session-thread';
 import { IMAGENET_MEAN, IMAGENET_STD, PRESETS, Preset, resolveBackbone } from './presets';
 
 export interface BackboneOptions {
@@ -116,11 +116,11 @@ export class Backbone {
   readonly inputSize: number;
   readonly taps: readonly string[];
   readonly scales: readonly number[];
-  private session: ort.InferenceSession | null;
+  private session: SessionThread | null;
   private readonly outputs: string[];
   private readonly resize: boolean;
 
-  private constructor(session: ort.InferenceSession, outputs: string[], taps: string[], scales: number[], resize: boolean, levels: LevelInfo[]) {
+  private constructor(session: SessionThread, outputs: string[], taps: string[], scales: number[], resize: boolean, levels: LevelInfo[]) {
     this.session = session;
     this.outputs = outputs;
     this.taps = taps;
@@ -166,9 +166,9 @@ export class Backbone {
     }
     const resize = scales.length > 1;
     const prepared = prepareGraph(model, { taps, mean, std, resize });
-    let session: ort.InferenceSession;
+    let session: SessionThread;
     try {
-      session = await ort.InferenceSession.create(prepared.bytes, {
+      session = await SessionThread.create(prepared.bytes, {
         graphOptimizationLevel: 'all',
         executionMode: 'sequential',
         interOpNumThreads: 1,
@@ -223,16 +223,16 @@ export class Backbone {
   private async run(pixels: Uint8Array, batch: number, scale: number): Promise<FeatureLevel[]> {
     if (!this.session) throw new HgadError('INVALID_ARGUMENT', 'This Backbone was disposed', 'this');
     const s = this.inputSize;
-    const feeds: Record<string, ort.Tensor> = { [PIXELS_INPUT]: new ort.Tensor('uint8', pixels, [batch, s, s, 3]) };
-    if (this.resize) feeds[SIZES_INPUT] = new ort.Tensor('int64', BigInt64Array.from([batch, 3, scale, scale], BigInt), [4]);
-    let results: ort.InferenceSession.OnnxValueMapType;
+    const feeds: Record<string, WireTensor> = { [PIXELS_INPUT]: { type: 'uint8', data: pixels, dims: [batch, s, s, 3] } };
+    if (this.resize) feeds[SIZES_INPUT] = { type: 'int64', data: BigInt64Array.from([batch, 3, scale, scale], BigInt), dims: [4] };
+    let results: Record<string, WireTensor>;
     try {
       results = await this.session.run(feeds, this.outputs);
     } catch (e) {
       throw new HgadError('NATIVE', `onnxruntime failed running the backbone at ${scale} px: ${(e as Error).message}`, 'model');
     }
     return this.outputs.map((name, i) => {
-      const t = results[name] as ort.Tensor;
+      const t = results[name]!;
       const tap = this.taps[i];
       if (t.type !== 'float32') {
         throw new HgadError('INVALID_ARGUMENT', `Expected a float or dequantisable tensor for taps[${i}] but "${tap}" comes out as ${t.type}`, `taps[${i}]`);
