@@ -68,6 +68,7 @@ interface Settings {
   taps: string[];
   reduce: number | null;
   standardize: boolean;
+  localAverage: boolean;
   batch: number;
   threads: number;
   limitPerDefect: number | undefined;
@@ -88,6 +89,7 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     taps: String(values.taps ?? '365_quantized,426_quantized,452_quantized').split(','),
     reduce: values.reduce === undefined ? null : Number(values.reduce),
     standardize: values.standardize === undefined ? values.reduce !== undefined : values.standardize === 'true',
+    localAverage: values['local-average'] === 'true',
     batch: num('batch', 8), threads: num('threads', os.availableParallelism()),
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
     variants, nnCap: num('nn-cap', DEFAULT_NN_CAP),
@@ -110,7 +112,9 @@ async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed:
   const detector = await train({
     data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false,
     backbone: backboneOf(s),
-    ...(s.reduce !== null || s.standardize ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize } } : {}),
+    ...(s.reduce !== null || s.standardize || s.localAverage
+      ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize, localAverage: s.localAverage } }
+      : {}),
     schedule: { metaEpochs: s.epochs, subEpochs: s.passes, lr: s.lr, warmupEpochs: s.warmup, phase1Epochs: s.phase1 },
     onProgress: (p) => {
       images = p.step * s.batch;
@@ -266,7 +270,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seeds: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, phase1: { type: 'string' }, size: { type: 'string' }, taps: { type: 'string' },
-    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' },
+    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' }, 'local-average': { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
     'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' },

@@ -32,6 +32,7 @@ Backbone
   --reduce <n|none>         standardise every level's channels and project them to n fixed orthonormal
                             directions before the flow (default: the preset's recommendation, else none)
   --standardize <on|off>    with --reduce: standardise the channels first (on)
+  --local-average <on|off>  average each position's features over its 3x3 neighbourhood first (off)
 Training (defaults: the preset's recommended schedule, else HGAD.md's, in brackets)
   --epochs <n>              meta epochs (25)        --passes <n>   passes per meta epoch (8)
   --batch-size <n>          images per batch (8)    --lr <x>       learning rate (2e-4)
@@ -53,7 +54,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' },
-  reduce: { type: 'string' }, standardize: { type: 'string' },
+  reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
 };
 
 function defined<T extends object>(o: T): T {
@@ -76,13 +77,17 @@ export function backboneFrom(p: Parsed): BackboneChoice {
 export function reductionFrom(p: Parsed): TrainOptions['reduction'] {
   const reduce = str(p, 'reduce');
   const standardize = choice(p, 'standardize', ['on', 'off'] as const);
+  const local = choice(p, 'local-average', ['on', 'off'] as const);
   if (reduce === 'none') {
     if (standardize !== undefined) throw new HgadArgumentError('--standardize', 'no value with --reduce none', standardize);
+    if (local !== undefined) throw new HgadArgumentError('--local-average', 'no value with --reduce none', local);
     return false;
   }
-  if (reduce === undefined && standardize === undefined) return undefined;
+  if (reduce === undefined && standardize === undefined && local === undefined) return undefined;
   const channels = int(p, 'reduce', 2, 1 << 16);
-  return defined({ channels, standardize: standardize === undefined ? undefined : standardize === 'on' });
+  return defined({
+    channels, standardize: standardize === undefined ? undefined : standardize === 'on', localAverage: local === undefined ? undefined : local === 'on',
+  });
 }
 
 export function trainOptionsFrom(p: Parsed): TrainOptions {

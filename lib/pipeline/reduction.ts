@@ -6,6 +6,7 @@
 import { HgadArgumentError, HgadModelFileError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
 import type { ExtraTensor } from '../io/model-file';
+import { localAverage } from '../eval/nearest';
 import { callNative, featureOps } from '../native-ops';
 import { checkInteger } from '../validate';
 
@@ -17,6 +18,12 @@ export interface ReductionOptions {
   standardize?: boolean;
   /** Training images the statistics are measured on (a seeded sample). Default 256. */
   images?: number;
+  /**
+   * Average every position's features with its 3x3 neighbourhood first (PatchCore's local aggregation:
+   * AvgPool2d(3, 1, 1)), so each vector describes a small patch rather than one receptive-field centre.
+   * Default false.
+   */
+  localAverage?: boolean;
 }
 
 /** What the detector file stores (PipelineSpec.reduction); the tensors are stored beside the flow's. */
@@ -24,6 +31,7 @@ export interface ReductionSpec {
   inChannels: number[];
   channels: number[];
   standardize: boolean;
+  localAverage: boolean;
   /** Training images the statistics were measured on. */
   images: number;
   seed: number;
@@ -35,13 +43,20 @@ interface Level {
   weight: Float32Array;
 }
 
-export const REDUCTION_KEYS = ['channels', 'standardize', 'images'];
+export const REDUCTION_KEYS = ['channels', 'standardize', 'images', 'localAverage'];
 const TENSOR = (l: number, what: 'mean' | 'scale' | 'weight'): string => `pipeline.reduction.${l}.${what}`;
 /** Variance floor, relative to the mean variance of the level's channels: dead channels stay quiet. */
 const VARIANCE_FLOOR = 1e-2;
 
 /** Validates the option and resolves the output width of each level. */
-export function resolveReduction(options: unknown, inChannels: number[]): { channels: number[]; standardize: boolean; images: number } {
+export interface ResolvedReduction {
+  channels: number[];
+  standardize: boolean;
+  images: number;
+  localAverage: boolean;
+}
+
+export function resolveReduction(options: unknown, inChannels: number[]): ResolvedReduction {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new HgadArgumentError('reduction', 'an object { channels?, standardize?, images? }', options);
   }
@@ -67,7 +82,9 @@ export function resolveReduction(options: unknown, inChannels: number[]): { chan
   if (typeof standardize !== 'boolean') throw new HgadArgumentError('reduction.standardize', 'a boolean', standardize);
   const images = o.images ?? 256;
   checkInteger('reduction.images', images, 1, 1 << 20);
-  return { channels, standardize, images: images as number };
+  const localAverage = o.localAverage ?? false;
+  if (typeof localAverage !== 'boolean') throw new HgadArgumentError('reduction.localAverage', 'a boolean', localAverage);
+  return { channels, standardize, images: images as number, localAverage };
 }
 
 export class FeatureReduction {
@@ -77,13 +94,14 @@ export class FeatureReduction {
    * Measures the statistics on `batches` (backbone features of training images) and draws the
    * projections from `seed`.
    */
-  static async fit(inChannels: number[], resolved: { channels: number[]; standardize: boolean }, batches: AsyncIterable<FeatureLevel[]>,
+  static async fit(inChannels: number[], resolved: Omit<ResolvedReduction, 'images'>, batches: AsyncIterable<FeatureLevel[]>,
     seed: number): Promise<FeatureReduction> {
     const ops = featureOps();
     const sums = inChannels.map((c) => ({ sum: new Float64Array(c), sumsq: new Float64Array(c), rows: 0 }));
     let images = 0;
     if (resolved.standardize) {
-      for await (const features of batches) {
+      for await (const raw of batches) {
+        const features = resolved.localAverage ? await Promise.all(raw.map(localAverage)) : raw;
         for (let l = 0; l < features.length; l++) {
           const f = features[l]!;
           const rows = f.batch * f.height * f.width;
@@ -116,7 +134,9 @@ export class FeatureReduction {
       const weight = out === C ? identity(C) : await callNative(() => ops.orthonormalRows(seed * 1009 + l, out, C));
       levels.push({ mean, scale, weight });
     }
-    return new FeatureReduction({ inChannels, channels: resolved.channels, standardize: resolved.standardize, images, seed }, levels);
+    return new FeatureReduction({
+      inChannels, channels: resolved.channels, standardize: resolved.standardize, localAverage: resolved.localAverage, images, seed,
+    }, levels);
   }
 
   /** The stored reduction of a detector file. */
@@ -148,7 +168,8 @@ export class FeatureReduction {
     const ops = featureOps();
     const out: FeatureLevel[] = [];
     for (let l = 0; l < features.length; l++) {
-      const f = features[l]!, lv = this.levels[l]!;
+      const f = this.spec.localAverage ? await localAverage(features[l]!) : features[l]!;
+      const lv = this.levels[l]!;
       const C = this.spec.inChannels[l]!, K = this.spec.channels[l]!;
       if (f.channels !== C) throw new HgadArgumentError(`features[${l}].channels`, `${C} (the backbone the detector was trained with)`, f.channels);
       const rows = f.batch * f.height * f.width;

@@ -93,7 +93,8 @@ type Bad = (problem: string) => never;
 
 const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction'];
 const SPEC_REQUIRED = ['version', 'backbone', 'map', 'calibration', 'training'];
-const REDUCTION_KEYS = ['inChannels', 'channels', 'standardize', 'images', 'seed'];
+const REDUCTION_KEYS = ['inChannels', 'channels', 'standardize', 'localAverage', 'images', 'seed'];
+const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', 'seed'];
 /** The widest level the reduction takes (the native feature operations' own limit). */
 const MAX_CHANNELS = 1 << 16;
 const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
@@ -219,14 +220,16 @@ function decodeCalibration(v: unknown, levels: number, classes: readonly string[
 }
 
 function decodeReduction(v: unknown, levels: number, bad: Bad): ReductionSpec {
-  const r = object(v, 'reduction', REDUCTION_KEYS, bad);
+  const r = object(v, 'reduction', REDUCTION_KEYS, bad, REDUCTION_REQUIRED);
   const inChannels = numbers(r.inChannels, levels, 'reduction.inChannels', 1, MAX_CHANNELS, bad)
     .map((c, l) => integer(c, `reduction.inChannels[${l}]`, 1, MAX_CHANNELS, bad));
   const channels = numbers(r.channels, levels, 'reduction.channels', 1, MAX_CHANNELS, bad)
     .map((c, l) => integer(c, `reduction.channels[${l}]`, 1, inChannels[l]!, bad));
   if (typeof r.standardize !== 'boolean') bad(`reduction.standardize must be true or false but is ${describe(r.standardize)}`);
+  const localAverage = r.localAverage ?? false;
+  if (typeof localAverage !== 'boolean') bad(`reduction.localAverage must be true or false but is ${describe(localAverage)}`);
   return {
-    inChannels, channels, standardize: r.standardize as boolean,
+    inChannels, channels, standardize: r.standardize as boolean, localAverage: localAverage as boolean,
     images: integer(r.images, 'reduction.images', 0, 2 ** 40, bad), seed: integer(r.seed, 'reduction.seed', 0, 2 ** 53, bad),
   };
 }
