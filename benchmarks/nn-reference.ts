@@ -29,6 +29,7 @@ import { evaluate, EvalSample } from '../lib/eval/evaluate';
 import { distanceMaps, DistancePlane, localAverage, nearestDistances } from '../lib/eval/nearest';
 import type { Backbone, FeatureLevel } from '../lib/features/backbone';
 import { BackboneChoice, openBackbone, specFromChoice } from '../lib/pipeline/backbone-spec';
+import { checkInteger } from '../lib/validate';
 
 export interface NnMetrics {
   image: number;
@@ -160,6 +161,7 @@ export async function runNnReference(options: NnReferenceOptions): Promise<NnRef
   const started = Date.now();
   const cpu0 = process.cpuUsage();
   const cap = options.cap ?? DEFAULT_NN_CAP;
+  checkInteger('cap', cap, 1, 2 ** 30);
   const o = { batchSize: options.batchSize ?? 8, threads: options.threads ?? os.availableParallelism() };
   const S = options.mapSize ?? 256, sigma = options.sigma ?? 4;
   const log = options.log ?? (() => undefined);
