@@ -4,6 +4,7 @@
 // the stages run one after another (no overlap); the pipelined run should approach the slowest stage.
 //
 //   node dist/benchmarks/pipeline.js [--images 256] [--batch 8] [--threads N] [--size 256]
+//     [--backbone PATH --taps a,b [--reduce 128]]   (default: MobileNetV2 int8, its three taps, no reduction)
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     images: { type: 'string', default: '256' }, batch: { type: 'string', default: '8' },
     threads: { type: 'string', default: String(os.availableParallelism()) }, size: { type: 'string', default: '256' },
+    backbone: { type: 'string' }, taps: { type: 'string' }, reduce: { type: 'string' },
   } });
   const count = Number(values.images), batchSize = Number(values.batch), threads = Number(values.threads), size = Number(values.size);
   const dataset = await openDataset({ root: path.join(SHARED, 'data'), layout: 'mvtec' });
@@ -28,9 +30,10 @@ async function main(): Promise<void> {
   // is enough for timing, which does not depend on the weights.
   const detector = await train({
     data: dataset, limitPerClass: 16, backbone: {
-      model: path.join(SHARED, 'models', 'mobilenetv2-12-int8.onnx'),
-      taps: ['365_quantized', '426_quantized', '452_quantized'], inputSize: size,
+      model: values.backbone ?? path.join(SHARED, 'models', 'mobilenetv2-12-int8.onnx'),
+      taps: values.taps?.split(',') ?? ['365_quantized', '426_quantized', '452_quantized'], inputSize: size,
     },
+    ...(values.reduce !== undefined ? { reduction: { channels: Number(values.reduce) } } : {}),
     schedule: { metaEpochs: 1, subEpochs: 1 }, threads, progressBar: false,
   });
   const samples: Sample[] = [];
