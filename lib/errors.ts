@@ -12,6 +12,10 @@ export type HgadErrorCode =
   | 'NATIVE' // the native core reported a failure
   | 'ABORTED'; // the caller's AbortSignal stopped the operation
 
+/** Every HgadErrorCode, for code that checks errors at run time (the fuzz harness). */
+export const HGAD_ERROR_CODES: readonly HgadErrorCode[] = ['INVALID_ARGUMENT', 'NON_FINITE_INPUT', 'MODEL_FILE', 'MODEL_STATE',
+  'IO', 'NATIVE', 'ABORTED'];
+
 export class HgadError extends Error {
   readonly code: HgadErrorCode;
   readonly parameter?: string;

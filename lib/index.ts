@@ -3,11 +3,13 @@
 export { HgadModel, LOSS_TERMS, cudaInfo } from './model';
 export type {
   CudaInfo, ForwardResult, ScoreResult, TrainStepOptions, GradientOptions, GradientResult, LossTerms, LossTerm, TensorInfo,
+  LoadOptions,
 } from './model';
+export { modelMemoryLimit, MODEL_MEMORY_SHARE } from './limits';
 export type { HgadConfig, LevelSpec, ResolvedConfig, DeviceChoice } from './config';
 export { DEFAULTS } from './config';
 export type { FeatureBatch, BatchShape } from './validate';
-export { HgadError, HgadArgumentError, HgadNonFiniteError, HgadModelFileError } from './errors';
+export { HgadError, HgadArgumentError, HgadNonFiniteError, HgadModelFileError, HGAD_ERROR_CODES } from './errors';
 export type { HgadErrorCode } from './errors';
 export type { SaveOptions } from './io/model-file';
 

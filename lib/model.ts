@@ -96,6 +96,17 @@ function pickDevice(requested: DeviceChoice): 'cpu' | 'cuda' {
   throw new HgadError('INVALID_ARGUMENT', `config.device is 'cuda' but CUDA is unavailable: ${info.reason}`, 'config.device');
 }
 
+/**
+ * An operation copies its inputs when it starts, which is after the operations queued before it on
+ * the same model: an input transferred away meanwhile is detached (length 0). Say so plainly.
+ */
+function checkAttached(parameter: string, a: { length: number }, length: number): void {
+  if (a.length !== length) {
+    throw new HgadArgumentError(parameter, `the array passed to this call, still holding its ${length} elements when the ` +
+      'operation starts (it was transferred or detached while earlier operations on this model ran)', a);
+  }
+}
+
 function phaseWeights(phase: 1 | 2): Float64Array {
   return Float64Array.from([1, -100, 1, phase === 2 ? 1 : 0, phase === 2 ? 1 : 0]);
 }
@@ -221,13 +232,18 @@ export class HgadModel {
     if (!isFloat32Array(data) || data.length !== size) {
       throw new HgadArgumentError('data', `a Float32Array of ${size} elements (the size of ${name})`, data);
     }
-    return this.run(() => Promise.resolve(this.core.setTensor(name, data)));
+    return this.run(() => {
+      checkAttached('data', data, size);
+      return Promise.resolve(this.core.setTensor(name, data));
+    });
   }
 
   // Input arrays are read in place when the operation runs: keep them unchanged until it settles.
   async forward(level: number, x: FeatureBatch): Promise<ForwardResult> {
     const b = this.batch(level, x);
+    const length = b.data.length;
     return this.run(async () => {
+      checkAttached('x.data', b.data, length);
       const n = b.batch * b.height * b.width;
       const z = new Float32Array(n * b.channels);
       const logDet = new Float32Array(n);
@@ -241,8 +257,10 @@ export class HgadModel {
     const s = checkShape('shape', shape);
     const channels = this.cfg.levels[level]!.channels;
     const zb = checkBatch('z', { ...s, channels, data: z }, channels);
+    const length = zb.data.length;
     return this.run(async () => {
-      const data = new Float32Array(zb.data.length);
+      checkAttached('z', zb.data, length);
+      const data = new Float32Array(length);
       await this.core.inverse(level, zb.data, s.batch, s.height, s.width, data);
       return { ...s, channels, data };
     });
@@ -255,7 +273,10 @@ export class HgadModel {
   async score(level: number, x: FeatureBatch, classIndex?: number | string | Int32Array): Promise<ScoreResult> {
     const b = this.batch(level, x);
     const classes = classIndex === undefined ? null : this.imageClasses('classIndex', classIndex, b.batch);
+    const length = b.data.length;
     return this.run(async () => {
+      checkAttached('x.data', b.data, length);
+      if (classes) checkAttached('classIndex', classes, b.batch);
       const n = b.batch * b.height * b.width;
       const out: ScoreResult = {
         logp: new Float32Array(n),
@@ -280,8 +301,13 @@ export class HgadModel {
     if (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0 || options.lr >= 1000) {
       throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
     }
-    return this.run(() => this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector,
-      phaseWeights(this.lossPhase(options.phase)), null, options.lr));
+    const length = b.data.length, labelCount = labels.length;
+    return this.run(() => {
+      checkAttached('x.data', b.data, length);
+      checkAttached('labels', labels, labelCount);
+      return this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector,
+        phaseWeights(this.lossPhase(options.phase)), null, options.lr);
+    });
   }
 
   /** Loss terms and gradients without an update (for checks against other implementations). */
@@ -310,8 +336,11 @@ export class HgadModel {
         weights[i] = w;
       });
     }
+    const length = b.data.length, labelCount = labels.length;
     return this.run(async () => {
-      const inputGrad = new Float32Array(b.data.length);
+      checkAttached('x.data', b.data, length);
+      checkAttached('labels', labels, labelCount);
+      const inputGrad = new Float32Array(length);
       const losses = await this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector, weights,
         inputGrad, null);
       const grads = new Map<string, Float32Array>();

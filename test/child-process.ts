@@ -30,7 +30,8 @@ export async function runSnippet(source: string, options: { nodeArgs?: string[];
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+      // Generous: on a loaded 2-core machine starting node, TypeScript and the addon alone can take a minute.
+      const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000);
       child.on('error', fail);
       child.on('close', (code, signal) => {
         clearTimeout(timer);

@@ -23,8 +23,8 @@ async function argumentError(f: () => unknown): Promise<HgadArgumentError> {
 test('HgadModel.create: an unknown key is named, with the keys it accepts', async () => {
   const e = await argumentError(() => HgadModel.create({ ...config, centresPerClass: 4 } as never));
   expect(e.parameter).toBe('config.centresPerClass');
-  expect(e.message).toBe('Expected a known key: config accepts only levels, classes, prior, centersPerClass, couplingLayers, ' +
-    'clamp, posEmbedDim, seed, threads, device for config.centresPerClass but received number 4');
+  expect(e.message).toContain('config.centresPerClass');
+  expect(e.message).toContain('levels, classes, prior, centersPerClass, couplingLayers, clamp, posEmbedDim, seed, threads, device');
   const l = await argumentError(() => HgadModel.create({ ...config, levels: [{ channels: 4, chanels: 8 }] } as never));
   expect(l.parameter).toBe('config.levels[0].chanels');
 });

@@ -119,8 +119,23 @@ function same(a, b, what) {
 `;
 
 test('inputs and outputs transferred away and freed while operations run: no crash, same results', async () => {
-  const r = await runSnippet(SNIPPET, { nodeArgs: ['--expose-gc'], timeoutMs: 120_000 });
+  const r = await runSnippet(SNIPPET, { nodeArgs: ['--expose-gc'] });
   if (r.code !== 0) console.log(r.stdout, r.stderr);
   expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
   expect(r.stdout).toContain('survived');
+}, 600_000);
+
+test('an input transferred away before its operation started (queued behind another) is an INVALID_ARGUMENT naming it', async () => {
+  const { HgadModel } = await import('../lib');
+  const C = 8;
+  const model = HgadModel.create({ levels: [{ channels: C }], classes: ['a', 'b'], couplingLayers: 2, posEmbedDim: 4, threads: 1, device: 'cpu' });
+  const x = () => ({ data: new Float32Array(2 * 4 * 4 * C).map((_, i) => Math.sin(i)), batch: 2, height: 4, width: 4, channels: C });
+  const first = model.score(0, x());
+  const second = x();
+  const queued = model.score(0, second);
+  structuredClone(second.data.buffer, { transfer: [second.data.buffer] });
+  await first;
+  await expect(queued).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'x.data' });
+  // The model goes on working.
+  await expect(model.score(0, x())).resolves.toBeDefined();
 });

@@ -3,11 +3,11 @@
 'use strict';
 require('./register');
 const path = require('node:path');
-const { HgadError } = require('../../lib/errors');
+const { HgadError, HGAD_ERROR_CODES } = require('../../lib/errors');
 
 const [targetPath, optionsJson] = process.argv.slice(2);
 const options = JSON.parse(optionsJson);
-const CODES = new Set(['INVALID_ARGUMENT', 'NON_FINITE_INPUT', 'MODEL_FILE', 'IO', 'NATIVE', 'ABORTED']);
+const CODES = new Set(HGAD_ERROR_CODES);
 const MAX_MESSAGE = 400;
 
 let current = -1;
