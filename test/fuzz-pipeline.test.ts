@@ -8,7 +8,7 @@ import { formatReport, runFuzz } from './fuzz/harness';
 const SEED = 20261130;
 
 test.each([
-  ['detector', 1200],
+  ['detector', 800],
   ['image', 3000],
 ])('fuzz target %s: %i cases, every one accepted or a typed error', async (name, count) => {
   const report = await runFuzz({

@@ -4,11 +4,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Dataset, imageBatches, loadImage, openDataset } from '../lib/data';
+import { Dataset, imageBatches, loadImage, openDataset, unionDatasets } from '../lib/data';
 import { generateDemoDataset } from '../lib/demo';
 import { HgadArgumentError } from '../lib/errors';
 import { evaluate } from '../lib/eval/evaluate';
 import { evaluateDetector, EvaluationOutput } from '../lib/eval/run';
+import { reportToMarkdown } from '../lib/eval/table';
 import { Backbone } from '../lib/features/backbone';
 import { resolveBackbone } from '../lib/features/presets';
 import { AnomalyDetector } from '../lib/pipeline/detector';
@@ -80,6 +81,7 @@ test('scoring, evaluation, calibration', async () => {
   await rejectsKey(() => evaluateDetector(detector, dataset, { className: 'carpet' } as never), 'options.className', ['inferClass']);
   await rejectsKey(() => calibrate(detector, dataset.samples('train'), { quantil: 0.9 } as never), 'options.quantil', ['quantile']);
   await rejectsKey(() => evaluate([], { maxFPR: 0.3 } as never), 'options.maxFPR', ['maxFpr']);
+  await rejectsKey(() => reportToMarkdown({ classes: [], mean: {}, maxFpr: 0.3 } as never, { decimals: 2 } as never), 'options.decimals', ['digits', 'percent']);
 });
 
 test('detector load and save, backbones, datasets, images, reports, the demo', async () => {
@@ -88,6 +90,7 @@ test('detector load and save, backbones, datasets, images, reports, the demo', a
   await rejectsKey(() => Backbone.open({ model: 'demo', input: 64 } as never), 'options.input', ['inputSize', 'cacheDir']);
   await rejectsKey(() => resolveBackbone('demo', { cachedir: dir } as never), 'options.cachedir', ['cacheDir']);
   await rejectsKey(() => openDataset({ root: join(dir, 'data'), layot: 'mvtec' } as never), 'options.layot', ['layout', 'classes']);
+  await rejectsKey(() => unionDatasets([dataset], { prefx: true } as never), 'options.prefx', ['prefix']);
   await rejectsKey(() => loadImage(image, { width: 8, height: 8, depth: 3 } as never), 'size.depth', ['width', 'height']);
   await rejectsKey(() => imageBatches(dataset.samples('train'), { batchSize: 2, size: 8, concurency: 2 } as never),
     'options.concurency', ['concurrency', 'shuffleSeed']);

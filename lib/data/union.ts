@@ -1,6 +1,7 @@
 // Several datasets in one unified model: their classes side by side, names kept unique.
 import * as path from 'path';
 import { HgadArgumentError } from '../errors';
+import { checkKeys } from '../validate';
 import { makeDataset } from './dataset';
 import { ClassData, Dataset } from './types';
 
@@ -18,6 +19,7 @@ export function unionDatasets(datasets: Dataset[], options: UnionOptions = {}): 
     }
   });
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { prefix? }', options);
+  checkKeys('options', options, ['prefix']);
   const prefix = options.prefix ?? false;
   if (typeof prefix !== 'boolean') throw new HgadArgumentError('options.prefix', 'a boolean', prefix);
 

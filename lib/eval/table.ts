@@ -1,6 +1,6 @@
 // An evaluation report as a Markdown table: one row per class, then the mean over classes.
 import { HgadArgumentError } from '../errors';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 import type { EvalReport } from './evaluate';
 
 export interface TableOptions {
@@ -15,6 +15,8 @@ export function reportToMarkdown(report: EvalReport, options: TableOptions = {})
   if (typeof report !== 'object' || report === null || !Array.isArray(report.classes)) {
     throw new HgadArgumentError('report', 'an EvalReport', report);
   }
+  if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, ['digits', 'percent']);
   const digits = options.digits ?? 1;
   checkInteger('options.digits', digits, 0, 10);
   const scale = options.percent === false ? 1 : 100;
