@@ -17,8 +17,11 @@
         "native/core/metrics.cpp",
         "native/core/mixture.cpp",
         "native/core/model.cpp",
+        "native/core/nearest.cpp",
         "native/core/packed_gemm.cpp",
-        "native/core/rng.cpp"
+        "native/core/projection.cpp",
+        "native/core/rng.cpp",
+        "native/core/state_checks.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   const tests = dataset.classes.flatMap((c) => dataset.samples('test', c));
   for (let i = 0; samples.length < count; i++) samples.push(tests[i % tests.length]!);
-  const backbone = await detector.backbone();
+  await detector.backbone();
   const levels = detector.model.config.levels.map((l) => l.channels);
   const mapSize = { height: detector.mapSize, width: detector.mapSize, sigma: 4 };
   const constants = detector.spec.calibration!;
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   });
   const features: FeatureLevel[][] = [];
   const extract = await time(async () => {
-    for (const b of batches) features.push(await backbone.extract(b.pixels, b.batch));
+    for (const b of batches) features.push(await detector.features(b.pixels, b.batch));
   });
   const staged: Awaited<ReturnType<typeof flowStage>>[] = [];
   const flow = await time(async () => {

@@ -4,12 +4,13 @@
 // per class, (c) one unified single-Gaussian model, (d) one unified inter-only model - same backbone,
 // input size, schedule and seed - and evaluates each on the test split with the authors' protocol
 // (class given; 'batch' normalisation over each class's test images, as the authors evaluate one
-// class at a time), plus the calibrated numbers of (a). The Markdown table is appended to
-// benchmarks/RESULTS.md.
+// class at a time), plus the calibrated numbers of (a), and (nn) the nearest-neighbour reference
+// (PatchCore-style, benchmarks/nn-reference.ts) on the same backbone taps, with a per-class and an
+// all-classes memory bank. The Markdown table is appended to benchmarks/RESULTS.md.
 //
 //   node dist/benchmarks/quality.js [--seeds 0,1] [--epochs 3] [--passes 4] [--lr 1e-3] [--warmup 1]
 //     [--phase1 1] [--size 256] [--taps a,b,c] [--batch 8] [--threads N] [--limit-per-defect n]
-//     [--variants unified,per-class,single,inter] [--no-append]
+//     [--variants unified,per-class,single,inter,nn] [--nn-cap 16384] [--nn-only] [--no-append]
 //     [--validate]   settings check on a split of the TRAINING images (quality-validation.ts)
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -20,7 +21,10 @@ import type { Prior } from '../lib/config';
 import { Dataset, openDataset } from '../lib/data';
 import { evaluateDetector } from '../lib/eval/run';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
+import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
+import type { BackboneChoice } from '../lib/pipeline/backbone-spec';
+import { DEFAULT_NN_CAP, nnNote, runNnReference } from './nn-reference';
 import { buildValidationSplit } from './quality-validation';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared');
@@ -48,6 +52,9 @@ const VARIANTS: Record<string, { label: string; prior: Prior; unified: boolean }
   single: { label: '(c) unified single Gaussian', prior: 'single-gaussian', unified: true },
   inter: { label: '(d) unified inter-only', prior: 'inter-only', unified: true },
 };
+// Not a flow: runNn, below.
+const NN = 'nn';
+const NN_LABELS = { perClass: 'NN reference, per-class bank', allClasses: 'NN reference, all-classes bank' };
 
 interface Settings {
   seeds: number[];
@@ -57,26 +64,45 @@ interface Settings {
   warmup: number;
   phase1: number;
   size: number;
+  backbone: string;
   taps: string[];
+  reduce: number | null;
+  standardize: boolean;
+  localAverage: boolean;
   batch: number;
   threads: number;
   limitPerDefect: number | undefined;
   variants: string[];
+  combines: MapCombine[] | null;
+  nnCap: number;
 }
 
 function settingsOf(values: Record<string, string | boolean | undefined>): Settings {
   const num = (k: string, d: number): number => (values[k] === undefined ? d : Number(values[k]));
-  const variants = String(values.variants ?? 'unified,per-class,single,inter').split(',');
-  for (const v of variants) if (!(v in VARIANTS)) throw new Error(`--variants: unknown variant ${v}`);
+  const variants = values['nn-only'] ? [NN] : String(values.variants ?? `unified,per-class,single,inter,${NN}`).split(',');
+  for (const v of variants) if (!(v in VARIANTS) && v !== NN) throw new Error(`--variants: unknown variant ${v}`);
   return {
     seeds: String(values.seeds ?? '0,1').split(',').map(Number),
     epochs: num('epochs', 3), passes: num('passes', 4), lr: num('lr', 1e-3), warmup: num('warmup', 1), phase1: num('phase1', 1),
     size: num('size', 256),
+    backbone: String(values.backbone ?? path.join(SHARED, 'models', 'mobilenetv2-12-int8.onnx')),
     taps: String(values.taps ?? '365_quantized,426_quantized,452_quantized').split(','),
+    reduce: values.reduce === undefined ? null : Number(values.reduce),
+    standardize: values.standardize === undefined ? values.reduce !== undefined : values.standardize === 'true',
+    localAverage: values['local-average'] === 'true',
     batch: num('batch', 8), threads: num('threads', os.availableParallelism()),
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
-    variants,
+    variants, nnCap: num('nn-cap', DEFAULT_NN_CAP),
+    combines: values.combines === undefined ? null : String(values.combines).split(',').map((c) => {
+      if (!(MAP_COMBINES as readonly string[]).includes(c)) throw new Error(`--combines: unknown map combination ${c}`);
+      return c as MapCombine;
+    }),
   };
+}
+
+/** The backbone of every row, flows and NN reference alike. */
+function backboneOf(s: Settings): BackboneChoice {
+  return { model: s.backbone, taps: s.taps, inputSize: s.size };
 }
 
 async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed: number, s: Settings):
@@ -85,7 +111,10 @@ async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed:
   let images = 0;
   const detector = await train({
     data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false,
-    backbone: { model: path.join(SHARED, 'models', 'mobilenetv2-12-int8.onnx'), taps: s.taps, inputSize: s.size },
+    backbone: backboneOf(s),
+    ...(s.reduce !== null || s.standardize || s.localAverage
+      ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize, localAverage: s.localAverage } }
+      : {}),
     schedule: { metaEpochs: s.epochs, subEpochs: s.passes, lr: s.lr, warmupEpochs: s.warmup, phase1Epochs: s.phase1 },
     onProgress: (p) => {
       images = p.step * s.batch;
@@ -96,11 +125,11 @@ async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed:
 
 /** The authors' protocol: class given, each class normalised over its own test images. */
 async function evaluateClasses(detector: AnomalyDetector, dataset: Dataset, classes: string[], s: Settings,
-  normalization: 'batch' | 'calibrated'): Promise<Record<string, Metrics>> {
+  normalization: 'batch' | 'calibrated', inferClass = false): Promise<Record<string, Metrics>> {
   const out: Record<string, Metrics> = {};
   for (const c of classes) {
     const { report } = await evaluateDetector(detector, dataset, {
-      classes: [c], normalization, batchSize: s.batch, ...(s.limitPerDefect ? { limitPerDefect: s.limitPerDefect } : {}),
+      classes: [c], normalization, batchSize: s.batch, inferClass, ...(s.limitPerDefect ? { limitPerDefect: s.limitPerDefect } : {}),
     });
     const m = report.classes[0]!;
     out[c] = { image: m.imageAuroc, pixel: m.pixelAuroc, aupro: m.aupro };
@@ -108,18 +137,34 @@ async function evaluateClasses(detector: AnomalyDetector, dataset: Dataset, clas
   return out;
 }
 
+/** The NN reference's two rows; `notes` gets its bank sizes and times for the table. */
+async function runNn(dataset: Dataset, seed: number, s: Settings, log: (line: string) => void, notes: string[]): Promise<Run[]> {
+  const r = await runNnReference({
+    dataset, classes: CLASSES, backbone: backboneOf(s), seed, cap: s.nnCap, batchSize: s.batch, threads: s.threads,
+    ...(s.limitPerDefect ? { limitPerDefect: s.limitPerDefect } : {}), log,
+  });
+  notes.push(`Seed ${seed}: ${nnNote(r)}`);
+  // 'training' for the reference is building the banks.
+  const base = { seed, trainSeconds: r.seconds.bank, imagesPerSecond: r.trainImages / r.seconds.bank };
+  return [{ ...base, variant: NN_LABELS.perClass, perClass: r.perClassBank }, { ...base, variant: NN_LABELS.allClasses, perClass: r.allClassesBank }];
+}
+
 async function runVariant(key: string, dataset: Dataset, seed: number, s: Settings, log: (line: string) => void): Promise<Run[]> {
   const v = VARIANTS[key]!;
   const groups = v.unified ? [CLASSES] : CLASSES.map((c) => [c]);
   const perClass: Record<string, Metrics> = {};
   let calibrated: Record<string, Metrics> | null = null;
+  let inferred: Record<string, Metrics> | null = null;
   let seconds = 0, images = 0;
   for (const classes of groups) {
     const t = await trainOne(dataset, classes, v.prior, seed, s);
     seconds += t.seconds;
     images += t.images;
     Object.assign(perClass, await evaluateClasses(t.detector, dataset, classes, s, 'batch'));
-    if (key === 'unified') calibrated = await evaluateClasses(t.detector, dataset, classes, s, 'calibrated');
+    if (key === 'unified') {
+      calibrated = await evaluateClasses(t.detector, dataset, classes, s, 'calibrated');
+      inferred = await evaluateClasses(t.detector, dataset, classes, s, 'calibrated', true);
+    }
     await t.detector.dispose();
   }
   const run: Run = { variant: v.label, seed, perClass, trainSeconds: seconds, imagesPerSecond: images / seconds };
@@ -128,6 +173,10 @@ async function runVariant(key: string, dataset: Dataset, seed: number, s: Settin
   if (calibrated) {
     runs.push({ ...run, variant: '(a) unified HGAD, calibrated maps', perClass: calibrated });
     log(`  calibrated: ${JSON.stringify(calibrated)}`);
+  }
+  if (inferred) {
+    runs.push({ ...run, variant: '(a) unified HGAD, class inferred, calibrated maps', perClass: inferred });
+    log(`  class inferred, calibrated: ${JSON.stringify(inferred)}`);
   }
   return runs;
 }
@@ -159,7 +208,7 @@ function table(runs: Run[]): string {
     for (const c of [...CLASSES, 'mean']) {
       const get = (r: Run, k: keyof Metrics): number => (c === 'mean' ? meanOf(r.perClass, k) : r.perClass[c]?.[k] ?? NaN);
       const seeds = rs.map((r) => `s${r.seed}: ${pct(get(r, 'image'))} / ${pct(get(r, 'pixel'))}`).join('; ');
-      const timing = c === 'mean' && !label.includes('calibrated')
+      const timing = c === 'mean' && !label.includes('calibrated') && label !== NN_LABELS.allClasses
         ? `${rs.map((r) => r.trainSeconds.toFixed(0)).join(', ')} | ${rs.map((r) => r.imagesPerSecond.toFixed(1)).join(', ')}`
         : ' | ';
       lines.push(`| ${c === 'mean' ? `**${label}**` : label} | ${c === 'mean' ? '**mean**' : c} | ${spread(rs.map((r) => get(r, 'image')))} | ` +
@@ -203,9 +252,13 @@ async function validate(s: Settings): Promise<void> {
       const v = VARIANTS[key]!;
       for (const classes of v.unified ? [CLASSES] : CLASSES.map((c) => [c])) {
         const t = await trainOne(val, classes, v.prior, seed, s);
-        const m = await evaluateClasses(t.detector, val, classes, s, 'batch');
-        console.log(`validation ${v.label} seed ${seed} (${t.seconds.toFixed(0)} s): ` +
-          Object.entries(m).map(([c, x]) => `${c} image ${pct(x.image)} pixel ${pct(x.pixel)} aupro ${pct(x.aupro)}`).join('; '));
+        // The map combination is a scoring setting: every one asked for is measured on the same detector.
+        for (const combine of s.combines ?? [t.detector.spec.map.combine]) {
+          t.detector.spec = { ...t.detector.spec, map: { ...t.detector.spec.map, combine } };
+          const m = await evaluateClasses(t.detector, val, classes, s, 'batch');
+          console.log(`validation ${v.label} seed ${seed} map ${combine} (${t.seconds.toFixed(0)} s): ` +
+            Object.entries(m).map(([c, x]) => `${c} image ${pct(x.image)} pixel ${pct(x.pixel)} aupro ${pct(x.aupro)}`).join('; '));
+        }
         await t.detector.dispose();
       }
     }
@@ -217,16 +270,21 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seeds: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, phase1: { type: 'string' }, size: { type: 'string' }, taps: { type: 'string' },
+    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' }, 'local-average': { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
+    'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' },
   } });
   const s = settingsOf(values);
-  if (values.validate) return validate(s);
+  if (values.validate) return validate(s.variants.includes(NN) ? { ...s, variants: s.variants.filter((v) => v !== NN) } : s);
   const started = Date.now();
   const dataset = await openDataset({ root: path.join(SHARED, 'data'), layout: 'mvtec' });
   const runs: Run[] = [];
+  const nnNotes: string[] = [];
   for (const seed of s.seeds) {
-    for (const key of s.variants) runs.push(...await runVariant(key, dataset, seed, s, (l) => console.log(l)));
+    for (const key of s.variants) {
+      runs.push(...(key === NN ? await runNn(dataset, seed, s, (l) => console.log(l), nnNotes) : await runVariant(key, dataset, seed, s, (l) => console.log(l))));
+    }
   }
   const minutes = (Date.now() - started) / 60000;
   const args = process.argv.slice(2).join(' ');
@@ -245,7 +303,8 @@ async function main(): Promise<void> {
       '"calibrated" row uses the constants stored with the model (measured on held-out normal training images). ' +
       'Metrics in %, mean over seeds ± half their range; training seconds (summed over the models of a row, ' +
       'decoding and backbone included) and training images/s (images x passes / s) per seed.', '',
-    table(runs), '', 'Targets of issue 5:', ...targets(runs), '',
+    table(runs), '', ...(nnNotes.length ? [...nnNotes, ''] : []),
+    ...(runs.some((r) => r.variant === VARIANTS.unified!.label) ? ['Targets of issue 5:', ...targets(runs), ''] : []),
   ].join('\n');
   console.log(section);
   if (!values['no-append']) await fs.appendFile(RESULTS, section);

@@ -3,7 +3,7 @@
 import * as os from 'node:os';
 
 import { HgadArgumentError } from './errors';
-import { checkInteger } from './validate';
+import { checkInteger, checkKeys } from './validate';
 
 export interface LevelSpec {
   /** Feature channels of this level (C). */
@@ -75,22 +75,30 @@ export function defaultThreads(): number {
   return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
 }
 
+/** Every key HgadConfig has; any other key is an error (a misspelt option must not fall back to its default). */
+export const CONFIG_KEYS: readonly string[] = ['levels', 'classes', 'prior', 'centersPerClass', 'couplingLayers', 'clamp',
+  'posEmbedDim', 'seed', 'threads', 'device'];
+export const MAX_LEVELS = 1024;
+export const MAX_CLASSES = 100000;
+
 export function resolveConfig(config: unknown): ResolvedConfig {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new HgadArgumentError('config', 'an object', config);
   }
+  checkKeys('config', config, CONFIG_KEYS);
   const c = config as Record<string, unknown>;
-  if (!Array.isArray(c.levels) || c.levels.length === 0) {
-    throw new HgadArgumentError('config.levels', 'a non-empty array of { channels }', c.levels);
+  if (!Array.isArray(c.levels) || c.levels.length === 0 || c.levels.length > MAX_LEVELS) {
+    throw new HgadArgumentError('config.levels', `a non-empty array of at most ${MAX_LEVELS} { channels }`, c.levels);
   }
   const levels = c.levels.map((lv: unknown, i: number) => {
     if (typeof lv !== 'object' || lv === null) throw new HgadArgumentError(`config.levels[${i}]`, 'an object { channels }', lv);
+    checkKeys(`config.levels[${i}]`, lv, ['channels']);
     const ch = (lv as Record<string, unknown>).channels;
     checkInteger(`config.levels[${i}].channels`, ch, 2, 65536);
     return { channels: ch as number };
   });
-  if (!Array.isArray(c.classes) || c.classes.length === 0) {
-    throw new HgadArgumentError('config.classes', 'a non-empty array of class names', c.classes);
+  if (!Array.isArray(c.classes) || c.classes.length === 0 || c.classes.length > MAX_CLASSES) {
+    throw new HgadArgumentError('config.classes', `a non-empty array of at most ${MAX_CLASSES} class names`, c.classes);
   }
   const seen = new Set<string>();
   c.classes.forEach((name: unknown, i: number) => {

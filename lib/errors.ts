@@ -7,6 +7,7 @@ export type HgadErrorCode =
   | 'INVALID_ARGUMENT' // a value of the wrong type, range or shape
   | 'NON_FINITE_INPUT' // NaN or Inf where finite numbers are required
   | 'MODEL_FILE' // a model file that is truncated, altered or not an hgad file
+  | 'MODEL_STATE' // the model's own parameters cannot be used (damaged or diverged), not the caller's input
   | 'IO' // the file system refused an operation
   | 'NATIVE' // the native core reported a failure
   | 'ABORTED'; // the caller's AbortSignal stopped the operation

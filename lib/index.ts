@@ -22,7 +22,14 @@ export type { TrainProgress } from './train/progress';
 export { resolveSchedule, learningRate, SCHEDULE_DEFAULTS } from './train/schedule';
 export type { Schedule, ScheduleOptions } from './train/schedule';
 export { scoreImages } from './score/scorer';
-export type { AnomalyResult, ImageInput, ScoreOptions, Normalization } from './score/scorer';
+export type {
+  AnomalyResult, FailedImage, ImageError, ImageResult, ImageInput, InputLabels, ResultOrigin, ScoreOptions, Normalization,
+} from './score/scorer';
+export { parseThreshold } from './score/threshold';
+export type { ThresholdOverride, ThresholdSource } from './score/threshold';
+export { startServer, buildApp } from './serve/app';
+export type { BuildAppOptions, RunningServer, ServeOptions } from './serve/app';
+export type { ServiceErrorCode } from './serve/errors';
 export { calibrate } from './score/calibrate';
 export { writeHeatmaps } from './score/heatmap-files';
 export { heatmapPng, overlayPng, colorize } from './score/heatmap';

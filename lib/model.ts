@@ -2,11 +2,12 @@
 // off the JS thread, one operation at a time per model.
 import { resolveConfig, storedConfig, DeviceChoice, DEVICE_CHOICES, HgadConfig, ResolvedConfig } from './config';
 import { HgadArgumentError, HgadError } from './errors';
-import { loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
+import { ExtraTensor, loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
+import { checkModelMemory, nativeConfig } from './limits';
 import { fromNativeError } from './native-ops';
 import { native, NativeCudaInfo, NativeLosses, NativeModel, NativeTensorSpec } from './native';
 import {
-  BatchShape, checkBatch, checkInteger, checkShape, FeatureBatch, isFloat32Array, isInt32Array,
+  BatchShape, checkBatch, checkInteger, checkKeys, checkShape, FeatureBatch, isFloat32Array, isInt32Array,
 } from './validate';
 
 export type LossTerms = NativeLosses;
@@ -39,6 +40,16 @@ export interface TrainStepOptions {
   /** Learning rate of the flow parameters (centres take 3x). */
   lr: number;
 }
+
+export interface LoadOptions {
+  /** Worker threads (default: the machine's available parallelism). */
+  threads?: number;
+  /** Where the model runs (default 'auto'); model files do not say where they were trained. */
+  device?: DeviceChoice;
+}
+const LOAD_OPTION_KEYS = ['threads', 'device'];
+const TRAIN_STEP_OPTION_KEYS = ['phase', 'lr'];
+const GRADIENT_OPTION_KEYS = ['phase', 'weights'];
 
 export interface GradientOptions {
   /** Weights of the phase (default 2; always 1 for priors other than 'hgad'), or explicit weights of each loss term. */
@@ -99,47 +110,82 @@ export class HgadModel {
   private queue: Promise<unknown> = Promise.resolve();
   /** Metadata stored with the model beyond its config (SaveOptions.metadata); empty for a new model. */
   readonly metadata: Readonly<Record<string, string>>;
+  /** Extra tensors stored with the model (SaveOptions.tensors); empty for a new model. */
+  readonly extraTensors: ReadonlyMap<string, ExtraTensor>;
 
-  private constructor(cfg: ResolvedConfig, metadata: Record<string, string> = {}) {
+  /**
+   * core: a model built (and loaded) already, on `device`; otherwise a new, initialised one is made.
+   * tensors: the file's extra tensors (filled as the file's data is read).
+   */
+  private constructor(cfg: ResolvedConfig, metadata: Record<string, string> = {}, built?: { core: NativeModel; device: 'cpu' | 'cuda' },
+    tensors: ReadonlyMap<string, ExtraTensor> = new Map()) {
     this.cfg = cfg;
     this.metadata = Object.freeze({ ...metadata });
+    this.extraTensors = tensors;
     try {
-      this.device = pickDevice(cfg.device);
-      const nativeConfig = {
-        channels: cfg.levels.map((l) => l.channels),
-        classes: cfg.classes.length,
-        centres: cfg.centersPerClass,
-        prior: cfg.prior,
-        blocks: cfg.couplingLayers,
-        posDim: cfg.posEmbedDim,
-        clamp: cfg.clamp,
-        seed: cfg.seed,
-        threads: cfg.threads,
-        device: this.device,
-      };
-      this.core = new (native().NativeModel)(nativeConfig);
+      if (built) {
+        this.device = built.device;
+        this.core = built.core;
+      } else {
+        this.device = pickDevice(cfg.device);
+        this.core = new (native().NativeModel)(nativeConfig(cfg, this.device));
+      }
     } catch (e) {
       throw fromNativeError(e);
     }
     this.specs = new Map(this.core.tensorSpecs().map((t) => [t.name, t]));
   }
 
-  /** A new model initialised as in HGAD.md; the same config and seed give bit-identical parameters. */
+  /**
+   * A new model initialised as in HGAD.md; the same config and seed give bit-identical parameters.
+   * A config whose model would not fit in memory (limits.ts) is refused before anything is allocated.
+   */
   static create(config: HgadConfig): HgadModel {
-    return new HgadModel(resolveConfig(config));
+    const cfg = resolveConfig(config);
+    checkModelMemory(cfg);
+    return new HgadModel(cfg);
   }
 
   /**
-   * Reads a model file written by save(); every size, offset and name is checked. The file does not
-   * say where it was trained: options.device (default 'auto') picks where it runs.
+   * create(), with the model allocated and initialised off the JS thread: the random rotations cost
+   * O(C^3) per coupling block (seconds at C = 1024), during which create() blocks the event loop.
+   * Same config, same parameters as create().
    */
-  static async load(path: string, options: { threads?: number; device?: DeviceChoice } = {}): Promise<HgadModel> {
+  static async createAsync(config: HgadConfig): Promise<HgadModel> {
+    const cfg = resolveConfig(config);
+    checkModelMemory(cfg);
+    let built: { core: NativeModel; device: 'cpu' | 'cuda' };
+    try {
+      const where = pickDevice(cfg.device);
+      built = { core: await native().NativeModel.build(nativeConfig(cfg, where)), device: where };
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    return new HgadModel(cfg, {}, built);
+  }
+
+  /**
+   * Reads a model file written by save(); every size, offset, name, value and the checksum are checked
+   * (docs/FORMAT.md), and the model is built off the JS thread. The file does not say where it was
+   * trained: options.device (default 'auto') picks where it runs.
+   */
+  static async load(path: string, options: LoadOptions = {}): Promise<HgadModel> {
+    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+    checkKeys('options', options, LOAD_OPTION_KEYS);
     const device = options.device ?? 'auto';
     if (!(DEVICE_CHOICES as readonly unknown[]).includes(device)) {
       throw new HgadArgumentError('options.device', `one of ${DEVICE_CHOICES.map((d) => `'${d}'`).join(', ')}`, device);
     }
-    return loadModelFile(path, { threads: options.threads }, (cfg, metadata) => {
-      const model = new HgadModel({ ...cfg, device }, metadata);
+    return loadModelFile(path, { threads: options.threads }, async (cfg, metadata, tensors) => {
+      const full = { ...cfg, device };
+      let built: { core: NativeModel; device: 'cpu' | 'cuda' };
+      try {
+        const where = pickDevice(device);
+        built = { core: await native().NativeModel.build(nativeConfig(full, where, false)), device: where };
+      } catch (e) {
+        throw fromNativeError(e);
+      }
+      const model = new HgadModel(full, metadata, built, tensors);
       return { model, core: model.core };
     });
   }
@@ -229,6 +275,7 @@ export class HgadModel {
     const b = this.batch(level, x);
     const perVector = this.checkLabels(labels, b);
     if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase, lr }', options);
+    checkKeys('options', options, TRAIN_STEP_OPTION_KEYS);
     if (options.phase !== 1 && options.phase !== 2) throw new HgadArgumentError('options.phase', '1 or 2', options.phase);
     if (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0 || options.lr >= 1000) {
       throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
@@ -241,6 +288,11 @@ export class HgadModel {
   async gradients(level: number, x: FeatureBatch, labels: Int32Array, options: GradientOptions = {}): Promise<GradientResult> {
     const b = this.batch(level, x);
     const perVector = this.checkLabels(labels, b);
+    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase?, weights? }', options);
+    checkKeys('options', options, GRADIENT_OPTION_KEYS);
+    if (options.phase !== undefined && options.phase !== 1 && options.phase !== 2) {
+      throw new HgadArgumentError('options.phase', '1 or 2', options.phase);
+    }
     let weights = phaseWeights(this.lossPhase(options.phase ?? 2));
     if (options.weights !== undefined) {
       if (typeof options.weights !== 'object' || options.weights === null) {

@@ -23,6 +23,18 @@ export interface NativeImageOps {
   aupro(maps: Float32Array, masks: Uint8Array, count: number, height: number, width: number, maxFpr: number): Promise<number>;
 }
 
+/** The feature operations (native/binding/feature_ops.h): channel statistics and reduction. */
+export interface NativeFeatureOps {
+  channelMoments(x: Float32Array, rows: number, channels: number): Promise<{ sum: Float64Array; sumsq: Float64Array }>;
+  projectChannels(x: Float32Array, rows: number, inChannels: number, mean: Float32Array, scale: Float32Array,
+    weight: Float32Array, outChannels: number): Promise<Float32Array>;
+  orthonormalRows(seed: number, rows: number, inChannels: number): Promise<Float32Array>;
+}
+
+export function featureOps(): NativeFeatureOps {
+  return native() as unknown as NativeFeatureOps;
+}
+
 export function imageOps(): NativeImageOps {
   return native() as unknown as NativeImageOps;
 }
@@ -43,6 +55,7 @@ export function fromNativeError(e: unknown): HgadError {
     return nf;
   }
   if (err?.code === 'INVALID_ARGUMENT') return new HgadError('INVALID_ARGUMENT', message, err.parameter);
+  if (err?.code === 'MODEL_STATE') return new HgadError('MODEL_STATE', message, err.parameter);
   return new HgadError('NATIVE', message);
 }
 

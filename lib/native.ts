@@ -47,6 +47,17 @@ export interface NativeModelConfig {
   threads: number;
   /** Where the model runs; an addon built without CUDA accepts only 'cpu'. */
   device?: 'cpu' | 'cuda';
+  /** false: every tensor zero, for writeTensorBytes and finishLoad (default true: initialised per HGAD.md). */
+  init?: boolean;
+}
+
+/** What a config implies, before anything is built (NativeModel.layout). */
+export interface NativeLayout {
+  tensors: NativeTensorSpec[];
+  /** Estimated bytes the model holds once trained with config.threads threads. */
+  bytes: number;
+  /** This machine's physical memory (0 when unknown). */
+  physicalBytes: number;
 }
 
 /** What the addon reports about CUDA (native/binding/device.h); absent on addons built without CUDA. */
@@ -63,6 +74,10 @@ export interface NativeModel {
   tensorSpecs(): NativeTensorSpec[];
   getTensor(name: string): Float32Array;
   setTensor(name: string, data: Float32Array): void;
+  /** Raw little-endian float32 bytes of a tensor (or Adam moment) at a byte offset; only while loading. */
+  writeTensorBytes(name: string, byteOffset: number, bytes: Uint8Array): void;
+  /** Checks every tensor written while loading (rejects with code MODEL_STATE naming the tensor). */
+  finishLoad(): Promise<void>;
   adamSteps(level: number): number;
   setAdamSteps(level: number, steps: number): void;
   setThreads(threads: number): void;
@@ -77,7 +92,12 @@ export interface NativeModel {
 }
 
 interface Addon {
-  NativeModel: (new (config: NativeModelConfig) => NativeModel) & { cudaInfo?: () => NativeCudaInfo };
+  NativeModel: (new (config: NativeModelConfig) => NativeModel) & {
+    cudaInfo?: () => NativeCudaInfo;
+    layout(config: NativeModelConfig, tensors?: boolean): NativeLayout;
+    /** Makes the model on the libuv pool: initialised, or all zero with init false (for loading). */
+    build(config: NativeModelConfig): Promise<NativeModel>;
+  };
   abiVersion: number;
   measureSgemm(M: number, N: number, K: number, threads: number, seconds: number): number;
 }

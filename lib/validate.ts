@@ -54,3 +54,18 @@ export function checkBatch(parameter: string, x: unknown, channels: number): Fea
   }
   return { ...shape, channels, data: o.data };
 }
+
+/**
+ * Rejects keys of an options object that the function does not read, so a typo (`centresPerClass`,
+ * `batchsize`) fails loudly instead of silently running with the default. Keys whose value is
+ * undefined count like any other: spreading `{ ...defaults, typo: undefined }` is still a typo.
+ */
+export function checkKeys(parameter: string, obj: unknown, allowed: readonly string[]): void {
+  if (typeof obj !== 'object' || obj === null) return;
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) {
+      throw new HgadArgumentError(`${parameter}.${key}`,
+        allowed.length > 0 ? `one of the options ${allowed.join(', ')}` : 'no options', key);
+    }
+  }
+}

@@ -72,8 +72,8 @@ describe('hgad CLI', () => {
     const r = await hgad('score', '--model', model, '--format', 'csv', '--out', csv, '--heatmaps', heat, '--class', 'wood', one);
     expect(r.code).toBe(0);
     const lines = (await readFile(csv, 'utf8')).trim().split('\n');
-    expect(lines[0]).toBe('path,imageScore,isAnomaly,threshold,className,classConfidence,classSource');
-    expect(lines[1]).toMatch(/,wood,[0-9.]+,given$/);
+    expect(lines[0]).toBe('path,imageScore,isAnomaly,threshold,className,classConfidence,classSource,thresholdSource,errorCode,error');
+    expect(lines[1]).toMatch(/,wood,[0-9.]+,given,calibration,,$/);
     expect((await sharp(join(heat, '000_heatmap.png')).metadata()).width).toBe(256);
     expect((await sharp(join(heat, '000_overlay.png')).metadata()).height).toBe(256);
   }, 120000);

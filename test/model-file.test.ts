@@ -7,7 +7,7 @@ import { join } from 'node:path';
 // A plain require (not `import *`) so spies installed on it are seen by the module under test.
 import fsPromises = require('node:fs/promises');
 import { FeatureBatch, HgadConfig, HgadError, HgadModel, HgadModelFileError } from '../lib';
-import { decodeSafetensors, encodeSafetensors, TensorEntry } from '../lib/io/safetensors';
+import { dataDigest, decodeSafetensors, encodeSafetensors, TensorEntry } from '../lib/io/safetensors';
 
 const config: HgadConfig = {
   levels: [{ channels: 4 }, { channels: 6 }],
@@ -112,11 +112,11 @@ describe('save and load', () => {
     trained = await HgadModel.load(goodPath);
   });
 
-  test('the step counts matter: a copy saved without them trains differently', async () => {
+  test('the step counts matter: a copy saved with other counts trains differently', async () => {
     const loaded = await HgadModel.load(goodPath);
     const doctored = decodeSafetensors(good, goodPath);
-    doctored.metadata.optimizer = JSON.stringify({ steps: [0, 0] });
-    const path = join(dir, 'steps0.hgad');
+    doctored.metadata.optimizer = JSON.stringify({ steps: [1, 1] });
+    const path = join(dir, 'steps1.hgad');
     await writeFile(path, encodeSafetensors([...doctored.tensors.values()], doctored.metadata));
     const reset = await HgadModel.load(path);
     await loaded.trainStep(0, x0, labels, { phase: 2, lr: 1e-2 });
@@ -174,7 +174,8 @@ describe('save and load', () => {
     const header = JSON.parse(good.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, any>;
     const meta = header.__metadata__ as Record<string, string>;
     expect(meta.format).toBe('hgad');
-    expect(meta.formatVersion).toBe('1');
+    expect(meta.formatVersion).toBe('2');
+    expect(meta.checksum).toMatch(/^sha256:[0-9a-f]{64}$/);
     for (const v of Object.values(meta)) expect(typeof v).toBe('string');
     expect(JSON.parse(meta.config!)).toEqual({
       levels: [{ channels: 4 }, { channels: 6 }],
@@ -257,11 +258,15 @@ describe('damaged and foreign files are rejected with HgadModelFileError', () =>
     return e;
   }
 
-  /** The good file decoded, changed by `edit`, and encoded again. */
+  /**
+   * The good file decoded, changed by `edit`, and encoded again with the checksum of the new data (as
+   * another program writing a bad model would): what is left to catch is the edit itself.
+   */
   function reencoded(edit: (tensors: TensorEntry[], metadata: Record<string, string>) => TensorEntry[] | void): Buffer {
     const { metadata, tensors } = decodeSafetensors(good, goodPath);
-    const list = [...tensors.values()];
-    return encodeSafetensors(edit(list, metadata) ?? list, metadata);
+    const list = edit([...tensors.values()], metadata) ?? [...tensors.values()];
+    if (metadata.checksum !== undefined) metadata.checksum = `sha256:${dataDigest(list)}`;
+    return encodeSafetensors(list, metadata);
   }
 
   test('the unmodified re-encoding loads (the edits below are what is rejected)', async () => {
@@ -367,10 +372,10 @@ describe('damaged and foreign files are rejected with HgadModelFileError', () =>
     }), /metadata\.format/);
   });
 
-  test('formatVersion "2"', async () => {
+  test('formatVersion "3"', async () => {
     await expectRejected(reencoded((_ts, meta) => {
-      meta.formatVersion = '2';
-    }), /format version "2" is not supported/);
+      meta.formatVersion = '3';
+    }), /format version "3" is not supported/);
   });
 
   test('config that is not valid JSON', async () => {

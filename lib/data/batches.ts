@@ -2,17 +2,29 @@
 // memory stays flat however large the dataset is: at most `concurrency` decodes at once, and at most
 // two batches' worth of images started (decoding or decoded) that have not yet been handed out.
 import * as os from 'os';
-import { HgadArgumentError } from '../errors';
-import { isInteger } from '../validate';
+import { HgadArgumentError, HgadError } from '../errors';
+import { checkKeys, isInteger } from '../validate';
 import { loadImage, loadMask } from './image';
 import { shuffled } from './random';
 import { checkSize } from './size';
 import { Sample } from './types';
 
+/** An image that could not be decoded (with onError 'collect'). */
+export interface FailedSample {
+  /** Position in the loader's order (the samples' order unless shuffled). */
+  index: number;
+  sample: Sample;
+  error: HgadError;
+}
+
 export interface ImageBatch {
   samples: Sample[];
-  /** Images in this batch (batchSize, or fewer for the last one). */
+  /** Position of each image in the loader's order (the samples' order unless shuffled). */
+  indices: number[];
+  /** Images in this batch (batchSize, or fewer for the last one, or fewer by the failed ones). */
   batch: number;
+  /** With onError 'collect': this batch's images that could not be decoded (not in `samples`). */
+  failed: FailedSample[];
   /** batch * height * width * 3 bytes, RGB, NHWC. */
   pixels: Uint8Array;
   width: number;
@@ -43,6 +55,11 @@ export interface ImageBatchOptions {
   shuffleSeed?: number;
   /** Leave out a last batch smaller than batchSize (default false). */
   dropLast?: boolean;
+  /**
+   * 'throw' (default): an image that cannot be decoded ends the stream with its error. 'collect': it is
+   * left out of its batch and listed in the batch's `failed`; a batch may then hold no image at all.
+   */
+  onError?: 'throw' | 'collect';
   /** Called on every decode start and end and batch hand-out, for progress displays and tests of the bounds above. */
   monitor?: (state: LoaderState) => void;
 }
@@ -50,6 +67,7 @@ export interface ImageBatchOptions {
 interface Decoded {
   pixels: Uint8Array;
   mask: Uint8Array | null;
+  error?: HgadError;
 }
 
 interface Slot {
@@ -86,13 +104,15 @@ function checkSamples(samples: unknown, withMasks: boolean): Sample[] {
 
 export async function* imageBatches(samples: Sample[], options: ImageBatchOptions): AsyncGenerator<ImageBatch> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { batchSize, size, ... }', options);
-  const { batchSize, concurrency = 2 * os.availableParallelism(), shuffleSeed, dropLast = false, monitor } = options;
+  checkKeys('options', options, ['batchSize', 'size', 'maskSize', 'concurrency', 'shuffleSeed', 'dropLast', 'monitor', 'onError']);
+  const { batchSize, concurrency = 2 * os.availableParallelism(), shuffleSeed, dropLast = false, monitor, onError = 'throw' } = options;
   if (!isInteger(batchSize) || batchSize < 1 || batchSize > 65536) throw new HgadArgumentError('options.batchSize', 'an integer in [1, 65536]', batchSize);
   const size = checkSize('options.size', options.size);
   const maskSize = options.maskSize === undefined ? null : checkSize('options.maskSize', options.maskSize);
   if (!isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw new HgadArgumentError('options.concurrency', 'an integer in [1, 1024]', concurrency);
   if (shuffleSeed !== undefined && !isInteger(shuffleSeed)) throw new HgadArgumentError('options.shuffleSeed', 'an integer', shuffleSeed);
   if (typeof dropLast !== 'boolean') throw new HgadArgumentError('options.dropLast', 'a boolean', dropLast);
+  if (onError !== 'throw' && onError !== 'collect') throw new HgadArgumentError('options.onError', "'throw' or 'collect'", onError);
   if (monitor !== undefined && typeof monitor !== 'function') throw new HgadArgumentError('options.monitor', 'a function', monitor);
   checkSamples(samples, maskSize !== null);
 
@@ -125,11 +145,17 @@ export async function* imageBatches(samples: Sample[], options: ImageBatchOption
   };
 
   const decode = async (sample: Sample): Promise<Decoded> => {
-    const [image, mask] = await Promise.all([
-      loadImage(sample.path, size),
-      maskSize === null ? Promise.resolve(null) : loadMask(sample.maskPath, maskSize),
-    ]);
-    return { pixels: image.pixels, mask };
+    try {
+      const [image, mask] = await Promise.all([
+        loadImage(sample.path, size, sample.source),
+        maskSize === null ? Promise.resolve(null) : loadMask(sample.maskPath, maskSize),
+      ]);
+      return { pixels: image.pixels, mask };
+    } catch (e) {
+      if (onError === 'throw') throw e;
+      const error = e instanceof HgadError ? e : new HgadError('INVALID_ARGUMENT', `Cannot decode ${sample.path}: ${String(e)}`, 'path');
+      return { pixels: new Uint8Array(0), mask: null, error };
+    }
   };
   const pump = (): void => {
     while (!closed && started < total && inFlight < concurrency && started - consumed < limit) {
@@ -151,21 +177,33 @@ export async function* imageBatches(samples: Sample[], options: ImageBatchOption
   try {
     for (let first = 0; first < total; first += batchSize) {
       const count = Math.min(batchSize, total - first);
-      const pixels = new Uint8Array(count * imageBytes);
-      const masks = maskSize === null ? null : new Uint8Array(count * maskBytes);
       pump();
+      const decoded: Decoded[] = [];
       for (let b = 0; b < count; b++) {
-        const decoded = await slotOf(first + b).promise;
+        decoded.push(await slotOf(first + b).promise);
         if (monitorError !== null) throw (monitorError as { error: unknown }).error;
         slots.delete(first + b);
-        pixels.set(decoded.pixels, b * imageBytes);
-        if (masks !== null && decoded.mask !== null) masks.set(decoded.mask, b * maskBytes);
+      }
+      const indices: number[] = [];
+      const failed: FailedSample[] = [];
+      decoded.forEach((d, b) => {
+        if (d.error) failed.push({ index: first + b, sample: order[first + b]!, error: d.error });
+        else indices.push(first + b);
+      });
+      const pixels = new Uint8Array(indices.length * imageBytes);
+      const masks = maskSize === null ? null : new Uint8Array(indices.length * maskBytes);
+      let b = 0;
+      for (const d of decoded) {
+        if (d.error) continue;
+        pixels.set(d.pixels, b * imageBytes);
+        if (masks !== null && d.mask !== null) masks.set(d.mask, b * maskBytes);
+        b += 1;
       }
       consumed = first + count;
       report();
       pump();
       yield {
-        samples: order.slice(first, first + count), batch: count, pixels, width: size.width, height: size.height,
+        samples: indices.map((i) => order[i]!), indices, batch: indices.length, failed, pixels, width: size.width, height: size.height,
         masks, maskWidth: maskSize?.width ?? 0, maskHeight: maskSize?.height ?? 0,
       };
     }

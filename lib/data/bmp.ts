@@ -6,7 +6,7 @@
 // clear error: convert such files to PNG.
 import sharp from 'sharp';
 import type { Matrix3x3, Sharp } from 'sharp';
-import { HgadError } from '../errors';
+import { checkDeclaredSize, HgadImageError } from './decode-error';
 
 export function isBmp(data: Buffer): boolean {
   return data.length >= 2 && data[0] === 0x42 && data[1] === 0x4d;
@@ -14,51 +14,73 @@ export function isBmp(data: Buffer): boolean {
 
 const BGR_TO_RGB: Matrix3x3 = [[0, 0, 1], [0, 1, 0], [1, 0, 0]];
 
-function unsupported(file: string, what: string): HgadError {
-  return new HgadError('INVALID_ARGUMENT', `Cannot decode ${file}: ${what} BMP images are not supported; convert it to PNG`, 'path');
+function unsupported(file: string, what: string): HgadImageError {
+  return new HgadImageError(file, `${what} BMP images are not supported; convert it to PNG`);
 }
 
-function corrupt(file: string, what: string): HgadError {
-  return new HgadError('INVALID_ARGUMENT', `Cannot decode ${file}: corrupt BMP (${what})`, 'path');
+function corrupt(file: string, what: string): HgadImageError {
+  return new HgadImageError(file, `corrupt BMP (${what})`);
 }
+
+const FILE_HEADER = 14;
+/** BITMAPINFOHEADER and its extensions (V2, V3, V4, V5); 12 and 64 are OS/2's. */
+const INFO_HEADERS = [40, 52, 56, 108, 124];
+const BIT_DEPTHS = [1, 4, 8, 16, 24, 32];
+const COMPRESSION_NAMES = ['none', 'RLE8', 'RLE4', 'bit-fields', 'JPEG', 'PNG', 'alpha bit-fields'];
 
 /** The BMP as a sharp pipeline over decoded 8-bit pixels (1, 3 or 4 channels), plus its size. */
 export async function openBmp(data: Buffer, file: string): Promise<{ image: Sharp; width: number; height: number }> {
-  if (data.length < 54) throw corrupt(file, `${data.length} bytes, shorter than its headers`);
+  if (data.length < FILE_HEADER + 40) throw corrupt(file, `${data.length} bytes, shorter than its headers`);
   const offset = data.readUInt32LE(10);
   const dibSize = data.readUInt32LE(14);
-  if (dibSize < 40) throw unsupported(file, `OS/2 (header size ${dibSize})`);
+  if (dibSize === 12 || dibSize === 64) throw unsupported(file, `OS/2 (header size ${dibSize})`);
+  if (!INFO_HEADERS.includes(dibSize)) throw corrupt(file, `info header size ${dibSize} is not a BMP header size (${INFO_HEADERS.join(', ')})`);
+  if (FILE_HEADER + dibSize > data.length) throw corrupt(file, `the ${dibSize}-byte info header is cut off at ${data.length} bytes`);
   const width = data.readInt32LE(18);
   const rawHeight = data.readInt32LE(22);
+  const planes = data.readUInt16LE(26);
   const bpp = data.readUInt16LE(28);
   const compression = data.readUInt32LE(30);
   const height = Math.abs(rawHeight);
   const bottomUp = rawHeight > 0;
-  if (width <= 0 || height === 0 || width > 0x3fff || height > 0x3fff) throw corrupt(file, `size ${width}x${rawHeight}`);
+  if (planes !== 1) throw corrupt(file, `${planes} colour planes, where BMP has 1`);
+  if (width <= 0 || height === 0) throw corrupt(file, `size ${width}x${rawHeight}`);
+  checkDeclaredSize(file, width, height);
+  if (!BIT_DEPTHS.includes(bpp)) throw corrupt(file, `bit depth ${bpp} is not a BMP bit depth (${BIT_DEPTHS.join(', ')})`);
+  if (compression >= COMPRESSION_NAMES.length) throw corrupt(file, `compression ${compression} is not a BMP compression`);
 
+  // Where the pixel array may start: after the headers, the bit-field masks that follow a 40-byte
+  // header, and the palette. An offset inside them would read header bytes as pixels.
+  let headersEnd = FILE_HEADER + dibSize;
   let channels: 1 | 3 | 4;
   let hasAlpha = false;
   if (bpp === 24 && compression === 0) channels = 3;
   else if (bpp === 32 && compression === 0) channels = 4;
   else if (bpp === 32 && (compression === 3 || compression === 6)) {
-    // Masks follow a 40-byte header, or sit inside V4/V5 headers at the same place.
-    if (data.length < 70) throw corrupt(file, 'bit-field masks cut off');
+    // Masks follow a 40-byte header, or sit inside V2+ headers at the same place.
+    const masks = compression === 6 || dibSize >= 56 ? 16 : 12;
+    if (dibSize === 40) headersEnd += masks;
+    if (FILE_HEADER + 40 + masks > data.length) throw corrupt(file, 'bit-field masks cut off');
     const [r, g, b] = [data.readUInt32LE(54), data.readUInt32LE(58), data.readUInt32LE(62)];
     if (r !== 0xff0000 || g !== 0xff00 || b !== 0xff) throw unsupported(file, 'non-standard bit-field');
-    hasAlpha = (dibSize >= 56 || compression === 6) && data.readUInt32LE(66) === 0xff000000;
+    hasAlpha = masks === 16 && data.readUInt32LE(66) === 0xff000000;
     channels = 4;
   } else if (bpp === 8 && compression === 0) {
-    const paletteStart = 14 + dibSize;
     const count = data.readUInt32LE(46) || 256;
-    if (count > 256 || paletteStart + 4 * count > data.length) throw corrupt(file, 'palette cut off');
+    if (count > 256) throw corrupt(file, `a palette of ${count} colours for 8-bit pixels`);
+    if (headersEnd + 4 * count > data.length) throw corrupt(file, 'palette cut off');
     // 256 entries at most: checks the palette, not the pixels.
     for (let i = 0; i < count; i++) {
-      const at = paletteStart + 4 * i;
+      const at = headersEnd + 4 * i;
       if (data[at] !== i || data[at + 1] !== i || data[at + 2] !== i) throw unsupported(file, 'colour-palette 8-bit');
     }
+    headersEnd += 4 * count;
     channels = 1;
   } else {
-    throw unsupported(file, `${bpp}-bit${compression === 0 ? '' : ` compression-${compression}`}`);
+    throw unsupported(file, `${bpp}-bit${compression === 0 ? '' : ` ${COMPRESSION_NAMES[compression]}-compressed`}`);
+  }
+  if (offset < headersEnd || offset >= data.length) {
+    throw corrupt(file, `pixel data offset ${offset} is not between the end of the headers (${headersEnd}) and the end of the file (${data.length})`);
   }
 
   const rowBytes = width * (bpp / 8);

@@ -8,6 +8,7 @@ import { readGeneric } from './generic';
 import { readMvtec } from './mvtec';
 import { readMvtec3d } from './mvtec3d';
 import { readVisa } from './visa';
+import { checkKeys } from '../validate';
 import { ClassData, Dataset, DatasetLayout, Sample, Split } from './types';
 
 export interface OpenDatasetOptions {
@@ -79,6 +80,7 @@ export function makeDataset(root: string, roots: string[], layout: Dataset['layo
 /** Reads a dataset folder. Sample order: classes sorted, then defect folders sorted, then file names sorted. */
 export async function openDataset(options: OpenDatasetOptions): Promise<Dataset> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { root, layout?, classes? }', options);
+  checkKeys('options', options, ['root', 'layout', 'classes']);
   const { root: rootArg, layout = 'auto', classes } = options;
   if (typeof rootArg !== 'string' || rootArg === '') throw new HgadArgumentError('root', 'a folder path', rootArg);
   if (!LAYOUTS.includes(layout)) throw new HgadArgumentError('layout', `one of: ${LAYOUTS.join(', ')}`, layout);

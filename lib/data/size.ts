@@ -1,6 +1,6 @@
 // The { width, height } arguments of the image loaders.
 import { HgadArgumentError } from '../errors';
-import { isInteger } from '../validate';
+import { checkKeys, isInteger } from '../validate';
 
 export interface ImageSize {
   width: number;
@@ -19,6 +19,7 @@ export function checkSize(parameter: string, size: unknown): ImageSize {
   if (typeof size !== 'object' || size === null) {
     throw new HgadArgumentError(parameter, `a side length or an object { width, height } with integers in [1, ${MAX_SIDE}]`, size);
   }
+  checkKeys(parameter, size, ['width', 'height']);
   const { width, height } = size as Record<string, unknown>;
   for (const [key, v] of [['width', width], ['height', height]] as const) {
     if (!isInteger(v) || v < 1 || v > MAX_SIDE) throw new HgadArgumentError(`${parameter}.${key}`, `an integer in [1, ${MAX_SIDE}]`, v);

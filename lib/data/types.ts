@@ -1,4 +1,5 @@
 // The shapes shared by the dataset readers, the union and the batch loader.
+import type { ImageSource } from './source';
 
 /** A folder layout hgad can read. */
 export type DatasetLayout = 'mvtec' | 'visa' | 'btad' | 'mvtec3d' | 'generic';
@@ -7,7 +8,10 @@ export type Split = 'train' | 'test';
 
 /** One image of a dataset. Paths are absolute. */
 export interface Sample {
+  /** The file; for an in-memory image (`source`), a name used in messages. */
   path: string;
+  /** Pixels held in memory, read instead of `path`. */
+  source?: ImageSource;
   className: string;
   split: Split;
   /** 'good' for normal images; otherwise the defect folder name ('anomaly' for VisA, 'ko' for BTAD). */

@@ -1,6 +1,6 @@
 // Checks and defaults for generateDemoDataset's options; every failure names the option.
 import { HgadArgumentError } from '../errors';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 import { DEMO_CLASSES } from './classes';
 
 export interface DemoDatasetOptions {
@@ -32,6 +32,7 @@ const MAX_PER_SPLIT = 100000;
 
 export function resolveDemoOptions(options: unknown, cores: number): ResolvedDemoOptions {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { root, ... }', options);
+  checkKeys('options', options, ['root', 'seed', 'classes', 'size', 'trainPerClass', 'testGoodPerClass', 'testDefectPerClass', 'concurrency']);
   const o = options as Record<string, unknown>;
   if (typeof o.root !== 'string' || o.root.trim() === '') throw new HgadArgumentError('root', 'a non-empty path string', o.root);
   const pick = (name: string, fallback: number, lo: number, hi: number): number => {

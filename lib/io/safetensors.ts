@@ -4,10 +4,11 @@
  *
  * Layout: u64 little-endian header length N, N bytes of UTF-8 JSON header, then the tensor data.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
-import { endianness } from 'node:os';
-import { dirname } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { endianness, hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { TextDecoder } from 'node:util';
 import { HgadArgumentError, HgadError, HgadModelFileError, describe } from '../errors';
 
@@ -18,6 +19,15 @@ export interface TensorEntry {
   dtype: DType;
   shape: number[];
   data: Float32Array | Int32Array | Float64Array | Uint8Array;
+}
+
+/** A tensor's place in the file: bytes [begin, end) of the data section. */
+export interface Located {
+  name: string;
+  begin: number;
+  end: number;
+  dtype: DType;
+  shape: number[];
 }
 
 export interface SafetensorsContents {
@@ -143,28 +153,30 @@ export function encodeSafetensors(tensors: TensorEntry[], metadata: Record<strin
 // ---------------------------------------------------------------------------------------------------
 // Decoding
 
-interface Located {
-  name: string;
-  begin: number;
-  end: number;
-  dtype: DType;
-  shape: number[];
-}
-
-function parseHeader(buf: Buffer, path: string): { header: Record<string, unknown>; dataStart: number } {
+/**
+ * The header length from the file's first 8 bytes, checked against the limit and the file size before
+ * anything else is read (a length field must never decide how much is allocated).
+ */
+function headerLength(prefix: Buffer, fileSize: number, path: string): number {
   const fail = (problem: string): never => {
     throw new HgadModelFileError(path, problem);
   };
-  if (buf.length < 8) fail(`file is ${buf.length} bytes, shorter than the 8-byte header length`);
-  const declared = buf.readBigUInt64LE(0);
+  if (fileSize < 8) fail(`file is ${fileSize} bytes, shorter than the 8-byte header length`);
+  const declared = prefix.readBigUInt64LE(0);
   if (declared > BigInt(MAX_HEADER_BYTES)) fail(`header length ${declared} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
-  const headerLength = Number(declared);
-  if (8 + headerLength > buf.length) fail(`header length ${headerLength} runs past the end of the ${buf.length}-byte file`);
+  const length = Number(declared);
+  if (8 + length > fileSize) fail(`header length ${length} runs past the end of the ${fileSize}-byte file`);
+  return length;
+}
 
+function parseHeaderText(bytes: Uint8Array, path: string): Record<string, unknown> {
+  const fail = (problem: string): never => {
+    throw new HgadModelFileError(path, problem);
+  };
   let text = '';
   try {
     // fatal: Buffer#toString would silently replace invalid bytes with U+FFFD.
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf.subarray(8, 8 + headerLength));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     fail('header is not valid UTF-8');
   }
@@ -175,7 +187,12 @@ function parseHeader(buf: Buffer, path: string): { header: Record<string, unknow
     fail(`header is not valid JSON (${(err as Error).message})`);
   }
   if (!isPlainObject(header)) fail(`header is not a JSON object but ${describe(header)}`);
-  return { header: header as Record<string, unknown>, dataStart: 8 + headerLength };
+  return header as Record<string, unknown>;
+}
+
+function parseHeader(buf: Buffer, path: string): { header: Record<string, unknown>; dataStart: number } {
+  const length = headerLength(buf, buf.length, path);
+  return { header: parseHeaderText(buf.subarray(8, 8 + length), path), dataStart: 8 + length };
 }
 
 function parseMetadata(value: unknown, path: string): Record<string, string> {
@@ -238,11 +255,9 @@ function checkCoverage(entries: Located[], dataLength: number, path: string): vo
  * Parses and fully validates a safetensors file image; `path` only names the file in errors.
  * Tensors come back in data order, each as a fresh, aligned copy that does not share memory with `buf`.
  */
-export function decodeSafetensors(buf: Buffer, path: string): SafetensorsContents {
-  if (!Buffer.isBuffer(buf)) throw new HgadArgumentError('buf', 'a Buffer', buf);
-  const { header, dataStart } = parseHeader(buf, path);
-  const dataLength = buf.length - dataStart;
-
+/** Metadata and tensor places of a parsed header, fully checked against a data section of dataLength bytes. */
+export function parseContents(header: Record<string, unknown>, dataLength: number, path: string):
+  { metadata: Record<string, string>; entries: Located[] } {
   const metadata = parseMetadata(header[METADATA_KEY], path);
   const entries = Object.entries(header)
     .filter(([name]) => name !== METADATA_KEY)
@@ -250,6 +265,13 @@ export function decodeSafetensors(buf: Buffer, path: string): SafetensorsContent
     // end breaks ties so a zero-size tensor sorts before a tensor starting at the same byte.
     .sort((a, b) => a.begin - b.begin || a.end - b.end);
   checkCoverage(entries, dataLength, path);
+  return { metadata, entries };
+}
+
+export function decodeSafetensors(buf: Buffer, path: string): SafetensorsContents {
+  if (!Buffer.isBuffer(buf)) throw new HgadArgumentError('buf', 'a Buffer', buf);
+  const { header, dataStart } = parseHeader(buf, path);
+  const { metadata, entries } = parseContents(header, buf.length - dataStart, path);
 
   const tensors = new Map<string, TensorEntry>();
   for (const e of entries) {
@@ -270,9 +292,81 @@ function ioError(action: string, path: string, err: unknown): HgadError {
   return new HgadError('IO', `Could not ${action} ${path}: ${reason}`, 'path');
 }
 
+/** sha256 of the data section the tensors make, in order: the checksum hgad model files carry. */
+export function dataDigest(tensors: TensorEntry[]): string {
+  const hash = createHash('sha256');
+  for (const t of tensors) {
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    if (HOST_IS_LITTLE_ENDIAN || DTYPES[t.dtype].size === 1) {
+      hash.update(bytes);
+    } else {
+      const copy = Uint8Array.from(bytes);
+      toLittleEndianInPlace(copy, DTYPES[t.dtype].size);
+      hash.update(copy);
+    }
+  }
+  return hash.digest('hex');
+}
+
+// Temporary files of an atomic write are `<target>.hgad-tmp-<host>-<pid>-<random>`: identifiable as
+// ours, and as belonging to one process of one machine, so a later save or load of the same target
+// can remove those whose process is gone (a save killed mid-write leaves a complete temporary file,
+// as large as the model). Files named `<target>.tmp-<pid>-<random>` by earlier versions count too.
+const TEMP_MARK = '.hgad-tmp-';
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+/** The temporary sibling a write of `path` uses. */
+export function tempPath(path: string): string {
+  return `${path}${TEMP_MARK}${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
+}
+
+/**
+ * Removes temporary files that writes of `path` by processes of this machine that no longer run left
+ * behind. Best effort: a folder that cannot be listed, or a file another process removed first, is
+ * not an error. Returns the names removed.
+ */
+export async function removeStaleTemps(path: string): Promise<string[]> {
+  const dir = dirname(path);
+  const base = basename(path);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const ours = new RegExp(`^${HOST_TAG}-(\\d+)-[0-9a-f]{12}$`);
+  const legacy = /^(\d+)-[0-9a-f]{12}$/;
+  const removed: string[] = [];
+  for (const name of names) {
+    let pid: number | undefined;
+    if (name.startsWith(base + TEMP_MARK)) pid = Number(ours.exec(name.slice(base.length + TEMP_MARK.length))?.[1]);
+    else if (name.startsWith(`${base}.tmp-`)) pid = Number(legacy.exec(name.slice(base.length + 5))?.[1]);
+    if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 0 || processAlive(pid)) continue;
+    try {
+      await rm(join(dir, name), { force: true });
+      removed.push(name);
+    } catch {
+      // Someone else's cleanup won, or the folder is read-only: nothing to do.
+    }
+  }
+  return removed;
+}
+
 /**
  * Writes the file so that `path` holds either its old contents or the complete new file, even if the
  * process or machine dies part-way: write a temporary sibling, fsync it, then rename it over `path`.
+ * Every error path removes the temporary file; one left by a killed process is removed by the next
+ * write or load of the same path (removeStaleTemps).
  */
 export async function writeSafetensorsAtomic(
   path: string,
@@ -280,8 +374,9 @@ export async function writeSafetensorsAtomic(
   metadata: Record<string, string>,
 ): Promise<void> {
   const image = encodeSafetensors(tensors, metadata); // argument errors surface before the disk is touched
+  await removeStaleTemps(path);
   // Same directory as the target: rename is only atomic within one file system.
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const tmp = tempPath(path);
   let handle: FileHandle | undefined;
   try {
     handle = await open(tmp, 'wx');
@@ -312,13 +407,92 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** Reads and validates a safetensors file. */
-export async function readSafetensors(path: string): Promise<SafetensorsContents> {
-  let buf: Buffer;
+/**
+ * Opens a file for reading only when it is a regular file: a device (/dev/zero), a FIFO or a socket
+ * never ends or blocks, so it is refused before a byte is read (O_NONBLOCK keeps the open itself from
+ * waiting for a FIFO's writer). The caller closes the handle.
+ */
+export async function openRegularFile(path: string): Promise<{ handle: FileHandle; size: number }> {
+  let handle: FileHandle;
   try {
-    buf = await readFile(path);
+    handle = await open(path, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
   } catch (err) {
     throw ioError('read', path, err);
   }
-  return decodeSafetensors(buf, path);
+  try {
+    const st = await handle.stat();
+    // A directory stays what reading it always was, an IO error; anything else that is not a regular
+    // file cannot hold a model.
+    if (st.isDirectory()) throw ioError('read', path, new Error('EISDIR: illegal operation on a directory'));
+    if (!st.isFile()) {
+      const kind = st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isFIFO() ? 'a FIFO'
+        : st.isSocket() ? 'a socket' : 'not a regular file';
+      throw new HgadModelFileError(path, `is ${kind}, not a regular file`);
+    }
+    return { handle, size: st.size };
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err instanceof HgadError ? err : ioError('read', path, err);
+  }
+}
+
+/** Reads exactly length bytes at position, or fails naming the file (it shrank while being read). */
+export async function readExactly(handle: FileHandle, buffer: Uint8Array, length: number, position: number,
+  path: string): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      ({ bytesRead: n } = await handle.read(buffer, done, length - done, position + done));
+    } catch (err) {
+      throw ioError('read', path, err);
+    }
+    if (n === 0) throw new HgadModelFileError(path, `file ended at byte ${position + done} while reading it (changed meanwhile?)`);
+    done += n;
+  }
+}
+
+/**
+ * The header of an open safetensors file, read with bounded buffers: the 8-byte length is checked
+ * against the limit and the file size before the header is read, and nothing of the data is read.
+ */
+export async function readHeader(handle: FileHandle, size: number, path: string):
+  Promise<{ header: Record<string, unknown>; dataStart: number; dataLength: number }> {
+  const prefix = Buffer.alloc(8);
+  if (size >= 8) await readExactly(handle, prefix, 8, 0, path);
+  const length = headerLength(prefix, size, path);
+  const text = Buffer.alloc(length);
+  await readExactly(handle, text, length, 8, path);
+  return { header: parseHeaderText(text, path), dataStart: 8 + length, dataLength: size - 8 - length };
+}
+
+/**
+ * Reads and validates a safetensors file. The header is read and checked first; the data section is
+ * read only when its size is that of the tensors the header lists and at most maxDataBytes.
+ */
+export async function readSafetensors(path: string, maxDataBytes = 2 ** 32): Promise<SafetensorsContents> {
+  const { handle, size } = await openRegularFile(path);
+  try {
+    const { header, dataStart, dataLength } = await readHeader(handle, size, path);
+    const { metadata, entries } = parseContents(header, dataLength, path);
+    if (dataLength > maxDataBytes) {
+      throw new HgadModelFileError(path, `data section of ${dataLength} bytes exceeds the ${maxDataBytes}-byte limit`);
+    }
+    const tensors = new Map<string, TensorEntry>();
+    for (const e of entries) {
+      // A fresh (aligned) buffer per tensor.
+      const bytes = new Uint8Array(e.end - e.begin);
+      await readExactly(handle, bytes, bytes.length, dataStart + e.begin, path);
+      toLittleEndianInPlace(bytes, DTYPES[e.dtype].size);
+      tensors.set(e.name, { name: e.name, dtype: e.dtype, shape: e.shape, data: DTYPES[e.dtype].view(bytes.buffer) });
+    }
+    return { metadata, tensors };
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** Swaps a little-endian chunk of `elementSize`-byte elements into host order, in place (no-op on LE hosts). */
+export function fromLittleEndianInPlace(bytes: Uint8Array, elementSize: number): void {
+  toLittleEndianInPlace(bytes, elementSize);
 }

@@ -134,7 +134,8 @@ function toBytes(a: ArrayBufferView): Uint8Array {
 export function tensorValues(t: TensorData): number[] {
   if (!t.raw) throw new WireError(`tensor "${t.name}" has no inline data`);
   const b = t.raw;
-  const copy = b.slice(); // aligned copy
+  // A fresh, aligned copy: `raw` is often a view into a Node Buffer, whose slice() is another view.
+  const copy = new Uint8Array(b);
   const buf = copy.buffer;
   switch (t.dataType) {
     case DataType.FLOAT: return Array.from(new Float32Array(buf, 0, b.length / 4));

@@ -1,15 +1,24 @@
 // What a detector stores beside the flow's tensors (model-file metadata key "pipeline"): the backbone
 // and how images reach it, the map geometry, the calibration constants and thresholds, and where
-// training stands (for checkpoints). Everything is validated on load; a bad value is a MODEL_FILE error.
-import { HgadModelFileError } from '../errors';
+// training stands (for checkpoints). Everything is validated on load against the range the code can
+// use (a file that loads scores sensibly or not at all); a bad value is a MODEL_FILE error naming it.
+import { describe, HgadError, HgadModelFileError } from '../errors';
+import { MAX_SIZE, MIN_SIZE, tripleProblem } from '../features/backbone';
+import { PRESETS } from '../features/presets';
+import { MAX_SIGMA } from '../score/maps';
+import { resolveSchedule } from '../train/schedule';
+import type { ReductionSpec } from './reduction';
 
 export const PIPELINE_KEY = 'pipeline';
 export const PIPELINE_VERSION = 1;
 
 export interface BackboneSpec {
-  /** Preset name, 'demo', or a path to an .onnx file. */
+  /** Preset name, 'demo', or a path to an .onnx file (then sha256 is required). */
   model: string;
-  /** sha256 of the ONNX file the model was trained with (checked when the detector opens it). */
+  /**
+   * sha256 of the ONNX file the model was trained with, checked before the file is parsed: the
+   * preset's own for a downloaded preset, null for a built-in one, required for a file path.
+   */
   sha256: string | null;
   taps: string[];
   /** Input sizes of the authors' multi-scale setup, or null for one pass at inputSize. */
@@ -60,7 +69,21 @@ export interface PipelineSpec {
   map: { size: number; sigma: number; combine: MapCombine };
   calibration: Calibration | null;
   training: TrainingState | null;
+  /** Channel reduction before the flow (its tensors are stored beside the flow's); null: none. */
+  reduction: ReductionSpec | null;
 }
+
+/** Side of the anomaly maps (pixels). */
+export const MAP_SIZE_RANGE: readonly [number, number] = [8, 4096];
+/**
+ * |logpShift| bound. logp is a per-dimension log-likelihood (the flow's row log-likelihood / C), O(1)
+ * to O(100) for any trained flow; maps use exp(logp - shift), which is 0 or overflows for every score a
+ * flow gives once the shift is off by more than ~700, so a stored shift beyond this bound can only
+ * give constant maps.
+ */
+export const LOGP_SHIFT_LIMIT = 1e6;
+/** Slack for float32/double rounding in the range checks of measured constants. */
+const ROUNDING = 1e-5;
 
 export function encodeSpec(spec: PipelineSpec): string {
   return JSON.stringify(spec);
@@ -68,22 +91,173 @@ export function encodeSpec(spec: PipelineSpec): string {
 
 type Bad = (problem: string) => never;
 
-function finiteArray(v: unknown, length: number | null, what: string, bad: Bad): number[] {
-  if (!Array.isArray(v) || (length !== null && v.length !== length) ||
-    v.some((x) => typeof x !== 'number' || !Number.isFinite(x))) {
-    bad(`${what} must be an array of ${length ?? 'some'} finite numbers`);
+const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction'];
+const SPEC_REQUIRED = ['version', 'backbone', 'map', 'calibration', 'training'];
+const REDUCTION_KEYS = ['inChannels', 'channels', 'standardize', 'localAverage', 'images', 'seed'];
+const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', 'seed'];
+/** The widest level the reduction takes (the native feature operations' own limit). */
+const MAX_CHANNELS = 1 << 16;
+const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
+const MAP_KEYS = ['size', 'sigma', 'combine'];
+const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile'];
+const TRAINING_KEYS = ['epoch', 'subEpoch', 'seed', 'batchSize', 'schedule', 'trainImages', 'trainDigest', 'complete'];
+const SCHEDULE_KEYS = ['metaEpochs', 'subEpochs', 'lr', 'warmupEpochs', 'phase1Epochs'];
+/** Longest model path or tap name read from a file. */
+const MAX_NAME = 4096;
+
+function object(v: unknown, what: string, keys: readonly string[], bad: Bad, required = keys): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${what} must be an object`);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) bad(`${what}.${k.length > 60 ? `${k.slice(0, 57)}...` : k} is not a known field (${what} holds ${keys.join(', ')})`);
   }
-  return v as number[];
+  for (const k of required) if (!(k in o)) bad(`${what}.${k} is missing`);
+  return o;
 }
 
-function positiveInt(v: unknown, what: string, bad: Bad): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) bad(`${what} must be a positive integer`);
+function number(v: unknown, what: string, lo: number, hi: number, bad: Bad, open: 'lo' | 'none' = 'none'): number {
+  const ok = typeof v === 'number' && Number.isFinite(v) && (open === 'lo' ? v > lo : v >= lo) && v <= hi;
+  if (!ok) bad(`${what} must be a number in ${open === 'lo' ? '(' : '['}${lo}, ${hi}] but is ${describe(v)}`);
   return v as number;
 }
 
-function object(v: unknown, what: string, bad: Bad): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${what} must be an object`);
-  return v as Record<string, unknown>;
+function integer(v: unknown, what: string, lo: number, hi: number, bad: Bad): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) {
+    bad(`${what} must be an integer in [${lo}, ${hi}] but is ${describe(v)}`);
+  }
+  return v as number;
+}
+
+function numbers(v: unknown, length: number, what: string, lo: number, hi: number, bad: Bad): number[] {
+  if (!Array.isArray(v) || v.length !== length) bad(`${what} must be an array of ${length} numbers (one per level)`);
+  (v as unknown[]).forEach((x, i) => number(x, `${what}[${i}]`, lo, hi, bad));
+  return [...(v as number[])];
+}
+
+function name(v: unknown, what: string, bad: Bad): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_NAME) bad(`${what} must be a non-empty string of at most ${MAX_NAME} characters`);
+  return v as string;
+}
+
+function decodeBackbone(v: unknown, levels: number, bad: Bad): BackboneSpec {
+  const b = object(v, 'backbone', BACKBONE_KEYS, bad);
+  const model = name(b.model, 'backbone.model', bad);
+  if (b.sha256 !== null && (typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256))) {
+    bad('backbone.sha256 must be null or 64 lower-case hex digits');
+  }
+  const sha256 = b.sha256 as string | null;
+  // A detector file names its backbone by preset, or by a file whose hash it carries: never a bare
+  // path, so a crafted file cannot make the loader open and parse an arbitrary file.
+  const preset = Object.prototype.hasOwnProperty.call(PRESETS, model) ? PRESETS[model]! : null;
+  if (preset?.build && sha256 !== null) bad(`backbone.sha256 must be null for the built-in preset ${model}`);
+  if (preset && !preset.build && sha256 !== preset.sha256) {
+    bad(`backbone.sha256 does not match the preset ${model} (expected ${preset.sha256})`);
+  }
+  if (!preset) {
+    if (!/\.onnx$/i.test(model) && !model.includes('/') && !model.includes('\\')) {
+      bad(`backbone.model must be a preset name (${Object.keys(PRESETS).join(', ')}) or a path to an .onnx file`);
+    }
+    if (sha256 === null) bad('backbone.sha256 is required when backbone.model is a file path');
+  }
+  if (!Array.isArray(b.taps) || b.taps.length === 0) bad('backbone.taps must be a non-empty array of tensor names');
+  const taps = (b.taps as unknown[]).map((t, i) => name(t, `backbone.taps[${i}]`, bad));
+  if (new Set(taps).size !== taps.length) bad('backbone.taps must name distinct tensors');
+  let scales: number[] | null = null;
+  if (b.scales !== null) {
+    if (!Array.isArray(b.scales) || b.scales.length === 0) bad('backbone.scales must be null or a non-empty array of pixel sizes');
+    scales = (b.scales as unknown[]).map((x, i) => integer(x, `backbone.scales[${i}]`, MIN_SIZE, MAX_SIZE, bad));
+    if (new Set(scales).size !== scales.length) bad('backbone.scales must be distinct sizes');
+  }
+  const inputSize = integer(b.inputSize, 'backbone.inputSize', MIN_SIZE, MAX_SIZE, bad);
+  if (scales && inputSize !== Math.max(...scales)) bad(`backbone.inputSize must be the largest of backbone.scales (${Math.max(...scales)})`);
+  for (const key of ['mean', 'std'] as const) {
+    const problem = tripleProblem(b[key], key === 'std');
+    if (problem !== null) bad(`backbone.${key} must be ${problem}`);
+  }
+  const levelCount = taps.length * (scales?.length ?? 1);
+  if (levelCount !== levels) bad(`backbone gives ${levelCount} feature levels but the flow has ${levels}`);
+  return {
+    model, sha256, taps, scales, inputSize,
+    mean: [...(b.mean as number[])] as [number, number, number], std: [...(b.std as number[])] as [number, number, number],
+  };
+}
+
+function decodeMap(v: unknown, classes: readonly string[], bad: Bad): PipelineSpec['map'] {
+  const m = object(v, 'map', MAP_KEYS, bad, ['size', 'sigma']);
+  // Files from before the setting: the product map, except for one-class models, whose negative
+  // entropy is 0 everywhere (the product would be a constant map).
+  const combine = m.combine ?? (classes.length === 1 ? 'logp' : 'logp*nent');
+  if (!(MAP_COMBINES as readonly unknown[]).includes(combine)) bad(`map.combine must be one of ${MAP_COMBINES.join(', ')}`);
+  const size = integer(m.size, 'map.size', MAP_SIZE_RANGE[0], MAP_SIZE_RANGE[1], bad);
+  // A kernel wider than the map only reflects the map onto itself; the limit also bounds the blur's work.
+  const sigma = number(m.sigma, 'map.sigma', 0, Math.min(MAX_SIGMA, size), bad);
+  return { size, sigma, combine: combine as MapCombine };
+}
+
+/**
+ * The ranges follow from how maps are made (score/maps.ts): the shifts are the per-level maxima of
+ * the calibration images' scores, so on them exp(v - shift) <= 1 and each summed map S <= levels; the
+ * tops are maxima of S, in (0, levels]; the negative entropy of a posterior over Y classes lies in
+ * [-ln Y, 0]; a map is (top - S)+ blurred (or the product of two), so image scores and thresholds lie
+ * in [0, logpTop * nentTop].
+ */
+function decodeCalibration(v: unknown, levels: number, classes: readonly string[], combine: MapCombine, bad: Bad): Calibration {
+  const c = object(v, 'calibration', CALIBRATION_KEYS, bad);
+  const topMax = levels * (1 + ROUNDING);
+  const logpShift = numbers(c.logpShift, levels, 'calibration.logpShift', -LOGP_SHIFT_LIMIT, LOGP_SHIFT_LIMIT, bad);
+  const nentShift = numbers(c.nentShift, levels, 'calibration.nentShift', -Math.log(classes.length) - 1e-3, 1e-3, bad);
+  const logpTop = number(c.logpTop, 'calibration.logpTop', 0, topMax, bad, 'lo');
+  const nentTop = number(c.nentTop, 'calibration.nentTop', 0, topMax, bad, 'lo');
+  const maxScore = (combine === 'logp' ? logpTop : logpTop * nentTop) * (1 + ROUNDING);
+  const t = object(c.thresholds, 'calibration.thresholds', classes, bad);
+  const thresholds: Record<string, number> = {};
+  for (const cls of classes) thresholds[cls] = number(t[cls], `calibration.thresholds.${cls}`, 0, maxScore, bad);
+  return {
+    logpShift, nentShift, logpTop, nentTop, thresholds,
+    images: integer(c.images, 'calibration.images', 1, 2 ** 31 - 1, bad),
+    quantile: number(c.quantile, 'calibration.quantile', 0, 1, bad),
+  };
+}
+
+function decodeReduction(v: unknown, levels: number, bad: Bad): ReductionSpec {
+  const r = object(v, 'reduction', REDUCTION_KEYS, bad, REDUCTION_REQUIRED);
+  const inChannels = numbers(r.inChannels, levels, 'reduction.inChannels', 1, MAX_CHANNELS, bad)
+    .map((c, l) => integer(c, `reduction.inChannels[${l}]`, 1, MAX_CHANNELS, bad));
+  const channels = numbers(r.channels, levels, 'reduction.channels', 1, MAX_CHANNELS, bad)
+    .map((c, l) => integer(c, `reduction.channels[${l}]`, 1, inChannels[l]!, bad));
+  if (typeof r.standardize !== 'boolean') bad(`reduction.standardize must be true or false but is ${describe(r.standardize)}`);
+  const localAverage = r.localAverage ?? false;
+  if (typeof localAverage !== 'boolean') bad(`reduction.localAverage must be true or false but is ${describe(localAverage)}`);
+  return {
+    inChannels, channels, standardize: r.standardize as boolean, localAverage: localAverage as boolean,
+    images: integer(r.images, 'reduction.images', 0, 2 ** 40, bad), seed: integer(r.seed, 'reduction.seed', 0, 2 ** 53, bad),
+  };
+}
+
+function decodeTraining(v: unknown, bad: Bad): TrainingState {
+  const t = object(v, 'training', TRAINING_KEYS, bad);
+  const s = object(t.schedule, 'training.schedule', SCHEDULE_KEYS, bad);
+  let schedule: TrainingState['schedule'];
+  try {
+    schedule = resolveSchedule(s, 'training.schedule');
+  } catch (e) {
+    return bad((e as HgadError).message);
+  }
+  const epoch = integer(t.epoch, 'training.epoch', 0, schedule.metaEpochs, bad);
+  const subEpoch = integer(t.subEpoch, 'training.subEpoch', 0, schedule.subEpochs - 1, bad);
+  if (epoch === schedule.metaEpochs && subEpoch !== 0) bad('training.subEpoch must be 0 once every meta epoch is done');
+  if (typeof t.trainDigest !== 'string' || !/^[0-9a-f]{64}$/.test(t.trainDigest)) bad('training.trainDigest must be 64 hex digits');
+  if (typeof t.complete !== 'boolean') bad('training.complete must be true or false');
+  if (t.complete && epoch !== schedule.metaEpochs) bad('training.complete is true but training.epoch is not the last');
+  return {
+    epoch, subEpoch,
+    seed: integer(t.seed, 'training.seed', 0, 2 ** 31 - 1, bad),
+    batchSize: integer(t.batchSize, 'training.batchSize', 1, 4096, bad),
+    schedule,
+    trainImages: integer(t.trainImages, 'training.trainImages', 0, 2 ** 31 - 1, bad),
+    trainDigest: t.trainDigest as string,
+    complete: t.complete as boolean,
+  };
 }
 
 /** Parses and checks the stored spec; levels is the flow's level count, classes its class names. */
@@ -98,79 +272,16 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
   } catch {
     bad('not valid JSON');
   }
-  const o = object(raw, 'the spec', bad);
-  if (o.version !== PIPELINE_VERSION) bad(`version ${JSON.stringify(o.version)} is not supported (this hgad reads ${PIPELINE_VERSION})`);
-  const b = object(o.backbone, 'backbone', bad);
-  if (typeof b.model !== 'string' || b.model.length === 0) bad('backbone.model must be a non-empty string');
-  if (b.sha256 !== null && (typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256))) {
-    bad('backbone.sha256 must be null or 64 hex digits');
-  }
-  if (!Array.isArray(b.taps) || b.taps.length === 0 || b.taps.some((t) => typeof t !== 'string' || t.length === 0)) {
-    bad('backbone.taps must be a non-empty array of tensor names');
-  }
-  const scales = b.scales === null ? null : finiteArray(b.scales, null, 'backbone.scales', bad);
-  const inputSize = positiveInt(b.inputSize, 'backbone.inputSize', bad);
-  const mean = finiteArray(b.mean, 3, 'backbone.mean', bad) as [number, number, number];
-  const std = finiteArray(b.std, 3, 'backbone.std', bad) as [number, number, number];
-  const levelCount = (b.taps as string[]).length * (scales?.length ?? 1);
-  if (levelCount !== levels) bad(`backbone gives ${levelCount} feature levels but the flow has ${levels}`);
-  const m = object(o.map, 'map', bad);
-  // Files from before the setting: the product map, except for one-class models, whose negative
-  // entropy is 0 everywhere (the product would be a constant map).
-  const combine = m.combine ?? (classes.length === 1 ? 'logp' : 'logp*nent');
-  if (!(MAP_COMBINES as readonly unknown[]).includes(combine)) bad(`map.combine must be one of ${MAP_COMBINES.join(', ')}`);
-  const map = {
-    size: positiveInt(m.size, 'map.size', bad), sigma: finiteArray([m.sigma], 1, 'map.sigma', bad)[0]!, combine: combine as MapCombine,
-  };
-  let calibration: Calibration | null = null;
-  if (o.calibration !== null) {
-    const c = object(o.calibration, 'calibration', bad);
-    const thresholds = object(c.thresholds, 'calibration.thresholds', bad);
-    for (const [name, t] of Object.entries(thresholds)) {
-      if (!classes.includes(name)) bad(`calibration.thresholds names "${name}", which is not one of the model's classes`);
-      if (typeof t !== 'number' || !Number.isFinite(t)) bad(`calibration.thresholds.${name} must be a finite number`);
-    }
-    calibration = {
-      logpShift: finiteArray(c.logpShift, levels, 'calibration.logpShift', bad),
-      nentShift: finiteArray(c.nentShift, levels, 'calibration.nentShift', bad),
-      logpTop: finiteArray([c.logpTop], 1, 'calibration.logpTop', bad)[0]!,
-      nentTop: finiteArray([c.nentTop], 1, 'calibration.nentTop', bad)[0]!,
-      thresholds: thresholds as Record<string, number>,
-      images: positiveInt(c.images, 'calibration.images', bad),
-      quantile: finiteArray([c.quantile], 1, 'calibration.quantile', bad)[0]!,
-    };
-  }
-  let training: TrainingState | null = null;
-  if (o.training !== null) {
-    const t = object(o.training, 'training', bad);
-    const s = object(t.schedule, 'training.schedule', bad);
-    const nonNegative = (v: unknown, what: string): number => {
-      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`${what} must be a non-negative integer`);
-      return v as number;
-    };
-    if (typeof t.trainDigest !== 'string' || typeof t.complete !== 'boolean') bad('training.trainDigest / complete are malformed');
-    training = {
-      epoch: nonNegative(t.epoch, 'training.epoch'),
-      subEpoch: nonNegative(t.subEpoch, 'training.subEpoch'),
-      seed: nonNegative(t.seed, 'training.seed'),
-      batchSize: positiveInt(t.batchSize, 'training.batchSize', bad),
-      schedule: {
-        metaEpochs: positiveInt(s.metaEpochs, 'training.schedule.metaEpochs', bad),
-        subEpochs: positiveInt(s.subEpochs, 'training.schedule.subEpochs', bad),
-        lr: finiteArray([s.lr], 1, 'training.schedule.lr', bad)[0]!,
-        warmupEpochs: nonNegative(s.warmupEpochs, 'training.schedule.warmupEpochs'),
-        phase1Epochs: nonNegative(s.phase1Epochs, 'training.schedule.phase1Epochs'),
-      },
-      trainImages: nonNegative(t.trainImages, 'training.trainImages'),
-      trainDigest: t.trainDigest as string,
-      complete: t.complete as boolean,
-    };
-  }
+  const o = object(raw, 'spec', SPEC_KEYS, bad, SPEC_REQUIRED);
+  if (o.version !== PIPELINE_VERSION) bad(`version ${describe(o.version)} is not supported (this hgad reads ${PIPELINE_VERSION})`);
+  const backbone = decodeBackbone(o.backbone, levels, bad);
+  const map = decodeMap(o.map, classes, bad);
   return {
     version: PIPELINE_VERSION,
-    backbone: { model: b.model as string, sha256: (b.sha256 as string | null), taps: b.taps as string[], scales, inputSize, mean, std },
+    backbone,
+    reduction: o.reduction === undefined || o.reduction === null ? null : decodeReduction(o.reduction, levels, bad),
     map,
-    calibration,
-    training,
+    calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map.combine, bad),
+    training: o.training === null ? null : decodeTraining(o.training, bad),
   };
 }

@@ -4,7 +4,7 @@ import { HgadArgumentError } from '../errors';
 import type { EvaluationOutput } from '../eval/run';
 import type { PipelineSpec } from '../pipeline/spec';
 import type { Normalization } from '../score/scorer';
-import { checkInteger, isFloat32Array } from '../validate';
+import { checkInteger, checkKeys, isFloat32Array } from '../validate';
 
 /** The detector behind the numbers; an AnomalyDetector's fields fit as they are. */
 export interface ReportDetectorInfo {
@@ -81,8 +81,11 @@ export function checkOutput(output: unknown): EvaluationOutput {
   return output as EvaluationOutput;
 }
 
+export const RENDER_KEYS = ['title', 'detector', 'maxImages', 'command', 'normalization', 'thumbnailSize', 'date'];
+
 export function resolveReportOptions(options: unknown, output: EvaluationOutput): ResolvedReportOptions {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, RENDER_KEYS);
   const o = options as RenderReportOptions;
   const maxImages = o.maxImages ?? 48;
   checkInteger('options.maxImages', maxImages, 0, 100000);

@@ -6,7 +6,8 @@ import type { FileHandle } from 'node:fs/promises';
 
 import { HgadArgumentError, HgadError } from '../errors';
 import type { EvaluationOutput } from '../eval/run';
-import type { WriteReportOptions } from './options';
+import { checkKeys } from '../validate';
+import { RENDER_KEYS, type WriteReportOptions } from './options';
 import { renderReport } from './render';
 
 export async function writeTextAtomic(file: string, text: string, parameter: string): Promise<void> {
@@ -30,6 +31,7 @@ export async function writeTextAtomic(file: string, text: string, parameter: str
 /** Renders the report and writes it to options.path atomically. */
 export async function writeReport(output: EvaluationOutput, options: WriteReportOptions): Promise<void> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { path, ... }', options);
+  checkKeys('options', options, [...RENDER_KEYS, 'path']);
   if (typeof options.path !== 'string' || options.path === '') throw new HgadArgumentError('options.path', 'a file path', options.path);
   const { path, ...rest } = options;
   const html = await renderReport(output, rest);

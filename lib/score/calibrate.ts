@@ -5,6 +5,7 @@ import type { Sample } from '../data';
 import { HgadArgumentError } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
 import type { Calibration } from '../pipeline/spec';
+import { checkKeys } from '../validate';
 import { measureConstants } from './scorer';
 
 export interface CalibrateOptions {
@@ -22,6 +23,9 @@ export function quantile(values: number[], q: number): number {
 }
 
 export async function calibrate(detector: AnomalyDetector, normals: Sample[], options: CalibrateOptions = {}): Promise<Calibration> {
+  detector.assertUsable();
+  if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, ['quantile', 'batchSize']);
   const q = options.quantile ?? 0.99;
   if (typeof q !== 'number' || !(q >= 0 && q <= 1)) throw new HgadArgumentError('calibration.quantile', 'a number in [0, 1]', q);
   if (!Array.isArray(normals) || normals.length === 0) {

@@ -5,7 +5,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { loadImage } from '../data';
-import { HgadError } from '../errors';
+import { HgadArgumentError, HgadError } from '../errors';
 import { heatmapPng, overlayPng } from './heatmap';
 import type { AnomalyResult } from './scorer';
 
@@ -25,7 +25,10 @@ async function writeAtomic(file: string, data: Buffer): Promise<void> {
 }
 
 /** Writes <name>_heatmap.png and <name>_overlay.png into dir; returns their paths. */
-export async function writeHeatmaps(result: AnomalyResult, dir: string, name = path.parse(result.path).name): Promise<{ heatmap: string; overlay: string }> {
+export async function writeHeatmaps(result: AnomalyResult, dir: string, name = path.parse(result.path ?? result.id).name): Promise<{ heatmap: string; overlay: string }> {
+  if (result.path === null) {
+    throw new HgadArgumentError('result.path', 'the result of an image file (the overlay reads the image again); use heatmapPng for in-memory images', null);
+  }
   await mkdir(dir, { recursive: true });
   const range = heatmapRange(result);
   const heatmap = path.join(dir, `${name}_heatmap.png`);

@@ -8,7 +8,7 @@ import type { Sharp } from 'sharp';
 
 import { HgadArgumentError } from '../errors';
 import { callNative, imageOps, isUint8Array } from '../native-ops';
-import { checkInteger, isFloat32Array } from '../validate';
+import { checkInteger, checkKeys, isFloat32Array } from '../validate';
 
 export interface ColorRange {
   /** Map value shown with the colormap's first colour (dark blue). */
@@ -28,6 +28,7 @@ function checkMap(map: unknown, height: unknown, width: unknown): void {
 
 function checkRange(range: unknown): ColorRange {
   if (typeof range !== 'object' || range === null) throw new HgadArgumentError('range', 'an object { min, max }', range);
+  checkKeys('range', range, ['min', 'max']);
   const { min, max } = range as Record<string, unknown>;
   if (typeof min !== 'number' || !Number.isFinite(min)) throw new HgadArgumentError('range.min', 'a finite number', min);
   if (typeof max !== 'number' || !Number.isFinite(max) || !(max > min)) {

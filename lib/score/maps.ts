@@ -48,7 +48,8 @@ export interface LevelMaxima {
 }
 
 const MAX_SIDE = 1 << 14;
-const MAX_SIGMA = 1000;
+/** Largest blur sigma (output pixels) the maps accept. */
+export const MAX_SIGMA = 1000;
 
 function checkLevels(levels: unknown, batch: unknown): LevelMaps[] {
   checkInteger('batch', batch, 1, 1 << 24);

@@ -1,16 +1,34 @@
-// Scoring images end to end: decode (sharp, several images ahead) -> backbone (onnxruntime) -> flow
-// (native) -> anomaly maps (native). The stages overlap: while the flow scores batch k, the backbone
-// runs on batch k+1 and the decoder reads the batches after it.
+// Scoring images end to end: decode (sharp, several images ahead) -> backbone (onnxruntime, on its
+// own thread) -> flow (native) -> anomaly maps (native). The stages overlap: while the flow scores
+// batch k, the backbone runs on batch k+1 and the decoder reads the batches after it. An image that
+// cannot be decoded becomes a result carrying its error, in its place, and the others are scored.
 import { imageBatches, ImageBatch, Sample } from '../data';
-import { HgadArgumentError } from '../errors';
+import type { FailedSample } from '../data/batches';
+import { checkRawImage, ImageSource, isByteArray, RawImage } from '../data/source';
+import { HgadArgumentError, HgadError, HgadErrorCode } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
 import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 import { anomalyMaps, levelMaxima, MapConstants, sumMaxima } from './maps';
+import { checkThreshold, ThresholdOverride, ThresholdSource, thresholdFor } from './threshold';
 
-/** A file to score, optionally with its class (otherwise inferred). */
-export type ImageInput = string | { path: string; className?: string };
+/** What every input may carry: an id echoed in its result, and its class (otherwise inferred). */
+export interface InputLabels {
+  id?: string;
+  className?: string;
+}
+
+/**
+ * An image to score: a file path; encoded bytes (PNG, JPEG, TIFF, WebP, BMP; a Buffer is a
+ * Uint8Array); raw 8-bit pixels; or any of these as an object with an id and a class.
+ */
+export type ImageInput =
+  | string
+  | Uint8Array
+  | ({ path: string } & InputLabels)
+  | ({ data: Uint8Array } & InputLabels)
+  | (RawImage & InputLabels);
 
 export type Normalization = 'calibrated' | 'batch';
 
@@ -28,15 +46,50 @@ export interface ScoreOptions {
   className?: string;
   /** Images decoded ahead. Default: 2 x threads. */
   concurrency?: number;
+  /**
+   * The operating threshold instead of the calibrated one: a number for every class, or
+   * { className: number } for some classes (the others keep theirs). Results say which applied.
+   */
+  threshold?: ThresholdOverride;
+  /**
+   * 'result' (default for scoreImages): an image that cannot be read or decoded yields a FailedImage
+   * in its place and scoring goes on; 'throw': it rejects the whole call (results already yielded stay).
+   */
+  onError?: 'result' | 'throw';
+  /** Encoded in-memory images larger than this many pixels are refused (default: sharp's 268 million). */
+  maxPixels?: number;
 }
 
-export interface AnomalyResult {
-  path: string;
+/** Which input a result is about. */
+export interface ResultOrigin {
+  /** Position in the inputs. */
+  index: number;
+  /** The input's id; else its path; else its index as a string. */
+  id: string;
+  /** The file, or null for an in-memory image. */
+  path: string | null;
+}
+
+/** Why an image has no score: a typed error as plain data (JSON-safe). */
+export interface ImageError {
+  code: HgadErrorCode;
+  message: string;
+  parameter?: string;
+}
+
+export interface FailedImage extends ResultOrigin {
+  error: ImageError;
+}
+
+export interface AnomalyResult extends ResultOrigin {
+  error: null;
   /** Max of the anomaly map: higher is more anomalous. */
   imageScore: number;
-  /** imageScore above the class's calibrated threshold; null with batch normalisation or no calibration. */
+  /** imageScore above the threshold; null when none applies (batch normalisation without an override). */
   isAnomaly: boolean | null;
   threshold: number | null;
+  /** Where the threshold came from: options.threshold ('global' or 'class') or the detector's 'calibration'. */
+  thresholdSource: ThresholdSource | null;
   className: string;
   /** Mean class posterior of the class used (1: certainly that class). */
   classConfidence: number;
@@ -47,22 +100,34 @@ export interface AnomalyResult {
   height: number;
 }
 
+/** One image's outcome: scored (error null) or failed. */
+export type ImageResult = AnomalyResult | FailedImage;
+
 export interface ScoredBatch {
   samples: Sample[];
   results: AnomalyResult[];
+  /** Images of this batch that could not be decoded (onError 'result'). */
+  failed: FailedImage[];
   /** Ground-truth masks at the map size (0/255), when asked for. */
   masks: Uint8Array | null;
 }
+
+export const SCORE_OPTION_KEYS = ['batchSize', 'normalization', 'className', 'concurrency', 'threshold', 'onError', 'maxPixels'];
 
 interface ResolvedScoreOptions {
   batchSize: number;
   normalization: Normalization;
   className: string | null;
   concurrency: number;
+  threshold: ThresholdOverride | null;
+  onError: 'result' | 'throw';
+  maxPixels: number | null;
 }
 
-function resolveOptions(detector: AnomalyDetector, options: ScoreOptions): ResolvedScoreOptions {
+function resolveOptions(detector: AnomalyDetector, options: ScoreOptions, defaultOnError: 'result' | 'throw'): ResolvedScoreOptions {
+  detector.assertUsable();
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, SCORE_OPTION_KEYS);
   const batchSize = options.batchSize ?? 8;
   checkInteger('options.batchSize', batchSize, 1, 4096);
   const normalization = options.normalization ?? 'calibrated';
@@ -76,36 +141,95 @@ function resolveOptions(detector: AnomalyDetector, options: ScoreOptions): Resol
   if (options.className !== undefined) detector.classIndex('options.className', options.className);
   const concurrency = options.concurrency ?? 2 * detector.threads;
   checkInteger('options.concurrency', concurrency, 1, 1024);
-  return { batchSize, normalization, className: options.className ?? null, concurrency };
+  const threshold = options.threshold === undefined ? null : checkThreshold(detector, 'options.threshold', options.threshold);
+  const onError = options.onError ?? defaultOnError;
+  if (onError !== 'result' && onError !== 'throw') throw new HgadArgumentError('options.onError', "'result' or 'throw'", onError);
+  if (options.maxPixels !== undefined) checkInteger('options.maxPixels', options.maxPixels, 1, Number.MAX_SAFE_INTEGER);
+  return {
+    batchSize, normalization, className: options.className ?? null, concurrency, threshold, onError, maxPixels: options.maxPixels ?? null,
+  };
 }
 
-/** ImageInputs -> samples for the loader; class names are checked here, before any work starts. */
-export function samplesOf(detector: AnomalyDetector, inputs: readonly ImageInput[]): Sample[] {
-  if (!Array.isArray(inputs)) throw new HgadArgumentError('images', 'an array of paths or { path, className }', inputs);
-  return inputs.map((input, i) => {
-    const path = typeof input === 'string' ? input : input?.path;
-    if (typeof path !== 'string' || path.length === 0) {
-      throw new HgadArgumentError(`images[${i}]`, 'a file path or { path, className }', input);
+/** A scored image's input: the sample the loader reads and where its result says it came from. */
+export interface ScoreInput {
+  sample: Sample;
+  origin: ResultOrigin;
+}
+
+const INPUT_KEYS = ['path', 'data', 'width', 'height', 'channels', 'id', 'className'];
+const INPUT_SHAPES = 'a file path, encoded image bytes (Uint8Array), { path | data, id?, className? } or raw pixels { data, width, height, channels, id?, className? }';
+
+function sampleOf(path: string, className: string | undefined, source?: ImageSource): Sample {
+  return { path, ...(source ? { source } : {}), className: className ?? '', split: 'test', defect: 'unknown', label: 0, maskPath: null };
+}
+
+/**
+ * ImageInputs -> what the loader reads; shapes, raw sizes and class names are checked here, before
+ * any work starts (an image that fails to decode is the only per-image failure).
+ */
+export function inputsOf(detector: AnomalyDetector, inputs: readonly ImageInput[], maxPixels: number | null = null): ScoreInput[] {
+  if (!Array.isArray(inputs)) throw new HgadArgumentError('images', `an array; each item ${INPUT_SHAPES}`, inputs);
+  const bytes = (data: Uint8Array): ImageSource => (maxPixels === null ? { bytes: data } : { bytes: data, maxPixels });
+  return inputs.map((input: unknown, i): ScoreInput => {
+    const at = `images[${i}]`;
+    if (typeof input === 'string') {
+      if (input.length === 0) throw new HgadArgumentError(at, INPUT_SHAPES, input);
+      return { sample: sampleOf(input, undefined), origin: { index: i, id: input, path: input } };
     }
-    const className = typeof input === 'object' ? input.className : undefined;
-    if (className !== undefined) detector.classIndex(`images[${i}].className`, className);
-    return { path, className: className ?? '', split: 'test', defect: 'unknown', label: 0, maskPath: null };
+    if (isByteArray(input)) {
+      const data = input as Uint8Array;
+      return { sample: sampleOf(`image ${i} (${data.length} bytes)`, undefined, bytes(data)), origin: { index: i, id: String(i), path: null } };
+    }
+    if (typeof input !== 'object' || input === null || Array.isArray(input) || ArrayBuffer.isView(input)) {
+      throw new HgadArgumentError(at, INPUT_SHAPES, input);
+    }
+    const o = input as Record<string, unknown>;
+    for (const key of Object.keys(o)) {
+      if (!INPUT_KEYS.includes(key)) throw new HgadArgumentError(`${at}.${key}`, `one of the keys ${INPUT_KEYS.join(', ')}`, key);
+    }
+    if (o.id !== undefined && (typeof o.id !== 'string' || o.id.length === 0 || o.id.length > 1024)) {
+      throw new HgadArgumentError(`${at}.id`, 'a non-empty string of at most 1024 characters', o.id);
+    }
+    const className = o.className;
+    if (className !== undefined) detector.classIndex(`${at}.className`, className as string);
+    const cls = className as string | undefined;
+    const named = (fallback: string): string => (o.id as string | undefined) ?? fallback;
+    if (o.path !== undefined) {
+      if (typeof o.path !== 'string' || o.path.length === 0) throw new HgadArgumentError(`${at}.path`, 'a file path', o.path);
+      if (o.data !== undefined) throw new HgadArgumentError(at, 'either path or data, not both', input);
+      return { sample: sampleOf(o.path, cls), origin: { index: i, id: named(o.path), path: o.path } };
+    }
+    if (!isByteArray(o.data)) throw new HgadArgumentError(`${at}.data`, 'a Uint8Array (encoded image bytes or raw pixels)', o.data);
+    const id = named(String(i));
+    const name = `image ${i}${o.id !== undefined ? ` (id ${JSON.stringify(o.id)})` : ''}`;
+    if (o.width === undefined && o.height === undefined && o.channels === undefined) {
+      return { sample: sampleOf(name, cls, bytes(o.data as Uint8Array)), origin: { index: i, id, path: null } };
+    }
+    const raw = checkRawImage(at, o);
+    return { sample: sampleOf(name, cls, { raw }), origin: { index: i, id, path: null } };
   });
+}
+
+/** ImageInputs -> samples for the loader (see inputsOf). */
+export function samplesOf(detector: AnomalyDetector, inputs: readonly ImageInput[]): Sample[] {
+  return inputsOf(detector, inputs).map((x) => x.sample);
 }
 
 interface StagedBatch {
   batch: ImageBatch;
-  flow: FlowStageResult;
+  /** null for a batch none of whose images could be decoded. */
+  flow: FlowStageResult | null;
   given: boolean[];
 }
 
 /** Decode -> backbone -> flow for every batch, with the stages overlapping. */
 async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: ResolvedScoreOptions,
   withMasks: boolean): AsyncGenerator<StagedBatch> {
-  const backbone = await detector.backbone();
+  await detector.backbone();
   const size = detector.inputSize;
   const run = async (batch: ImageBatch): Promise<StagedBatch> => {
-    const features = await backbone.extract(batch.pixels, batch.batch);
+    if (batch.batch === 0) return { batch, flow: null, given: [] };
+    const features = await detector.features(batch.pixels, batch.batch);
     const flags = batch.samples.map((sample) => o.className !== null || sample.className !== '');
     const classOf = (sample: Sample): number => detector.classIndex('className', o.className ?? sample.className);
     let given: Int32Array | null = null;
@@ -120,26 +244,44 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
   };
   const batches = imageBatches(samples, {
     batchSize: o.batchSize, size: { width: size, height: size }, concurrency: o.concurrency,
+    onError: o.onError === 'result' ? 'collect' : 'throw',
     ...(withMasks ? { maskSize: { width: detector.mapSize, height: detector.mapSize } } : {}),
   });
-  yield* oneAhead(batches, run);
+  // Batches scored before an image that fails (onError 'throw') are still handed out.
+  yield* oneAhead(batches, run, true);
+}
+
+/** Where each loader position's result says it came from (the sample's path when not told). */
+type Origins = (index: number, sample: Sample) => ResultOrigin;
+
+const fileOrigins: Origins = (index, sample) => ({ index, id: sample.path, path: sample.path });
+
+export function imageError(e: HgadError): ImageError {
+  return { code: e.code, message: e.message, ...(e.parameter !== undefined ? { parameter: e.parameter } : {}) };
+}
+
+function failuresOf(failed: FailedSample[], origins: Origins): FailedImage[] {
+  return failed.map((f) => ({ ...origins(f.index, f.sample), error: imageError(f.error) }));
 }
 
 function resultsOf(detector: AnomalyDetector, staged: StagedBatch, maps: Float32Array, scores: Float32Array,
-  normalization: Normalization): AnomalyResult[] {
+  o: ResolvedScoreOptions, origins: Origins): AnomalyResult[] {
   const S = detector.mapSize;
-  const cal = detector.spec.calibration;
+  const flow = staged.flow;
+  if (!flow) return [];
   return staged.batch.samples.map((sample, b) => {
-    const className = detector.classes[staged.flow.classIndex[b]!]!;
-    const threshold = normalization === 'calibrated' && cal ? cal.thresholds[className] ?? null : null;
+    const className = detector.classes[flow.classIndex[b]!]!;
+    const { threshold, thresholdSource } = thresholdFor(detector, className, o.normalization === 'calibrated', o.threshold);
     const imageScore = scores[b]!;
     return {
-      path: sample.path,
+      ...origins(staged.batch.indices[b]!, sample),
+      error: null,
       imageScore,
       isAnomaly: threshold === null ? null : imageScore > threshold,
       threshold,
+      thresholdSource,
       className,
-      classConfidence: staged.flow.classConfidence[b]!,
+      classConfidence: flow.classConfidence[b]!,
       classSource: staged.given[b] ? 'given' : 'inferred',
       map: maps.slice(b * S * S, (b + 1) * S * S),
       width: S,
@@ -162,25 +304,31 @@ function requireClasses(detector: AnomalyDetector, samples: Sample[], o: Resolve
   }
 }
 
-/** Scores samples batch by batch; with 'batch' normalisation every image is staged before any map. */
+/**
+ * Scores samples batch by batch; with 'batch' normalisation every image is staged before any map.
+ * Decoding failures end the stream unless options.onError is 'result' (default here: 'throw').
+ */
 export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[], options: ScoreOptions = {},
-  withMasks = false): AsyncGenerator<ScoredBatch> {
-  const o = resolveOptions(detector, options);
+  withMasks = false, origins: Origins = fileOrigins): AsyncGenerator<ScoredBatch> {
+  const o = resolveOptions(detector, options, 'throw');
   requireClasses(detector, samples, o);
   const size = { height: detector.mapSize, width: detector.mapSize, sigma: detector.spec.map.sigma };
+  const scored = async (st: StagedBatch, constants: MapConstants): Promise<ScoredBatch> => {
+    const { maps, scores } = st.flow
+      ? await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine)
+      : { maps: new Float32Array(0), scores: new Float32Array(0) };
+    return {
+      samples: st.batch.samples, results: resultsOf(detector, st, maps, scores, o, origins),
+      failed: failuresOf(st.batch.failed, origins), masks: st.batch.masks,
+    };
+  };
   if (o.normalization === 'calibrated') {
     const constants = detector.spec.calibration as MapConstants;
-    for await (const staged of flowBatches(detector, samples, o, withMasks)) {
-      const { maps, scores } = await anomalyMaps(staged.flow.levels, staged.batch.batch, constants, size, detector.spec.map.combine);
-      yield { samples: staged.batch.samples, results: resultsOf(detector, staged, maps, scores, o.normalization), masks: staged.batch.masks };
-    }
+    for await (const staged of flowBatches(detector, samples, o, withMasks)) yield await scored(staged, constants);
     return;
   }
   const { staged, constants } = await stageAll(detector, samples, o, withMasks);
-  for (const st of staged) {
-    const { maps, scores } = await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine);
-    yield { samples: st.batch.samples, results: resultsOf(detector, st, maps, scores, o.normalization), masks: st.batch.masks };
-  }
+  for (const st of staged) yield await scored(st, constants);
 }
 
 /**
@@ -195,6 +343,7 @@ async function stageAll(detector: AnomalyDetector, samples: Sample[], o: Resolve
   const shifts = { logp: new Array<number>(L).fill(-Infinity), nent: new Array<number>(L).fill(-Infinity) };
   for await (const s of flowBatches(detector, samples, o, withMasks)) {
     staged.push(s);
+    if (!s.flow) continue;
     const m = await levelMaxima(s.flow.levels, s.batch.batch);
     for (let l = 0; l < L; l++) {
       shifts.logp[l] = Math.max(shifts.logp[l]!, m.logp[l]!);
@@ -203,6 +352,7 @@ async function stageAll(detector: AnomalyDetector, samples: Sample[], o: Resolve
   }
   let logpTop = -Infinity, nentTop = -Infinity;
   for (const s of staged) {
+    if (!s.flow) continue;
     const top = await sumMaxima(s.flow.levels, s.batch.batch, shifts, size);
     logpTop = Math.max(logpTop, top.logp);
     nentTop = Math.max(nentTop, top.nent);
@@ -216,19 +366,38 @@ async function stageAll(detector: AnomalyDetector, samples: Sample[], o: Resolve
  */
 export async function measureConstants(detector: AnomalyDetector, samples: Sample[], options: { batchSize?: number } = {}):
   Promise<{ constants: MapConstants; scores: { className: string; score: number }[] }> {
-  const o = resolveOptions(detector, { ...options, normalization: 'batch' });
+  const o = resolveOptions(detector, { ...options, normalization: 'batch' }, 'throw');
   const size = { height: detector.mapSize, width: detector.mapSize, sigma: detector.spec.map.sigma };
   const { staged, constants } = await stageAll(detector, samples, o, false);
   const scores: { className: string; score: number }[] = [];
   for (const st of staged) {
+    if (!st.flow) continue;
     const out = await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine);
     st.batch.samples.forEach((sample, b) => scores.push({ className: sample.className, score: out.scores[b]! }));
   }
   return { constants, scores };
 }
 
-/** Scores image files; results come in input order, one per image, as their batch completes. */
+/** Scored and failed images of a batch, in input order. */
+export function batchResults(b: ScoredBatch): ImageResult[] {
+  if (b.failed.length === 0) return b.results;
+  return [...b.results, ...b.failed].sort((x, y) => x.index - y.index);
+}
+
+/**
+ * Scores images (files, encoded bytes or raw pixels); results come in input order, one per image, as
+ * their batch completes. An image that cannot be read or decoded yields a FailedImage (`error` set)
+ * in its place, unless options.onError is 'throw'.
+ */
+export function scoreImages(detector: AnomalyDetector, images: readonly ImageInput[],
+  options: ScoreOptions & { onError: 'throw' }): AsyncGenerator<AnomalyResult>;
+export function scoreImages(detector: AnomalyDetector, images: readonly ImageInput[],
+  options?: ScoreOptions): AsyncGenerator<ImageResult>;
 export async function* scoreImages(detector: AnomalyDetector, images: readonly ImageInput[],
-  options: ScoreOptions = {}): AsyncGenerator<AnomalyResult> {
-  for await (const b of scoredBatches(detector, samplesOf(detector, images), options)) yield* b.results;
+  options: ScoreOptions = {}): AsyncGenerator<ImageResult> {
+  const onError = typeof options === 'object' && options !== null ? options.onError ?? 'result' : 'result';
+  const maxPixels = typeof options === 'object' && options !== null && typeof options.maxPixels === 'number' ? options.maxPixels : null;
+  const inputs = inputsOf(detector, images, maxPixels);
+  const origins: Origins = (index) => inputs[index]!.origin;
+  for await (const b of scoredBatches(detector, inputs.map((x) => x.sample), { ...options, onError }, false, origins)) yield* batchResults(b);
 }

@@ -3,7 +3,7 @@
 // batch, from lr / 10 to the cosine value where the warm-up ends); phase 1 losses for the first meta
 // epochs, then phase 2.
 import { HgadArgumentError } from '../errors';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 
 export interface ScheduleOptions {
   /** Meta epochs (E). Default 25. */
@@ -38,10 +38,8 @@ export interface StepPosition {
 export function resolveSchedule(options: ScheduleOptions = {}, parameter = 'schedule'): Schedule {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError(parameter, 'an object', options);
   const s: Schedule = { ...SCHEDULE_DEFAULTS };
+  checkKeys(parameter, options, Object.keys(SCHEDULE_DEFAULTS));
   for (const key of Object.keys(options) as (keyof ScheduleOptions)[]) {
-    if (!(key in SCHEDULE_DEFAULTS)) {
-      throw new HgadArgumentError(`${parameter}.${key}`, `one of the options ${Object.keys(SCHEDULE_DEFAULTS).join(', ')}`, key);
-    }
     const v = options[key];
     if (v === undefined) continue;
     if (key === 'lr') {

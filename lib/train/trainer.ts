@@ -9,13 +9,15 @@ import { hashString, shuffled } from '../data/random';
 import { HgadArgumentError, HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
 import { HgadModel, LossTerms } from '../model';
+import { PRESETS } from '../features/presets';
 import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
 import { oneAhead } from '../pipeline/ahead';
 import { AnomalyDetector } from '../pipeline/detector';
+import { FeatureReduction, ReductionOptions, resolveReduction } from '../pipeline/reduction';
 import type { PipelineSpec, TrainingState } from '../pipeline/spec';
-import { PIPELINE_VERSION } from '../pipeline/spec';
+import { MAP_SIZE_RANGE, PIPELINE_VERSION } from '../pipeline/spec';
 import { calibrate } from '../score/calibrate';
-import { checkInteger } from '../validate';
+import { checkInteger, checkKeys } from '../validate';
 import { FeatureCache } from './feature-cache';
 import { ProgressLine, TrainProgress } from './progress';
 import { learningRate, phaseAt, resolveSchedule, Schedule, ScheduleOptions } from './schedule';
@@ -42,6 +44,7 @@ export interface TrainOptions {
    * flow.centersPerClass must be 1 or left out.
    */
   prior?: Prior;
+  /** The schedule; unset values come from the backbone preset's recommendation (Preset.schedule), else HGAD.md's defaults. */
   schedule?: ScheduleOptions;
   /** Images per batch. Default 8. */
   batchSize?: number;
@@ -66,7 +69,17 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Memory for keeping backbone features between passes. Default 2 GiB; 0 disables the cache. */
   featureCacheBytes?: number;
+  /**
+   * Channel reduction before the flow (see lib/pipeline/reduction.ts): each level standardised with
+   * statistics of the training features and projected to `channels` fixed orthonormal directions.
+   * Default: the backbone preset's recommendation (Preset.reduction), else none; false: none.
+   */
+  reduction?: ReductionOptions | false;
 }
+
+const TRAIN_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'prior', 'schedule', 'batchSize', 'seed', 'flow', 'holdout',
+  'thresholdQuantile', 'mapSize', 'threads', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
+const FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'clamp', 'posEmbedDim'];
 
 interface Plan {
   classes: string[];
@@ -81,10 +94,18 @@ interface Plan {
 
 async function planOf(options: TrainOptions): Promise<Plan> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+  checkKeys('options', options, TRAIN_KEYS);
+  if (options.flow !== undefined) {
+    if (typeof options.flow !== 'object' || options.flow === null) throw new HgadArgumentError('flow', 'an object', options.flow);
+    checkKeys('flow', options.flow, FLOW_KEYS);
+  }
+  if (options.checkpoint !== undefined) checkKeys('checkpoint', options.checkpoint, ['path', 'every']);
   const data = options.data;
   if (typeof data !== 'object' || data === null) throw new HgadArgumentError('data', 'a dataset or { root, layout }', data);
-  const dataset: Dataset = 'samples' in data && typeof data.samples === 'function'
-    ? data
+  const isDataset = 'samples' in data && typeof data.samples === 'function';
+  if (!isDataset) checkKeys('data', data, ['root', 'layout']);
+  const dataset: Dataset = isDataset
+    ? data as Dataset
     : await openDataset({ root: (data as { root: string }).root, layout: (data as { layout?: 'auto' }).layout ?? 'auto' });
   const classes = options.classes ?? dataset.classes;
   if (!Array.isArray(classes) || classes.length === 0) throw new HgadArgumentError('classes', 'a non-empty array of class names', classes);
@@ -111,28 +132,56 @@ async function planOf(options: TrainOptions): Promise<Plan> {
     throw new HgadArgumentError('prior', `one of ${PRIORS.map((p) => `'${p}'`).join(', ')}`, options.prior);
   }
   const digest = createHash('sha256').update(JSON.stringify([classes, train.map((s) => [s.path, s.className])])).digest('hex');
-  return { classes, train, holdout, schedule: resolveSchedule(options.schedule), batchSize, seed, threads, digest };
+  // A preset's recommended schedule (Preset.schedule) stands in for the authors' defaults; the caller's
+  // own values win.
+  const model = options.backbone?.model;
+  const preset = typeof model === 'string' && Object.prototype.hasOwnProperty.call(PRESETS, model) ? PRESETS[model] : undefined;
+  if (options.schedule !== undefined && (typeof options.schedule !== 'object' || options.schedule === null)) {
+    throw new HgadArgumentError('schedule', 'an object', options.schedule);
+  }
+  const schedule = resolveSchedule({ ...(preset?.schedule ?? {}), ...(options.schedule ?? {}) });
+  return { classes, train, holdout, schedule, batchSize, seed, threads, digest };
 }
 
 async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDetector> {
   const backbone = await specFromChoice(options.backbone);
   const mapSize = options.mapSize ?? 256;
-  checkInteger('mapSize', mapSize, 8, 4096);
+  checkInteger('mapSize', mapSize, MAP_SIZE_RANGE[0], MAP_SIZE_RANGE[1]);
   const prior = options.prior ?? 'hgad';
   // With one Gaussian per image (single-Gaussian prior, or one class) the negative entropy is the same
   // constant everywhere and its map carries nothing.
   const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
-  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine }, calibration: null, training: null };
+  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine }, calibration: null, training: null, reduction: null };
   const bb = await openBackbone(backbone, plan.threads);
+  const inChannels = bb.levels.map((l) => l.channels);
+  let reduction: FeatureReduction | null = null;
+  const wanted = options.reduction ?? PRESETS[backbone.model]?.reduction ?? false;
+  if (wanted !== false) {
+    const resolved = resolveReduction(wanted, inChannels);
+    // Statistics from a seeded sample of the training images (the same sample for the same seed).
+    const sample = shuffled(plan.train, hashString(`${plan.seed}:reduction`)).slice(0, resolved.images);
+    const size = { width: bb.inputSize, height: bb.inputSize };
+    const features = async function* (): AsyncGenerator<FeatureLevel[]> {
+      for await (const batch of imageBatches(sample, { batchSize: plan.batchSize, size, concurrency: 2 * plan.threads })) {
+        yield await bb.extract(batch.pixels, batch.batch);
+      }
+    };
+    try {
+      reduction = await FeatureReduction.fit(inChannels, resolved, features(), plan.seed);
+    } catch (e) {
+      await bb.dispose().catch(() => undefined);
+      throw e;
+    }
+  }
   const model = HgadModel.create({
-    levels: bb.levels.map((l) => ({ channels: l.channels })),
+    levels: (reduction?.spec.channels ?? inChannels).map((channels) => ({ channels })),
     classes: plan.classes,
     prior,
     ...(options.flow ?? {}),
     seed: plan.seed,
     threads: plan.threads,
   });
-  return new AnomalyDetector(model, spec, plan.threads, bb);
+  return new AnomalyDetector(model, spec, plan.threads, bb, { reduction });
 }
 
 async function resumeDetector(path: string, plan: Plan, prior: Prior | undefined): Promise<AnomalyDetector> {
@@ -180,7 +229,8 @@ async function fit(detector: AnomalyDetector, options: TrainOptions, plan: Plan,
   const { schedule: s, batchSize } = plan;
   const model = detector.model;
   const backbone = await detector.backbone();
-  const shapes = backbone.levels.map((l) => ({ height: l.height, width: l.width, channels: l.channels }));
+  const widths = detector.model.config.levels.map((l) => l.channels);
+  const shapes = backbone.levels.map((l, i) => ({ height: l.height, width: l.width, channels: widths[i]! }));
   const cache = budget > 0 && FeatureCache.bytesPerImage(shapes) * plan.train.length <= budget ? new FeatureCache(shapes) : null;
   const index = new Map(plan.train.map((sample, i) => [sample.path, i]));
   const classOf = new Map(plan.classes.map((c, i) => [c, i]));
@@ -227,7 +277,7 @@ async function fit(detector: AnomalyDetector, options: TrainOptions, plan: Plan,
         // Decoding and the backbone run one batch ahead of the flow.
         let b = 0;
         const batches = imageBatches(order, { batchSize, size: { width: detector.inputSize, height: detector.inputSize }, concurrency: 2 * plan.threads });
-        const extracted = oneAhead(batches, async (batch) => ({ features: await backbone.extract(batch.pixels, batch.batch), samples: batch.samples }));
+        const extracted = oneAhead(batches, async (batch) => ({ features: await detector.features(batch.pixels, batch.batch), samples: batch.samples }));
         for await (const { features, samples } of extracted) {
           if (cache) samples.forEach((x, i) => cache.put(index.get(x.path)!, features, i));
           await trainBatch(features, samples, epoch, sub, b++);

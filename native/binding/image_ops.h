@@ -1,6 +1,7 @@
 // Image-level numerics for the pipeline (anomaly maps, heatmap colours, metrics) as promise-returning
-// functions: arguments are checked and outputs allocated on the JS thread, the work runs on the libuv
-// pool reading the JS arrays in place (kept alive by references).
+// functions: arguments are checked and copied on the JS thread, the work runs on the libuv pool over
+// those native copies (a caller's ArrayBuffer may be transferred away meanwhile), and the result
+// arrays are made on the JS thread when it is done.
 #pragma once
 #include <napi.h>
 
@@ -16,68 +17,20 @@
 #include "../core/maps.h"
 #include "../core/metrics.h"
 #include "convert.h"
+#include "workers.h"
 
 namespace hgadnode {
 
-class OpWorker : public Napi::AsyncWorker {
- public:
-  using Job = std::function<void()>;
-  using Result = std::function<Napi::Value(Napi::Env)>;
+// Model-free jobs (workers.h, without a lock).
+inline Napi::Promise queue_op(Napi::Env env, AsyncJob::Job job, AsyncJob::Result result) {
+  return queue_job(env, nullptr, {}, std::move(job), std::move(result));
+}
 
-  OpWorker(Napi::Env env, const std::vector<Napi::Value>& keep, Job job, Result result)
-      : Napi::AsyncWorker(env, "hgad"), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)),
-        result_(std::move(result)) {
-    for (const auto& v : keep)
-      if (v.IsObject()) keep_.push_back(Napi::Persistent(v));
-  }
-
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      job_();
-    } catch (const hgad::InputError& e) {
-      input_error_ = std::make_unique<hgad::InputError>(e);
-      SetError(e.message);
-    } catch (const std::bad_alloc&) {
-      SetError("hgad: out of memory");
-    } catch (const std::exception& e) {
-      SetError(std::string("hgad native error: ") + e.what());
-    }
-  }
-
-  void OnOK() override {
-    try {
-      deferred_.Resolve(result_(Env()));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-
-  void OnError(const Napi::Error& e) override {
-    if (input_error_) {
-      deferred_.Reject(input_error(Env(), *input_error_).Value());
-    } else {
-      Napi::Error err = Napi::Error::New(Env(), e.Message());
-      err.Set("code", Napi::String::New(Env(), "NATIVE"));
-      deferred_.Reject(err.Value());
-    }
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::vector<Napi::Reference<Napi::Value>> keep_;
-  Job job_;
-  Result result_;
-  std::unique_ptr<hgad::InputError> input_error_;
-};
-
-inline Napi::Promise queue_op(Napi::Env env, const std::vector<Napi::Value>& keep, OpWorker::Job job,
-                              OpWorker::Result result) {
-  auto* w = new OpWorker(env, keep, std::move(job), std::move(result));
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+template <typename T, typename A>
+A new_array(Napi::Env env, const HostPtr<T>& h) {
+  A a = A::New(env, h->size);
+  if (h->size) std::memcpy(a.Data(), h->data.get(), sizeof(T) * h->size);
+  return a;
 }
 
 inline double to_double(const Napi::Value& v, const std::string& name) {
@@ -106,26 +59,32 @@ inline Napi::Uint8Array to_bytes(const Napi::Value& v, const std::string& name, 
   return a;
 }
 
-// levels: [{ logp: Float32Array, negEntropy: Float32Array, height, width }], each batch*height*width.
-inline std::vector<hgad::MapLevel> to_levels(const Napi::Value& v, int64_t batch, std::vector<Napi::Value>& keep) {
+// levels: [{ logp: Float32Array, negEntropy: Float32Array, height, width }], each batch*height*width,
+// copied: the MapLevel pointers point into `copies`, which the job must keep.
+struct LevelCopies {
+  std::vector<HostPtr<float>> arrays;
+  std::vector<hgad::MapLevel> levels;
+};
+inline std::shared_ptr<LevelCopies> to_levels(const Napi::Value& v, int64_t batch) {
   if (!v.IsArray() || v.As<Napi::Array>().Length() == 0)
     throw Napi::TypeError::New(v.Env(), "Expected a non-empty array for levels");
   Napi::Array a = v.As<Napi::Array>();
-  std::vector<hgad::MapLevel> levels;
+  auto out = std::make_shared<LevelCopies>();
   for (uint32_t l = 0; l < a.Length(); ++l) {
     const std::string name = "levels[" + std::to_string(l) + "]";
     if (!a.Get(l).IsObject()) throw Napi::TypeError::New(v.Env(), "Expected an object for " + name);
     Napi::Object o = a.Get(l).As<Napi::Object>();
     const int64_t h = to_int(o.Get("height"), (name + ".height").c_str(), 1, 1 << 16);
     const int64_t w = to_int(o.Get("width"), (name + ".width").c_str(), 1, 1 << 16);
-    auto logp = typed<Napi::Float32Array>(o.Get("logp"), napi_float32_array, (name + ".logp").c_str(), batch * h * w);
-    auto nent = typed<Napi::Float32Array>(o.Get("negEntropy"), napi_float32_array, (name + ".negEntropy").c_str(),
-                                          batch * h * w);
-    keep.push_back(logp);
-    keep.push_back(nent);
-    levels.push_back({logp.Data(), nent.Data(), h, w});
+    auto logp = copy_in<float>(
+        typed<Napi::Float32Array>(o.Get("logp"), napi_float32_array, (name + ".logp").c_str(), batch * h * w));
+    auto nent = copy_in<float>(typed<Napi::Float32Array>(o.Get("negEntropy"), napi_float32_array,
+                                                         (name + ".negEntropy").c_str(), batch * h * w));
+    out->arrays.push_back(logp);
+    out->arrays.push_back(nent);
+    out->levels.push_back({logp->data.get(), nent->data.get(), h, w});
   }
-  return levels;
+  return out;
 }
 
 inline Napi::Array number_array(Napi::Env env, const std::vector<double>& x) {
@@ -138,16 +97,15 @@ inline Napi::Array number_array(Napi::Env env, const std::vector<double>& x) {
 inline Napi::Value MapLevelMaxima(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t batch = to_int(info[1], "batch", 1, 1 << 24);
-  std::vector<Napi::Value> keep;
-  auto levels = to_levels(info[0], batch, keep);
+  auto in = to_levels(info[0], batch);
   auto out = std::make_shared<std::pair<std::vector<double>, std::vector<double>>>();
-  out->first.resize(levels.size());
-  out->second.resize(levels.size());
+  out->first.resize(in->levels.size());
+  out->second.resize(in->levels.size());
   return queue_op(
-      env, keep,
-      [levels, batch, out] {
-        hgad::check_levels_finite(levels, batch);
-        hgad::map_level_maxima(levels, batch, out->first.data(), out->second.data());
+      env,
+      [in, batch, out] {
+        hgad::check_levels_finite(in->levels, batch);
+        hgad::map_level_maxima(in->levels, batch, out->first.data(), out->second.data());
       },
       [out](Napi::Env e) -> Napi::Value {
         Napi::Object r = Napi::Object::New(e);
@@ -161,18 +119,17 @@ inline Napi::Value MapLevelMaxima(const Napi::CallbackInfo& info) {
 inline Napi::Value MapSumMaxima(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t batch = to_int(info[1], "batch", 1, 1 << 24);
-  std::vector<Napi::Value> keep;
-  auto levels = to_levels(info[0], batch, keep);
+  auto in = to_levels(info[0], batch);
   hgad::MapConstants c;
-  c.logp_shift = to_doubles(info[2], "logpShift", levels.size());
-  c.nent_shift = to_doubles(info[3], "nentShift", levels.size());
+  c.logp_shift = to_doubles(info[2], "logpShift", in->levels.size());
+  c.nent_shift = to_doubles(info[3], "nentShift", in->levels.size());
   const int64_t H = to_int(info[4], "height", 1, 1 << 14), W = to_int(info[5], "width", 1, 1 << 14);
   auto out = std::make_shared<std::array<double, 2>>();
   return queue_op(
-      env, keep,
-      [levels, batch, c, H, W, out] {
-        hgad::check_levels_finite(levels, batch);
-        hgad::map_sum_maxima(levels, batch, c, H, W, &(*out)[0], &(*out)[1]);
+      env,
+      [in, batch, c, H, W, out] {
+        hgad::check_levels_finite(in->levels, batch);
+        hgad::map_sum_maxima(in->levels, batch, c, H, W, &(*out)[0], &(*out)[1]);
       },
       [out](Napi::Env e) -> Napi::Value {
         Napi::Object r = Napi::Object::New(e);
@@ -187,35 +144,28 @@ inline Napi::Value MapSumMaxima(const Napi::CallbackInfo& info) {
 inline Napi::Value AnomalyMaps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t batch = to_int(info[1], "batch", 1, 1 << 24);
-  std::vector<Napi::Value> keep;
-  auto levels = to_levels(info[0], batch, keep);
+  auto in = to_levels(info[0], batch);
   hgad::MapConstants c;
-  c.logp_shift = to_doubles(info[2], "logpShift", levels.size());
-  c.nent_shift = to_doubles(info[3], "nentShift", levels.size());
+  c.logp_shift = to_doubles(info[2], "logpShift", in->levels.size());
+  c.nent_shift = to_doubles(info[3], "nentShift", in->levels.size());
   c.logp_top = to_double(info[4], "logpTop");
   c.nent_top = to_double(info[5], "nentTop");
   const int64_t H = to_int(info[6], "height", 1, 1 << 14), W = to_int(info[7], "width", 1, 1 << 14);
   const double sigma = to_double(info[8], "sigma");
   if (sigma < 0) throw Napi::RangeError::New(env, "Expected sigma >= 0");
   c.logp_only = info.Length() > 9 && info[9].IsBoolean() && info[9].As<Napi::Boolean>().Value();
-  Napi::Float32Array maps = Napi::Float32Array::New(env, static_cast<size_t>(batch * H * W));
-  Napi::Float32Array scores = Napi::Float32Array::New(env, static_cast<size_t>(batch));
-  keep.push_back(maps);
-  keep.push_back(scores);
-  float* mp = maps.Data();
-  float* sp = scores.Data();
-  auto maps_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(maps));
-  auto scores_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(scores));
+  auto maps = host_array<float>(static_cast<size_t>(batch * H * W));
+  auto scores = host_array<float>(static_cast<size_t>(batch));
   return queue_op(
-      env, keep,
-      [levels, batch, c, H, W, sigma, mp, sp] {
-        hgad::check_levels_finite(levels, batch);
-        hgad::anomaly_maps(levels, batch, c, H, W, sigma, mp, sp);
+      env,
+      [in, batch, c, H, W, sigma, maps, scores] {
+        hgad::check_levels_finite(in->levels, batch);
+        hgad::anomaly_maps(in->levels, batch, c, H, W, sigma, maps->data.get(), scores->data.get());
       },
-      [maps_ref, scores_ref](Napi::Env e) -> Napi::Value {
+      [maps, scores](Napi::Env e) -> Napi::Value {
         Napi::Object r = Napi::Object::New(e);
-        r.Set("maps", maps_ref->Value());
-        r.Set("scores", scores_ref->Value());
+        r.Set("maps", new_array<float, Napi::Float32Array>(e, maps));
+        r.Set("scores", new_array<float, Napi::Float32Array>(e, scores));
         return r;
       });
 }
@@ -224,39 +174,33 @@ inline Napi::Value AnomalyMaps(const Napi::CallbackInfo& info) {
 inline Napi::Value Colorize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t H = to_int(info[1], "height", 1, 1 << 16), W = to_int(info[2], "width", 1, 1 << 16);
-  auto map = typed<Napi::Float32Array>(info[0], napi_float32_array, "map", H * W);
+  auto map = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "map", H * W));
   const double lo = to_double(info[3], "range.min"), hi = to_double(info[4], "range.max");
   if (!(hi > lo)) throw Napi::RangeError::New(env, "Expected range.max > range.min");
-  Napi::Uint8Array rgb = Napi::Uint8Array::New(env, static_cast<size_t>(H * W * 3));
-  const float* m = map.Data();
-  uint8_t* out = rgb.Data();
-  auto rgb_ref = std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(rgb));
+  auto rgb = host_array<uint8_t>(static_cast<size_t>(H * W * 3));
   return queue_op(
-      env, {map, rgb},
-      [m, out, H, W, lo, hi] {
-        hgad::check_finite(m, H * W, "map");
-        hgad::colorize(m, H * W, lo, hi, out);
+      env,
+      [map, rgb, H, W, lo, hi] {
+        hgad::check_finite(map->data.get(), H * W, "map");
+        hgad::colorize(map->data.get(), H * W, lo, hi, rgb->data.get());
       },
-      [rgb_ref](Napi::Env) -> Napi::Value { return rgb_ref->Value(); });
+      [rgb](Napi::Env e) -> Napi::Value { return new_array<uint8_t, Napi::Uint8Array>(e, rgb); });
 }
 
 // rocAuc(scores, labels) -> Promise<number>; f1Max(scores, labels) -> Promise<{ f1, threshold }>
 inline Napi::Value RankingMetric(const Napi::CallbackInfo& info, bool f1) {
-  Napi::Env env = info.Env();
-  auto scores = typed<Napi::Float32Array>(info[0], napi_float32_array, "scores", -1);
-  const int64_t n = static_cast<int64_t>(scores.ElementLength());
-  auto labels = to_bytes(info[1], "labels", n);
-  const float* s = scores.Data();
-  const uint8_t* y = labels.Data();
+  auto scores = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "scores", -1));
+  const int64_t n = static_cast<int64_t>(scores->size);
+  auto labels = copy_in<uint8_t>(to_bytes(info[1], "labels", n));
   auto out = std::make_shared<hgad::F1Max>(hgad::F1Max{0, 0});
   return queue_op(
-      env, {scores, labels},
-      [s, y, n, f1, out] {
-        hgad::check_finite(s, n, "scores");
+      info.Env(),
+      [scores, labels, n, f1, out] {
+        hgad::check_finite(scores->data.get(), n, "scores");
         if (f1)
-          *out = hgad::f1_max(s, y, n);
+          *out = hgad::f1_max(scores->data.get(), labels->data.get(), n);
         else
-          out->f1 = hgad::roc_auc(s, y, n);
+          out->f1 = hgad::roc_auc(scores->data.get(), labels->data.get(), n);
       },
       [out, f1](Napi::Env e) -> Napi::Value {
         if (!f1) return Napi::Number::New(e, out->f1);
@@ -275,30 +219,34 @@ inline Napi::Value Aupro(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t count = to_int(info[2], "count", 1, int64_t(1) << 40);
   const int64_t H = to_int(info[3], "height", 1, 1 << 16), W = to_int(info[4], "width", 1, 1 << 16);
-  auto maps = typed<Napi::Float32Array>(info[0], napi_float32_array, "maps", count * H * W);
-  auto masks = to_bytes(info[1], "masks", count * H * W);
+  auto maps = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "maps", count * H * W));
+  auto masks = copy_in<uint8_t>(to_bytes(info[1], "masks", count * H * W));
   const double max_fpr = to_double(info[5], "maxFpr");
   if (!(max_fpr > 0 && max_fpr <= 1)) throw Napi::RangeError::New(env, "Expected maxFpr in (0, 1]");
-  const float* m = maps.Data();
-  const uint8_t* k = masks.Data();
   auto out = std::make_shared<double>(0);
   return queue_op(
-      env, {maps, masks},
-      [m, k, count, H, W, max_fpr, out] {
-        hgad::check_finite(m, count * H * W, "maps");
-        *out = hgad::aupro(m, k, count, H, W, max_fpr);
+      env,
+      [maps, masks, count, H, W, max_fpr, out] {
+        hgad::check_finite(maps->data.get(), count * H * W, "maps");
+        *out = hgad::aupro(maps->data.get(), masks->data.get(), count, H, W, max_fpr);
       },
       [out](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *out); });
 }
 
+// Each operation through guarded() (convert.h): no C++ exception reaches N-API.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] { return F(info); });
+}
+
 inline void RegisterImageOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("mapLevelMaxima", Napi::Function::New(env, MapLevelMaxima));
-  exports.Set("mapSumMaxima", Napi::Function::New(env, MapSumMaxima));
-  exports.Set("anomalyMaps", Napi::Function::New(env, AnomalyMaps));
-  exports.Set("colorize", Napi::Function::New(env, Colorize));
-  exports.Set("rocAuc", Napi::Function::New(env, RocAuc));
-  exports.Set("f1Max", Napi::Function::New(env, F1MaxOp));
-  exports.Set("aupro", Napi::Function::New(env, Aupro));
+  exports.Set("mapLevelMaxima", Napi::Function::New(env, Guarded<MapLevelMaxima>));
+  exports.Set("mapSumMaxima", Napi::Function::New(env, Guarded<MapSumMaxima>));
+  exports.Set("anomalyMaps", Napi::Function::New(env, Guarded<AnomalyMaps>));
+  exports.Set("colorize", Napi::Function::New(env, Guarded<Colorize>));
+  exports.Set("rocAuc", Napi::Function::New(env, Guarded<RocAuc>));
+  exports.Set("f1Max", Napi::Function::New(env, Guarded<F1MaxOp>));
+  exports.Set("aupro", Napi::Function::New(env, Guarded<Aupro>));
 }
 
 }  // namespace hgadnode

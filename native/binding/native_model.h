@@ -1,16 +1,21 @@
 // NativeModel: the JavaScript class over hgad::Model. Converts arguments, schedules the work on the
 // libuv pool (workers.h) and maps native errors to JS errors. With config.device 'cuda' the operations
 // run on the CUDA backend (device.h); the host Model still holds the tensors the API reads and writes.
+// Every method runs inside guarded() (convert.h): no C++ exception reaches N-API.
 #pragma once
 #include <napi.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../core/checks.h"
 #include "../core/model.h"
+#include "../core/state_checks.h"
 #include "convert.h"
 #include "device.h"
 #include "workers.h"
@@ -35,27 +40,106 @@ inline int64_t get_int(const Napi::Object& o, const char* key, int64_t lo, int64
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeModel",
-                       {InstanceMethod("tensorSpecs", &NativeModel::TensorSpecs),
-                        InstanceMethod("getTensor", &NativeModel::GetTensor),
-                        InstanceMethod("setTensor", &NativeModel::SetTensor),
-                        InstanceMethod("adamSteps", &NativeModel::AdamSteps),
-                        InstanceMethod("setAdamSteps", &NativeModel::SetAdamSteps),
-                        InstanceMethod("setThreads", &NativeModel::SetThreads),
-                        InstanceMethod("forward", &NativeModel::Forward),
-                        InstanceMethod("inverse", &NativeModel::Inverse),
-                        InstanceMethod("score", &NativeModel::Score),
-                        InstanceMethod("gradients", &NativeModel::Gradients),
-                        StaticMethod("cudaInfo", &NativeModel::CudaInfoJs)});
+    Napi::Function f = DefineClass(
+        env, "NativeModel",
+        {InstanceMethod("tensorSpecs", &NativeModel::Guard<&NativeModel::TensorSpecs>),
+         InstanceMethod("getTensor", &NativeModel::Guard<&NativeModel::GetTensor>),
+         InstanceMethod("setTensor", &NativeModel::Guard<&NativeModel::SetTensor>),
+         InstanceMethod("writeTensorBytes", &NativeModel::Guard<&NativeModel::WriteTensorBytes>),
+         InstanceMethod("finishLoad", &NativeModel::Guard<&NativeModel::FinishLoad>),
+         InstanceMethod("adamSteps", &NativeModel::Guard<&NativeModel::AdamSteps>),
+         InstanceMethod("setAdamSteps", &NativeModel::Guard<&NativeModel::SetAdamSteps>),
+         InstanceMethod("setThreads", &NativeModel::Guard<&NativeModel::SetThreads>),
+         InstanceMethod("forward", &NativeModel::Guard<&NativeModel::Forward>),
+         InstanceMethod("inverse", &NativeModel::Guard<&NativeModel::Inverse>),
+         InstanceMethod("score", &NativeModel::Guard<&NativeModel::Score>),
+         InstanceMethod("gradients", &NativeModel::Guard<&NativeModel::Gradients>),
+         StaticMethod("cudaInfo", &NativeModel::CudaInfoJs),
+         StaticMethod("layout", &NativeModel::LayoutJs),
+         StaticMethod("build", &NativeModel::BuildJs)});
+    // Per environment (worker threads load the addon again): build() constructs through it.
+    env.SetInstanceData<AddonData>(new AddonData{Napi::Persistent(f)});
+    return f;
   }
 
+  // new NativeModel(config): config as parsed by parse_config; config.init false leaves every tensor
+  // zero (for loading). new NativeModel(config, external) adopts a model built by build().
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "Expected a config object");
-    const Napi::Object o = info[0].As<Napi::Object>();
+    guarded(info.Env(), [&] { construct(info); });
+  }
+
+  static Napi::Value CudaInfoJs(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return Napi::Value(cuda_info_object(info.Env())); });
+  }
+
+  // layout(config, tensors = true) -> { tensors: [{ name, shape, group, level }], bytes, physicalBytes }:
+  // what a model with this config holds and about how much memory it needs, without building it
+  // (tensors false: an empty list, for estimates alone).
+  static Napi::Value LayoutJs(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const hgad::ModelConfig c = parse_config(env, info[0]);
+      const bool with_tensors = !(info.Length() > 1 && info[1].IsBoolean() && !info[1].As<Napi::Boolean>().Value());
+      Napi::Object out = Napi::Object::New(env);
+      Napi::Array tensors = Napi::Array::New(env);
+      uint32_t n = 0;
+      for (size_t l = 0; with_tensors && l < c.channels.size(); ++l) {
+        hgad::LevelConfig lc;
+        lc.channels = c.channels[l];
+        lc.pos_dim = c.pos_dim;
+        lc.blocks = c.blocks;
+        lc.classes = c.classes;
+        lc.centres = c.centres;
+        const hgad::LevelLayout layout = hgad::level_layout(lc);
+        for (const auto& s : layout.specs) tensors.Set(n++, spec_object(env, s, static_cast<int64_t>(l)));
+      }
+      out.Set("tensors", tensors);
+      out.Set("bytes", Napi::Number::New(env, hgad::model_footprint_bytes(c)));
+      out.Set("physicalBytes", Napi::Number::New(env, hgad::physical_memory_bytes()));
+      return out;
+    });
+  }
+
+  // build(config) -> Promise<NativeModel>: makes the model on the libuv pool (a big one takes a while
+  // to allocate, and its random rotations O(C^3) to build): initialised as new NativeModel(config)
+  // would, or with config.init false every tensor zero, ready for writeTensorBytes / finishLoad.
+  static Napi::Value BuildJs(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const hgad::ModelConfig c = parse_config(env, info[0]);
+      hgad::validate(c);
+      auto built = std::make_shared<std::shared_ptr<hgad::Model>>();
+      Napi::Object config = info[0].As<Napi::Object>();
+      const bool initialise = initialised(config);
+      auto config_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(config));
+      return queue_job(
+          env, nullptr, {}, [c, built, initialise] { *built = std::make_shared<hgad::Model>(c, initialise); },
+          [built, config_ref](Napi::Env e) -> Napi::Value {
+            auto* holder = new std::shared_ptr<hgad::Model>(*built);
+            Napi::External<std::shared_ptr<hgad::Model>> ext = Napi::External<std::shared_ptr<hgad::Model>>::New(
+                e, holder, [](Napi::Env, std::shared_ptr<hgad::Model>* p) { delete p; });
+            return e.GetInstanceData<AddonData>()->model_ctor.New({config_ref->Value(), ext});
+          });
+    });
+  }
+
+ private:
+  struct AddonData {
+    Napi::FunctionReference model_ctor;
+  };
+
+  template <Napi::Value (NativeModel::*M)(const Napi::CallbackInfo&)>
+  Napi::Value Guard(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return (this->*M)(info); });
+  }
+
+  static hgad::ModelConfig parse_config(Napi::Env env, const Napi::Value& v) {
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "Expected a config object");
+    const Napi::Object o = v.As<Napi::Object>();
     hgad::ModelConfig c;
     if (!o.Get("channels").IsArray()) throw Napi::TypeError::New(env, "Expected an array for channels");
     const Napi::Array ch = o.Get("channels").As<Napi::Array>();
+    if (ch.Length() > 4096) throw Napi::RangeError::New(env, "Expected at most 4096 levels");
     for (uint32_t i = 0; i < ch.Length(); ++i) c.channels.push_back(to_int(ch.Get(i), "channels", 0, 1 << 20));
     c.classes = get_int(o, "classes", 0, 1 << 20);
     c.centres = get_int(o, "centres", 0, 1 << 20);
@@ -73,20 +157,39 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       else if (p == "inter-only") c.prior = hgad::kPriorInterOnly;
       else throw Napi::TypeError::New(env, "Expected 'hgad', 'single-gaussian' or 'inter-only' for prior");
     }
+    return c;
+  }
+
+  static Napi::Object spec_object(Napi::Env env, const hgad::TensorSpec& s, int64_t l) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", "levels." + std::to_string(l) + "." + s.name);
+    Napi::Array shape = Napi::Array::New(env, s.shape.size());
+    for (size_t i = 0; i < s.shape.size(); ++i) shape.Set(i, Napi::Number::New(env, static_cast<double>(s.shape[i])));
+    o.Set("shape", shape);
+    o.Set("group", group_name(s.group));
+    o.Set("level", Napi::Number::New(env, static_cast<double>(l)));
+    return o;
+  }
+
+  static bool initialised(const Napi::Object& config) {
+    const Napi::Value init = config.Get("init");
+    return !given(init) || init.ToBoolean().Value();
+  }
+
+  void construct(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const hgad::ModelConfig c = parse_config(env, info[0]);
+    const Napi::Object o = info[0].As<Napi::Object>();
     const Napi::Value dev = o.Get("device");
     if (given(dev) && !dev.IsString()) throw Napi::TypeError::New(env, "Expected 'cpu' or 'cuda' for device");
     const std::string device = given(dev) ? dev.As<Napi::String>().Utf8Value() : "cpu";
-    try {
-      model_ = std::make_shared<hgad::Model>(c);
-    } catch (const hgad::InputError& e) {
-      throw input_error(env, e);
-    }
+    const bool initialise = initialised(o);
+    if (info.Length() > 1 && info[1].IsExternal()) model_ = *info[1].As<Napi::External<std::shared_ptr<hgad::Model>>>().Data();
+    else model_ = std::make_shared<hgad::Model>(c, initialise);
+    loading_ = !initialise;
     device_ = make_device(env, device, *model_);
   }
 
-  static Napi::Value CudaInfoJs(const Napi::CallbackInfo& info) { return cuda_info_object(info.Env()); }
-
- private:
   // "levels.L.rest", "optimizer.levels.L.m.rest", "optimizer.levels.L.v.rest" or "grad.levels.L.rest".
   struct Resolved {
     enum Kind { kParam, kM, kV, kGrad };
@@ -164,45 +267,93 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "Expected a tensor name");
     std::lock_guard<std::mutex> lock(model_->mutex());
     const Resolved r = resolve(env, info[0].As<Napi::String>().Utf8Value());
-    pull(env, r.index);
+    pull(r.index);
     Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(r.spec->size));
     if (r.spec->size) std::memcpy(out.Data(), r.read(), sizeof(float) * r.spec->size);
     return out;
   }
 
-  void SetTensorImpl(const Napi::CallbackInfo& info) {
+  Napi::Value SetTensor(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "Expected a tensor name");
     const std::string name = info[0].As<Napi::String>().Utf8Value();
     std::lock_guard<std::mutex> lock(model_->mutex());
     const Resolved r = resolve(env, name);
     Napi::Float32Array a = typed<Napi::Float32Array>(info[1], napi_float32_array, name.c_str(), r.spec->size);
-    try {
-      hgad::check_finite(a.Data(), r.spec->size, name.c_str());
-    } catch (const hgad::InputError& e) {
-      throw input_error(env, e);
+    hgad::check_finite(a.Data(), r.spec->size, name.c_str());
+    if (r.kind == Resolved::kV) {
+      // Adam's second moment is a mean of squares: a negative one turns the next step into NaN.
+      for (int64_t i = 0; i < r.spec->size; ++i)
+        if (a.Data()[i] < 0) {
+          hgad::InputError e;
+          e.parameter = name;
+          e.index = i;
+          e.message = "Expected values >= 0 in " + name + " (Adam's second moment) but element " + std::to_string(i) +
+                      " is " + std::to_string(a.Data()[i]);
+          throw e;
+        }
     }
     // The rest of the level stays as the device left it: bring it back first, upload it all later.
-    pull(env, r.index);
+    pull(r.index);
     if (r.spec->size) std::memcpy(r.write(), a.Data(), sizeof(float) * r.spec->size);
     if (device_) device_->host_changed(r.index);
+    return env.Undefined();
+  }
+
+  // writeTensorBytes(name, byteOffset, bytes: Uint8Array): raw little-endian float32 bytes of a tensor
+  // (or of its Adam moments) straight from a model file, chunk by chunk, without the checks of
+  // setTensor: finishLoad() checks everything once all are written. Only between build() and
+  // finishLoad().
+  Napi::Value WriteTensorBytes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!loading_) throw Napi::Error::New(env, "writeTensorBytes is only for a model being loaded");
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "Expected a tensor name");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    std::lock_guard<std::mutex> lock(model_->mutex());
+    const Resolved r = resolve(env, name);
+    if (r.kind == Resolved::kGrad) throw Napi::Error::New(env, "Unknown tensor " + name);
+    const int64_t bytes = r.spec->size * static_cast<int64_t>(sizeof(float));
+    const int64_t offset = to_int(info[1], "byteOffset", 0, bytes);
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(env, "Expected a Uint8Array for bytes");
+    Napi::Uint8Array chunk = info[2].As<Napi::Uint8Array>();
+    if (static_cast<int64_t>(chunk.ElementLength()) > bytes - offset)
+      throw Napi::RangeError::New(env, "Expected at most " + std::to_string(bytes - offset) + " bytes for " + name +
+                                           " at byte " + std::to_string(offset));
+    if (chunk.ElementLength()) std::memcpy(reinterpret_cast<uint8_t*>(r.write()) + offset, chunk.Data(), chunk.ElementLength());
+    return env.Undefined();
+  }
+
+  // finishLoad() -> Promise: checks every tensor of the model written by writeTensorBytes
+  // (state_checks.h: ranges, orthogonal rotations, Adam's moments against the step counts set
+  // before) on the libuv pool; rejects with code MODEL_STATE naming the first bad tensor.
+  Napi::Value FinishLoad(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!loading_) throw Napi::Error::New(env, "finishLoad is only for a model being loaded");
+    auto model = model_;
+    auto device = device_;
+    auto self = Napi::Persistent(Value());
+    auto self_ref = std::make_shared<Napi::ObjectReference>(std::move(self));
+    return queue_job(
+        env, model_, {},
+        [model, device] {
+          hgad::check_model_state(*model, model->threads());
+          if (device)
+            for (int64_t l = 0; l < model->num_levels(); ++l) device->host_changed(l);
+        },
+        [this, self_ref](Napi::Env e) -> Napi::Value {
+          loading_ = false;
+          return e.Undefined();
+        });
   }
 
   // Host copy of a level current before the JS thread reads or writes it (under the model's lock).
-  void pull(Napi::Env env, int64_t level) {
-    if (!device_) return;
-    try {
-      device_->pull(level);
-    } catch (const std::exception& e) {
-      Napi::Error err = Napi::Error::New(env, std::string("hgad native error: ") + e.what());
-      err.Set("code", Napi::String::New(env, "NATIVE"));
-      throw err;
-    }
+  void pull(int64_t level) {
+    if (device_) device_->pull(level);
   }
-  Napi::Value SetTensor(const Napi::CallbackInfo& info) {
-    SetTensorImpl(info);
-    return info.Env().Undefined();
-  }
+
+  // Step counts are stored as JSON numbers and read back up to this (model-file.ts MAX_STEPS).
+  static constexpr int64_t kMaxAdamSteps = int64_t{1} << 52;
 
   Napi::Value AdamSteps(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(model_->mutex());
@@ -213,17 +364,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value SetAdamSteps(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(model_->mutex());
     const int64_t l = to_int(info[0], "level", 0, model_->num_levels() - 1);
-    model_->level(l).set_adam_steps(to_int(info[1], "steps", 0, int64_t{1} << 52));
+    model_->level(l).set_adam_steps(to_int(info[1], "steps", 0, kMaxAdamSteps));
     return info.Env().Undefined();
   }
 
   Napi::Value SetThreads(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(model_->mutex());
-    try {
-      model_->set_threads(static_cast<int>(to_int(info[0], "threads", 0, 1 << 20)));
-    } catch (const hgad::InputError& e) {
-      throw input_error(info.Env(), e);
-    }
+    model_->set_threads(static_cast<int>(to_int(info[0], "threads", 0, 1 << 20)));
     return info.Env().Undefined();
   }
 
@@ -244,22 +391,87 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return {&lv, fs, lv.config().channels, l};
   }
 
+  // After a non-finite output: when the model gives non-finite outputs even for all-zero features of
+  // the same height and width, its parameters are at fault (a damaged or diverged model), not the
+  // caller's features. probe() runs the operation on such a batch of one image and says whether all
+  // its outputs are finite.
+  static void blame(const hgad::InputError& e, int64_t level, const std::function<bool()>& probe) {
+    bool model_fault = false;
+    try {
+      model_fault = !probe();
+    } catch (const hgad::InputError&) {
+      model_fault = true;
+    }
+    if (!model_fault) throw e;
+    throw AsyncJob::CodedError{"MODEL_STATE", "model",
+                               "The model's parameters give non-finite outputs at level " + std::to_string(level) +
+                                   " even for all-zero features: the model is damaged or has diverged (the values in " +
+                                   e.parameter + " are not the cause)"};
+  }
+
+  static bool all_finite(const float* p, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i])) return false;
+    return true;
+  }
+
+  // Where a level's operations run: the CUDA backend or the CPU level.
+  struct Runner {
+    std::shared_ptr<hgad::Model> model;
+    std::shared_ptr<DeviceBackend> device;
+    hgad::Level<float>* level;
+    int64_t index;
+    void forward(const hgad::FeatureShape& fs, const float* x, float* z, float* ld) const {
+      if (device) device->forward(index, fs, x, z, ld);
+      else level->forward(fs, x, z, ld, model->threads());
+    }
+    void inverse(const hgad::FeatureShape& fs, const float* z, float* x) const {
+      if (device) device->inverse(index, fs, z, x);
+      else level->inverse(fs, z, x, model->threads());
+    }
+    void score(const hgad::FeatureShape& fs, const float* x, const int32_t* cls, float* logp, float* nent,
+               float* logits, int32_t* cls_out, float* post) const {
+      if (device) device->score(index, fs, x, cls, logp, nent, logits, cls_out, post);
+      else level->score(fs, x, cls, logp, nent, logits, cls_out, post, model->threads());
+    }
+    // Scoring one all-zero image of this height and width gives finite logp and negative entropy.
+    bool zero_score_finite(const hgad::FeatureShape& fs) const {
+      const hgad::FeatureShape one{1, fs.height, fs.width};
+      const int64_t n = one.vectors(), C = level->config().channels, Y = level->config().classes;
+      std::vector<float> x(n * C, 0.0f), logp(n), nent(n), logits(n * Y);
+      int32_t cls = 0;
+      score(one, x.data(), nullptr, logp.data(), nent.data(), logits.data(), &cls, nullptr);
+      return all_finite(logp.data(), n) && all_finite(nent.data(), n);
+    }
+  };
+  Runner runner(const Batch& b) const { return {model_, device_, b.level, b.index}; }
+
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Batch b = batch(info);
     const int64_t n = b.shape.vectors();
-    auto x = typed<Napi::Float32Array>(info[1], napi_float32_array, "x", n * b.channels);
-    auto z = typed<Napi::Float32Array>(info[5], napi_float32_array, "z", n * b.channels);
-    auto ld = typed<Napi::Float32Array>(info[6], napi_float32_array, "logDet", n);
-    float *px = x.Data(), *pz = z.Data(), *pl = ld.Data();
-    auto model = model_;
-    auto device = device_;
-    return queue(env, {x, z, ld}, [=]() {
+    auto x = copy_in<float>(typed<Napi::Float32Array>(info[1], napi_float32_array, "x", n * b.channels));
+    Napi::Value zv = typed<Napi::Float32Array>(info[5], napi_float32_array, "z", n * b.channels);
+    Napi::Value ldv = typed<Napi::Float32Array>(info[6], napi_float32_array, "logDet", n);
+    auto z = host_array<float>(n * b.channels);
+    auto ld = host_array<float>(n);
+    const Runner run = runner(b);
+    return queue_job(env, model_, {output(zv, z, "z"), output(ldv, ld, "logDet")}, [=]() {
+      const float* px = x->data.get();
       hgad::check_finite(px, n * b.channels, "x.data");
-      if (device) device->forward(b.index, b.shape, px, pz, pl);
-      else b.level->forward(b.shape, px, pz, pl, model->threads());
-      hgad::check_output_finite(pl, n, 1, "x.data");
-      hgad::check_output_finite(pz, n * b.channels, b.channels, "x.data");
+      run.forward(b.shape, px, z->data.get(), ld->data.get());
+      try {
+        hgad::check_output_finite(ld->data.get(), n, 1, "x.data");
+        hgad::check_output_finite(z->data.get(), n * b.channels, b.channels, "x.data");
+      } catch (const hgad::InputError& e) {
+        blame(e, b.index, [&] {
+          const hgad::FeatureShape one{1, b.shape.height, b.shape.width};
+          const int64_t m = one.vectors();
+          std::vector<float> x0(m * b.channels, 0.0f), z0(m * b.channels), l0(m);
+          run.forward(one, x0.data(), z0.data(), l0.data());
+          return all_finite(z0.data(), m * b.channels) && all_finite(l0.data(), m);
+        });
+      }
     });
   }
 
@@ -267,16 +479,24 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Env env = info.Env();
     const Batch b = batch(info);
     const int64_t n = b.shape.vectors() * b.channels;
-    auto z = typed<Napi::Float32Array>(info[1], napi_float32_array, "z", n);
-    auto x = typed<Napi::Float32Array>(info[5], napi_float32_array, "x", n);
-    float *pz = z.Data(), *px = x.Data();
-    auto model = model_;
-    auto device = device_;
-    return queue(env, {z, x}, [=]() {
-      hgad::check_finite(pz, n, "z");
-      if (device) device->inverse(b.index, b.shape, pz, px);
-      else b.level->inverse(b.shape, pz, px, model->threads());
-      hgad::check_output_finite(px, n, b.channels, "z");
+    auto z = copy_in<float>(typed<Napi::Float32Array>(info[1], napi_float32_array, "z", n));
+    Napi::Value xv = typed<Napi::Float32Array>(info[5], napi_float32_array, "x", n);
+    auto x = host_array<float>(n);
+    const Runner run = runner(b);
+    return queue_job(env, model_, {output(xv, x, "x")}, [=]() {
+      hgad::check_finite(z->data.get(), n, "z");
+      run.inverse(b.shape, z->data.get(), x->data.get());
+      try {
+        hgad::check_output_finite(x->data.get(), n, b.channels, "z");
+      } catch (const hgad::InputError& e) {
+        blame(e, b.index, [&] {
+          const hgad::FeatureShape one{1, b.shape.height, b.shape.width};
+          const int64_t m = one.vectors() * b.channels;
+          std::vector<float> z0(m, 0.0f), x0(m);
+          run.inverse(one, z0.data(), x0.data());
+          return all_finite(x0.data(), m);
+        });
+      }
     });
   }
 
@@ -284,31 +504,37 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Env env = info.Env();
     const Batch b = batch(info);
     const int64_t n = b.shape.vectors(), Y = b.level->config().classes;
-    auto x = typed<Napi::Float32Array>(info[1], napi_float32_array, "x", n * b.channels);
+    auto x = copy_in<float>(typed<Napi::Float32Array>(info[1], napi_float32_array, "x", n * b.channels));
     const bool has_cls = given(info[5]);
-    Napi::Value cls_v = has_cls ? Napi::Value(typed<Napi::Int32Array>(info[5], napi_int32_array, "classIndex", b.shape.batch))
-                                : env.Null();
-    auto logp = typed<Napi::Float32Array>(info[6], napi_float32_array, "logp", n);
-    auto nent = typed<Napi::Float32Array>(info[7], napi_float32_array, "negEntropy", n);
-    auto logits = typed<Napi::Float32Array>(info[8], napi_float32_array, "classLogits", n * Y);
-    auto cls_out = typed<Napi::Int32Array>(info[9], napi_int32_array, "classOut", b.shape.batch);
-    const bool has_post = given(info[10]);
-    Napi::Value post_v = has_post ? Napi::Value(typed<Napi::Float32Array>(info[10], napi_float32_array, "classPosterior",
-                                                                          b.shape.batch * Y))
-                                  : env.Null();
-    float* pp = has_post ? post_v.As<Napi::Float32Array>().Data() : nullptr;
-    const float* px = x.Data();
-    const int32_t* pc = has_cls ? cls_v.As<Napi::Int32Array>().Data() : nullptr;
-    float *pl = logp.Data(), *pn = nent.Data(), *pg = logits.Data();
-    int32_t* po = cls_out.Data();
-    auto model = model_;
-    auto device = device_;
-    return queue(env, {x, cls_v, logp, nent, logits, cls_out, post_v}, [=]() {
+    HostPtr<int32_t> cls;
+    if (has_cls) cls = copy_in<int32_t>(typed<Napi::Int32Array>(info[5], napi_int32_array, "classIndex", b.shape.batch));
+    std::vector<Output> outs;
+    auto logp = host_array<float>(n);
+    auto nent = host_array<float>(n);
+    auto logits = host_array<float>(n * Y);
+    auto cls_out = host_array<int32_t>(b.shape.batch);
+    outs.push_back(output(typed<Napi::Float32Array>(info[6], napi_float32_array, "logp", n), logp, "logp"));
+    outs.push_back(output(typed<Napi::Float32Array>(info[7], napi_float32_array, "negEntropy", n), nent, "negEntropy"));
+    outs.push_back(output(typed<Napi::Float32Array>(info[8], napi_float32_array, "classLogits", n * Y), logits, "classLogits"));
+    outs.push_back(output(typed<Napi::Int32Array>(info[9], napi_int32_array, "classOut", b.shape.batch), cls_out, "classOut"));
+    HostPtr<float> post;
+    if (given(info[10])) {
+      post = host_array<float>(b.shape.batch * Y);
+      outs.push_back(output(typed<Napi::Float32Array>(info[10], napi_float32_array, "classPosterior", b.shape.batch * Y),
+                            post, "classPosterior"));
+    }
+    const Runner run = runner(b);
+    return queue_job(env, model_, std::move(outs), [=]() {
+      const float* px = x->data.get();
       hgad::check_finite(px, n * b.channels, "x.data");
-      if (device) device->score(b.index, b.shape, px, pc, pl, pn, pg, po, pp);
-      else b.level->score(b.shape, px, pc, pl, pn, pg, po, pp, model->threads());
-      hgad::check_output_finite(pl, n, 1, "x.data");
-      hgad::check_output_finite(pn, n, 1, "x.data");
+      run.score(b.shape, px, cls ? cls->data.get() : nullptr, logp->data.get(), nent->data.get(), logits->data.get(),
+                cls_out->data.get(), post ? post->data.get() : nullptr);
+      try {
+        hgad::check_output_finite(logp->data.get(), n, 1, "x.data");
+        hgad::check_output_finite(nent->data.get(), n, 1, "x.data");
+      } catch (const hgad::InputError& e) {
+        blame(e, b.index, [&] { return run.zero_score_finite(b.shape); });
+      }
     });
   }
 
@@ -317,40 +543,49 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Env env = info.Env();
     const Batch b = batch(info);
     const int64_t n = b.shape.vectors();
-    auto x = typed<Napi::Float32Array>(info[1], napi_float32_array, "x", n * b.channels);
+    auto x = copy_in<float>(typed<Napi::Float32Array>(info[1], napi_float32_array, "x", n * b.channels));
     const bool per_vector = info[6].ToBoolean();
-    auto labels = typed<Napi::Int32Array>(info[5], napi_int32_array, "labels", per_vector ? n : b.shape.batch);
+    auto labels = copy_in<int32_t>(
+        typed<Napi::Int32Array>(info[5], napi_int32_array, "labels", per_vector ? n : b.shape.batch));
     auto weights = typed<Napi::Float64Array>(info[7], napi_float64_array, "weights", hgad::kNumTerms);
-    const bool has_dx = given(info[8]);
-    Napi::Value dx_v = has_dx ? Napi::Value(typed<Napi::Float32Array>(info[8], napi_float32_array, "inputGrad", n * b.channels))
-                              : env.Null();
+    std::vector<Output> outs;
+    HostPtr<float> dx;
+    if (given(info[8])) {
+      dx = host_array<float>(n * b.channels);
+      outs.push_back(output(typed<Napi::Float32Array>(info[8], napi_float32_array, "inputGrad", n * b.channels), dx,
+                            "inputGrad"));
+    }
     const bool step = info[9].IsNumber();
     const double lr = step ? info[9].As<Napi::Number>().DoubleValue() : 0.0;
     if (step && !(lr >= 0 && lr < 1e3)) throw Napi::RangeError::New(env, "Expected a learning rate in [0, 1000) for lr");
-    float w5[hgad::kNumTerms];
+    std::array<float, hgad::kNumTerms> w5;
     for (int i = 0; i < hgad::kNumTerms; ++i) w5[i] = static_cast<float>(weights.Data()[i]);
-    const float* px = x.Data();
-    const int32_t* pl = labels.Data();
-    float* pdx = has_dx ? dx_v.As<Napi::Float32Array>().Data() : nullptr;
-    auto model = model_;
-    auto device = device_;
+    const Runner run = runner(b);
     auto losses = std::make_shared<hgad::Losses>();
-    return queue(
-        env, {x, labels, dx_v},
+    return queue_job(
+        env, model_, std::move(outs),
         [=]() {
+          if (step && b.level->adam_steps() >= kMaxAdamSteps)
+            throw AsyncJob::CodedError{"MODEL_STATE", "model",
+                                       "The optimizer of level " + std::to_string(b.index) + " has taken " +
+                                           std::to_string(b.level->adam_steps()) +
+                                           " steps, the most a model file can record (2^52): no update was made"};
+          const float* px = x->data.get();
           hgad::check_finite(px, n * b.channels, "x.data");
-          *losses = device ? device->gradients(b.index, b.shape, px, {pl, per_vector}, w5, pdx)
-                           : b.level->gradients(b.shape, px, {pl, per_vector}, w5, pdx, model->threads());
+          const hgad::Labels lab{labels->data.get(), per_vector};
+          float* pdx = dx ? dx->data.get() : nullptr;
+          *losses = run.device ? run.device->gradients(b.index, b.shape, px, lab, w5.data(), pdx)
+                               : b.level->gradients(b.shape, px, lab, w5.data(), pdx, run.model->threads());
           if (!std::isfinite(losses->total)) {
             hgad::InputError e;
             e.parameter = "x.data";
             e.message = "The loss is not finite for this batch (features far outside the training range?); "
                         "no update was made";
-            throw e;
+            blame(e, b.index, [&] { return run.zero_score_finite(b.shape); });
           }
           if (step) {
-            if (device) device->adam_step(b.index, lr);
-            else b.level->adam_step(lr, model->threads());
+            if (run.device) run.device->adam_step(b.index, lr);
+            else b.level->adam_step(lr, run.model->threads());
           }
         },
         [losses](Napi::Env e) -> Napi::Value {
@@ -362,15 +597,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
 
-  // Runs job on the libuv pool under the model's lock; keep holds the JS arrays it reads or writes.
-  Napi::Value queue(Napi::Env env, std::vector<Napi::Value> keep, ModelWorker::Job job,
-                    ModelWorker::Result result = nullptr) {
-    auto* w = new ModelWorker(env, model_, std::move(keep), std::move(job), std::move(result));
-    w->Queue();
-    return w->promise();
-  }
-
   std::shared_ptr<hgad::Model> model_;
+  // Between build() (or a config with init: false) and finishLoad(): tensors may be written raw.
+  bool loading_ = false;
   // Declared after model_: destroyed first, while the host Model it mirrors still exists. Jobs hold
   // their own references, so a queued operation keeps both alive.
   std::shared_ptr<DeviceBackend> device_;

@@ -19,21 +19,22 @@ namespace hgad {
 
 using namespace level_detail;
 
-template <typename T>
-Level<T>::Level(const LevelConfig& cfg, uint64_t seed) : cfg_(cfg), dims_(cfg.channels, cfg.pos_dim) {
+LevelLayout level_layout(const LevelConfig& cfg) {
   const int64_t C = cfg.channels, K = cfg.blocks, Y = cfg.classes, M = cfg.centres;
-  const BlockDims& d = dims_;
-  int64_t off = 0, rot_off = 0;
+  const BlockDims d(cfg.channels, cfg.pos_dim);
+  LevelLayout out;
+  int64_t& off = out.params;
+  int64_t& rot_off = out.rotations;
   auto add = [&](const std::string& name, std::vector<int64_t> shape, ParamGroup group) {
     int64_t size = 1;
     for (int64_t s : shape) size *= s;
     int64_t& cursor = group == kGroupFixed ? rot_off : off;
-    specs_.push_back({name, std::move(shape), cursor, size, group});
+    out.specs.push_back({name, std::move(shape), cursor, size, group});
     cursor += size;
   };
   for (int64_t k = 0; k < K; ++k) {
     const std::string p = "blocks." + std::to_string(k) + ".";
-    block_offset_.push_back(off);
+    out.block_offset.push_back(off);
     add(p + "w1", {d.hid, d.n}, kGroupFlow);
     add(p + "b1", {d.hid}, kGroupFlow);
     add(p + "w2", {2 * d.C2, d.hid}, kGroupFlow);
@@ -42,22 +43,58 @@ Level<T>::Level(const LevelConfig& cfg, uint64_t seed) : cfg_(cfg), dims_(cfg.ch
     add(p + "offset", {C}, kGroupFlow);
     add(p + "rotation", {C, C}, kGroupFixed);
   }
-  flow_end_ = off;
-  mu_off_ = off;
+  out.flow_end = off;
+  out.mu_off = off;
   add("mu", {Y, C}, kGroupCentres);
-  delta_off_ = off;
+  out.delta_off = off;
   add("delta", {Y, M - 1, C}, kGroupCentres);
-  centres_end_ = off;
-  phi_off_ = off;
+  out.centres_end = off;
+  out.phi_off = off;
   add("phi", {Y}, kGroupLogits);
-  psi_off_ = off;
+  out.psi_off = off;
   add("psi", {Y, M}, kGroupLogits);
-  params_.assign(off, T(0));
-  grads_.assign(off, T(0));
-  m_.assign(off, T(0));
-  v_.assign(off, T(0));
-  rot_.assign(rot_off, T(0));
-  init(seed);
+  return out;
+}
+
+double level_footprint_bytes(const LevelConfig& cfg, int threads) {
+  const double C = static_cast<double>(cfg.channels), P = static_cast<double>(cfg.pos_dim);
+  const double K = static_cast<double>(cfg.blocks), Y = static_cast<double>(cfg.classes);
+  const double M = static_cast<double>(cfg.centres), T = static_cast<double>(threads < 1 ? 1 : threads);
+  const double C1 = std::ceil(C / 2), C2 = std::floor(C / 2), n = C1 + P, hid = 2 * n, J = Y * M;
+  const double per_block = hid * n + hid + 2 * C2 * hid + 2 * C2 + 2 * C;
+  const double params = K * per_block + Y * C + Y * (M - 1) * C + Y + Y * M;
+  const double rotations = K * C * C;
+  const double packed = K * (C1 * hid + hid * 2 * C2 + 2 * C * C);
+  const double derived = J * C + J + 2 * K * C;
+  const double position_cache = 64.0 * (1 << 20) / 4;  // Level::position_cache_bytes, in floats
+  // One training workspace per thread (workspace.h) at the default tile of 512 rows; threads after
+  // the first also keep their own gradient buffer.
+  const double R = 512;
+  const double workspace = (K + 1) * R * C + K * R * (hid + C2 + C) + R * (2 * C2 + C + hid) + R * (3 * J + 4 * C) +
+                           R * (2 * C2 + 2 * hid) + 2 * J * C + 3 * J + Y;
+  const double floats = 4 * params + rotations + packed + derived + position_cache + T * workspace + (T - 1) * params;
+  // Building the level's random rotations works on two n x n float64 matrices at a time.
+  const double init = 2 * C * C * 8;
+  return 4 * floats + init;
+}
+
+template <typename T>
+Level<T>::Level(const LevelConfig& cfg, uint64_t seed, bool initialise) : cfg_(cfg), dims_(cfg.channels, cfg.pos_dim) {
+  LevelLayout layout = level_layout(cfg);
+  specs_ = std::move(layout.specs);
+  block_offset_ = std::move(layout.block_offset);
+  flow_end_ = layout.flow_end;
+  mu_off_ = layout.mu_off;
+  delta_off_ = layout.delta_off;
+  centres_end_ = layout.centres_end;
+  phi_off_ = layout.phi_off;
+  psi_off_ = layout.psi_off;
+  params_.assign(layout.params, T(0));
+  grads_.assign(layout.params, T(0));
+  m_.assign(layout.params, T(0));
+  v_.assign(layout.params, T(0));
+  rot_.assign(layout.rotations, T(0));
+  if (initialise) init(seed);
 }
 
 template <typename T>

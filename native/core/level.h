@@ -61,6 +61,23 @@ struct InputError {
   bool non_finite = false;
 };
 
+// Where every tensor of a level with this config sits, and the flat sizes (elements) of its trainable
+// and fixed buffers, computed without allocating them (the tensors a model file must hold, and the
+// memory a config needs, are known before anything is built).
+struct LevelLayout {
+  std::vector<TensorSpec> specs;
+  std::vector<int64_t> block_offset;  // per block: w1 offset in the trainable buffer
+  int64_t params = 0, rotations = 0;
+  int64_t flow_end = 0, mu_off = 0, delta_off = 0, centres_end = 0, phi_off = 0, psi_off = 0;
+};
+LevelLayout level_layout(const LevelConfig& cfg);
+
+// Bytes a float Level with this config holds once it has run training and inference on `threads`
+// threads: parameters, gradients and both Adam moments, rotations, packed weights, derived centres,
+// position cache and per-thread workspaces. An estimate (within a few percent for the shapes used),
+// computed in floating point so that no config can overflow it.
+double level_footprint_bytes(const LevelConfig& cfg, int threads);
+
 template <typename T>
 struct Workspace;
 struct Tile;
@@ -68,7 +85,9 @@ struct Tile;
 template <typename T>
 class Level {
  public:
-  Level(const LevelConfig& cfg, uint64_t seed);
+  // initialise = false leaves every tensor zero (a model file fills them): no random rotations to
+  // build, so a loaded model costs its allocation only.
+  Level(const LevelConfig& cfg, uint64_t seed, bool initialise = true);
   ~Level();
   Level(const Level&) = delete;
   Level& operator=(const Level&) = delete;
@@ -88,6 +107,9 @@ class Level {
   T* grad(const TensorSpec& s) { return grads_.data() + s.offset; }
   T* adam_m(const TensorSpec& s) { return m_.data() + s.offset; }
   T* adam_v(const TensorSpec& s) { return v_.data() + s.offset; }
+  const T* adam_m(const TensorSpec& s) const { return m_.data() + s.offset; }
+  const T* adam_v(const TensorSpec& s) const { return v_.data() + s.offset; }
+  const AdamHyper& adam_hyper() const { return hyper_; }
   int64_t adam_steps() const { return steps_; }
   void set_adam_steps(int64_t s) { steps_ = s; }
   int64_t num_params() const { return static_cast<int64_t>(params_.size()); }

@@ -1,5 +1,9 @@
 #include "model.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 namespace hgad {
 
 namespace {
@@ -15,6 +19,17 @@ uint64_t level_seed(uint64_t seed, int64_t l) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
+}
+LevelConfig level_config(const ModelConfig& c, size_t l) {
+  LevelConfig lc;
+  lc.channels = c.channels[l];
+  lc.pos_dim = c.pos_dim;
+  lc.blocks = c.blocks;
+  lc.classes = c.classes;
+  lc.centres = c.centres;
+  lc.clamp = c.clamp;
+  lc.prior = c.prior;
+  return lc;
 }
 }  // namespace
 
@@ -34,21 +49,33 @@ void validate(const ModelConfig& c) {
   if (c.prior != kPriorHgad && c.centres != 1)
     bad("centersPerClass", "1 for the single-gaussian and inter-only priors", std::to_string(c.centres));
   if (c.threads < 1 || c.threads > 1024) bad("threads", "an integer in [1, 1024]", std::to_string(c.threads));
+  // The TypeScript layer refuses configs above its own, lower limit first, naming the setting to
+  // change; this is the safety net for direct callers (std::bad_alloc is no answer to a config).
+  const double need = model_footprint_bytes(c), have = physical_memory_bytes();
+  if (have > 0 && need > have)
+    bad("config", "a model that fits in this machine's " + std::to_string(static_cast<int64_t>(have / (1 << 20))) +
+                      " MiB of memory", "one needing about " + std::to_string(static_cast<int64_t>(need / (1 << 20))) + " MiB");
 }
 
-Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
+double model_footprint_bytes(const ModelConfig& c) {
+  double total = 0;
+  for (size_t l = 0; l < c.channels.size(); ++l) total += level_footprint_bytes(level_config(c, l), c.threads);
+  return total;
+}
+
+double physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && size > 0) return static_cast<double>(pages) * static_cast<double>(size);
+#endif
+  return 0;
+}
+
+Model::Model(const ModelConfig& cfg, bool initialise) : cfg_(cfg) {
   validate(cfg_);
-  for (size_t l = 0; l < cfg_.channels.size(); ++l) {
-    LevelConfig lc;
-    lc.channels = cfg_.channels[l];
-    lc.pos_dim = cfg_.pos_dim;
-    lc.blocks = cfg_.blocks;
-    lc.classes = cfg_.classes;
-    lc.centres = cfg_.centres;
-    lc.clamp = cfg_.clamp;
-    lc.prior = cfg_.prior;
-    levels_.push_back(std::make_unique<Level<float>>(lc, level_seed(cfg_.seed, static_cast<int64_t>(l))));
-  }
+  for (size_t l = 0; l < cfg_.channels.size(); ++l)
+    levels_.push_back(std::make_unique<Level<float>>(level_config(cfg_, l), level_seed(cfg_.seed, static_cast<int64_t>(l)),
+                                                     initialise));
 }
 
 Level<float>& Model::level(int64_t l) {

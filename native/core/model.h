@@ -22,7 +22,8 @@ struct ModelConfig {
 
 class Model {
  public:
-  explicit Model(const ModelConfig& cfg);
+  // initialise = false: every tensor zero (a model file fills them), see Level.
+  explicit Model(const ModelConfig& cfg, bool initialise = true);
   const ModelConfig& config() const { return cfg_; }
   int64_t num_levels() const { return static_cast<int64_t>(levels_.size()); }
   Level<float>& level(int64_t l);
@@ -36,7 +37,13 @@ class Model {
   std::mutex mutex_;
 };
 
-// Throws InputError naming the first setting that is out of range.
+// Throws InputError naming the first setting that is out of range, or "config" when the model would
+// need more memory than the machine has (model_footprint_bytes against physical_memory_bytes).
 void validate(const ModelConfig& cfg);
+
+// Estimated bytes the model holds once it has trained (sum of level_footprint_bytes).
+double model_footprint_bytes(const ModelConfig& cfg);
+// Physical memory of this machine, or 0 where it cannot be read (then no limit applies here).
+double physical_memory_bytes();
 
 }  // namespace hgad

@@ -1,0 +1,91 @@
+// The nearest-neighbour reference's wrapper (lib/eval/nearest.ts): typed errors for bad arguments and
+// small cases worked by hand for the 3x3 averaging, the nearest distances (one bank and the union of
+// two) and the distance maps.
+import { HgadArgumentError, HgadNonFiniteError } from '../lib/errors';
+import { distanceMaps, localAverage, nearestDistances } from '../lib/eval/nearest';
+
+const close = (got: Float32Array, want: number[]): void => {
+  expect(got.length).toBe(want.length);
+  want.forEach((w, i) => expect(got[i]).toBeCloseTo(w, 5));
+};
+
+async function rejects(p: Promise<unknown>, type: typeof HgadArgumentError | typeof HgadNonFiniteError, parameter: string): Promise<void> {
+  const e = await p.then(() => null, (err: unknown) => err);
+  expect(e).toBeInstanceOf(type);
+  expect((e as HgadArgumentError).parameter).toBe(parameter);
+}
+
+describe('localAverage', () => {
+  test('is the 3x3 mean with the zero padding counted', async () => {
+    // 2x2, one channel: every window covers all four values.
+    close((await localAverage({ data: Float32Array.from([1, 2, 3, 4]), batch: 1, height: 2, width: 2, channels: 1 })).data,
+      [10 / 9, 10 / 9, 10 / 9, 10 / 9]);
+    // 1x3, two channels, two images (the second is the first times -1).
+    const out = await localAverage({ data: Float32Array.from([1, 10, 2, 20, 3, 30, -1, -10, -2, -20, -3, -30]), batch: 2, height: 1, width: 3, channels: 2 });
+    expect(out).toMatchObject({ batch: 2, height: 1, width: 3, channels: 2 });
+    close(out.data, [3 / 9, 30 / 9, 6 / 9, 60 / 9, 5 / 9, 50 / 9, -3 / 9, -30 / 9, -6 / 9, -60 / 9, -5 / 9, -50 / 9]);
+  });
+
+  test('rejects bad shapes and non-finite features', async () => {
+    await rejects(localAverage({ data: new Float32Array(3), batch: 1, height: 2, width: 2, channels: 1 }), HgadArgumentError, 'level.data');
+    await rejects(localAverage({ data: new Float32Array(4), batch: 1, height: 2.5, width: 2, channels: 1 }), HgadArgumentError, 'level.height');
+    await rejects(localAverage(null as never), HgadArgumentError, 'level');
+    await rejects(localAverage({ data: Float32Array.from([0, NaN, 0, 0]), batch: 1, height: 2, width: 2, channels: 1 }), HgadNonFiniteError, 'data');
+  });
+});
+
+describe('nearestDistances', () => {
+  const queries = Float32Array.from([0, 0, 3, 4, 1, 1]);
+  const bank = Float32Array.from([0, 1, 6, 8]);
+
+  test('finds the nearest bank vector of each query', async () => {
+    close(await nearestDistances(queries, bank, { dim: 2 }), [1, Math.sqrt(18), 1]);
+    // An exact match is 0, not a rounding below it.
+    close(await nearestDistances(Float32Array.from([6, 8]), bank, { dim: 2 }), [0]);
+  });
+
+  test('into: the nearest over the union of banks, in a new array', async () => {
+    const into = await nearestDistances(queries, bank, { dim: 2 });
+    const before = Float32Array.from(into);
+    const out = await nearestDistances(queries, Float32Array.from([3, 4]), { dim: 2, into });
+    expect(out).not.toBe(into);
+    expect(into).toEqual(before);
+    close(out, [1, 0, 1]);
+  });
+
+  test('rejects bad arguments, naming them', async () => {
+    await rejects(nearestDistances(queries, bank, { dim: 0 }), HgadArgumentError, 'options.dim');
+    await rejects(nearestDistances(queries, bank, { dim: 4 }), HgadArgumentError, 'queries');
+    await rejects(nearestDistances(queries, Float32Array.from([1, 2, 3]), { dim: 2 }), HgadArgumentError, 'bank');
+    await rejects(nearestDistances(queries, new Float32Array(0), { dim: 2 }), HgadArgumentError, 'bank');
+    await rejects(nearestDistances(Array.from(queries) as never, bank, { dim: 2 }), HgadArgumentError, 'queries');
+    await rejects(nearestDistances(queries, bank, { dim: 2, into: new Float32Array(2) }), HgadArgumentError, 'options.into');
+    await rejects(nearestDistances(queries, bank, { dim: 2, k: 1 } as never), HgadArgumentError, 'options.k');
+    await rejects(nearestDistances(queries, Float32Array.from([0, 1, Infinity, 8]), { dim: 2 }), HgadNonFiniteError, 'bank');
+  });
+});
+
+describe('distanceMaps', () => {
+  test('upsamples with aligned corners, sums the levels, takes the max as the score', async () => {
+    const fine = { values: Float32Array.from([0, 1, 2, 3, 4, 4, 4, 4]), height: 2, width: 2 };
+    const coarse = { values: Float32Array.from([10, 20]), height: 1, width: 1 };
+    const { maps, scores } = await distanceMaps([fine, coarse], 2, { height: 3, width: 3, sigma: 0 });
+    close(maps, [10, 10.5, 11, 11, 11.5, 12, 12, 12.5, 13, 24, 24, 24, 24, 24, 24, 24, 24, 24]);
+    close(scores, [13, 24]);
+    // Blurring a constant map leaves it constant (reflect padding, normalised kernel).
+    const blurred = await distanceMaps([coarse], 2, { height: 16, width: 16 });
+    expect(blurred.maps.slice(0, 256).every((v) => Math.abs(v - 10) < 1e-4)).toBe(true);
+    close(blurred.scores, [10, 20]);
+  });
+
+  test('rejects bad arguments, naming them', async () => {
+    const level = { values: new Float32Array(4), height: 2, width: 2 };
+    await rejects(distanceMaps([level], 2, { height: 8, width: 8 }), HgadArgumentError, 'levels[0].values');
+    await rejects(distanceMaps([], 1, { height: 8, width: 8 }), HgadArgumentError, 'levels');
+    await rejects(distanceMaps([level], 1, { height: 8, width: 8, sigma: -1 }), HgadArgumentError, 'size.sigma');
+    await rejects(distanceMaps([level], 1, { height: 0, width: 8 }), HgadArgumentError, 'size.height');
+    await rejects(distanceMaps([level], 1, { height: 8, width: 8, blur: 2 } as never), HgadArgumentError, 'size.blur');
+    await rejects(distanceMaps([{ ...level, values: Float32Array.from([0, 0, NaN, 0]) }], 1, { height: 8, width: 8 }),
+      HgadNonFiniteError, 'levels[0].values');
+  });
+});
