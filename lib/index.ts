@@ -29,9 +29,8 @@ export type {
 } from './score/scorer';
 export { parseThreshold } from './score/threshold';
 export type { ThresholdOverride, ThresholdSource } from './score/threshold';
-export { startServer, buildApp } from './serve/app';
-export type { BuildAppOptions, RunningServer, ServeOptions } from './serve/app';
-export type { ServiceErrorCode } from './serve/errors';
+export { startServer, buildApp } from './serve';
+export type { BuildAppOptions, RunningServer, ServeOptions, ServiceErrorCode } from './serve';
 export { calibrate } from './score/calibrate';
 export { writeHeatmaps } from './score/heatmap-files';
 export { heatmapPng, overlayPng, colorize } from './score/heatmap';

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 
 import { HgadArgumentError, HgadError } from '../errors';
 import { AnomalyDetector } from '../pipeline/detector';
-import { startServer } from '../serve/app';
+import { startServer } from '../serve';
 import { SERVE_DEFAULTS } from '../serve/options';
 import { choice, int, OptionSpec, parse, required, str } from './args';
 

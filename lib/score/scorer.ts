@@ -201,7 +201,7 @@ export function inputsOf(detector: AnomalyDetector, inputs: readonly ImageInput[
     }
     if (!isByteArray(o.data)) throw new HgadArgumentError(`${at}.data`, 'a Uint8Array (encoded image bytes or raw pixels)', o.data);
     const id = named(String(i));
-    const name = `image ${i}${o.id !== undefined ? ` (id ${JSON.stringify(o.id)})` : ''}`;
+    const name = o.id !== undefined ? `image ${JSON.stringify(o.id)}` : `image ${i}`;
     if (o.width === undefined && o.height === undefined && o.channels === undefined) {
       return { sample: sampleOf(name, cls, bytes(o.data as Uint8Array)), origin: { index: i, id, path: null } };
     }

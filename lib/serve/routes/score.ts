@@ -107,7 +107,7 @@ async function readMultipart(request: FastifyRequest, query: ScoreQuery, maxImag
 
 /** What a result says in the response: no map; the request's threshold applied. */
 async function present(state: ServiceState, r: ImageResult, override: ThresholdOverride | null, heatmap: boolean): Promise<object> {
-  if (r.error !== null) return { index: r.index, id: r.id, error: r.error };
+  if (r.error !== null) return { index: r.index, id: r.id, error: { code: r.error.code, message: r.error.message } };
   const { threshold, thresholdSource } = thresholdFor(state.detector, r.className, true, override);
   const scored = { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
   const out: Record<string, unknown> = {
