@@ -17,6 +17,9 @@ import { train } from '../lib/train/trainer';
 import { Dataset } from '../lib/data';
 import { tinyDataset, tinyTrainOptions } from './tiny-detector';
 
+// Decode failures reject (rather than coming back as results): these tests are about the detector.
+const THROW = { onError: 'throw' } as const;
+
 let dir: string;
 let dataset: Dataset;
 let detector: AnomalyDetector;
@@ -39,7 +42,7 @@ async function withMetadata(name: string, text: string): Promise<string> {
 async function loadError(path: string, options = {}): Promise<HgadError> {
   try {
     const d = await AnomalyDetector.load(path, options);
-    await collect(scoreImages(d, [image]));
+    await collect(scoreImages(d, [image], THROW));
     await d.dispose();
   } catch (e) {
     expect(e).toBeInstanceOf(HgadError);
@@ -109,7 +112,7 @@ describe('pipeline values are checked at load against what scoring can use', () 
   test('the real detector passes, and its own values sit inside every range', async () => {
     const d = await AnomalyDetector.load(file);
     expect(d.spec).toEqual(detector.spec);
-    const results = await collect(scoreImages(d, [image]));
+    const results = await collect(scoreImages(d, [image], THROW));
     expect(Number.isFinite(results[0]!.imageScore)).toBe(true);
     await d.dispose();
   });
@@ -167,14 +170,14 @@ describe('the backbone is named by preset or by a file whose sha256 the detector
     expect(d.spec.backbone.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     const saved = join(dir, 'file-backbone.hgad');
     await d.save(saved);
-    const before = await collect(scoreImages(d, [image]));
+    const before = await collect(scoreImages(d, [image], THROW));
     await d.dispose();
 
     const moved = join(dir, 'elsewhere.onnx');
     await rename(onnx, moved);
     expect((await loadError(saved)).code).toBe('IO');
     const again = await AnomalyDetector.load(saved, { backbone: moved });
-    expect((await collect(scoreImages(again, [image])))[0]!.imageScore).toBe(before[0]!.imageScore);
+    expect((await collect(scoreImages(again, [image], THROW)))[0]!.imageScore).toBe(before[0]!.imageScore);
     await again.dispose();
 
     const other = join(dir, 'other.onnx');
@@ -188,10 +191,10 @@ describe('the backbone is named by preset or by a file whose sha256 the detector
 describe('dispose() is final', () => {
   test('every later use is a typed error instead of silently reopening the backbone', async () => {
     const d = await AnomalyDetector.load(file);
-    await collect(scoreImages(d, [image]));
+    await collect(scoreImages(d, [image], THROW));
     await d.dispose();
     const disposed = { code: 'INVALID_ARGUMENT', parameter: 'this', message: expect.stringMatching(/disposed/) };
-    await expect(collect(scoreImages(d, [image]))).rejects.toMatchObject(disposed);
+    await expect(collect(scoreImages(d, [image], THROW))).rejects.toMatchObject(disposed);
     await expect(d.backbone()).rejects.toMatchObject(disposed);
     await expect(d.save(join(dir, 'after.hgad'))).rejects.toMatchObject(disposed);
     await expect(calibrate(d, dataset.samples('train'))).rejects.toMatchObject(disposed);

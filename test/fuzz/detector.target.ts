@@ -119,7 +119,7 @@ export const target: FuzzTarget<DetectorCase> = {
       const s = detector.spec;
       const inputs = (s.backbone.scales ?? [s.backbone.inputSize]).reduce((a, x) => a + x * x, 0);
       if (inputs > 512 * 512 || s.map.size > 512 || s.map.sigma > 64) return;
-      for await (const r of scoreImages(detector, [base!.image], { batchSize: 1, concurrency: 1 })) {
+      for await (const r of scoreImages(detector, [base!.image], { batchSize: 1, concurrency: 1, onError: 'throw' })) {
         if (!Number.isFinite(r.imageScore) || !r.map.every(Number.isFinite)) {
           throw new Error(`a detector file that loaded scored ${r.imageScore} (map finite: ${r.map.every(Number.isFinite)})`);
         }

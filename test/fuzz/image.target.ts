@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 
 import { loadImage, loadMask } from '../../lib/data/image';
+import { HGAD_ERROR_CODES, HgadError } from '../../lib/errors';
 import { AnomalyDetector } from '../../lib/pipeline/detector';
 import { scoreImages } from '../../lib/score/scorer';
 import { writeBmp24, writeBmp32, writeBmp8Grey } from '../data-fixtures';
@@ -27,6 +28,7 @@ interface ImageCase {
   ext: string;
   bytes: Buffer;
   mode: 'image' | 'mask' | 'score';
+  index: number;
 }
 
 let seeds: Seed[] = [];
@@ -153,7 +155,7 @@ export const target: FuzzTarget<ImageCase> = {
     const mode = index % 4 === 3 ? 'score' : index % 4 === 2 ? 'mask' : 'image';
     // A wrong extension now and then: decoding goes by content, not by name.
     const ext = rng.chance(0.9) ? EXT[s.kind] : rng.pick(['.png', '.jpg', '.bmp', '.tif']);
-    return { what: `${s.name} (${mode}): ${what.join('; ')}`, ext, bytes: data, mode };
+    return { what: `${s.name} (${mode}): ${what.join('; ')}`, ext, bytes: data, mode, index };
   },
 
   describe: (c) => c.what.slice(0, 300),
@@ -169,8 +171,20 @@ export const target: FuzzTarget<ImageCase> = {
         const mask = await loadMask(file, { width: 16, height: 16 });
         if (mask.length !== 256 || mask.some((v) => v !== 0 && v !== 255)) throw new Error('loadMask returned a bad mask');
       } else {
-        for await (const r of scoreImages(detector!, [file], { batchSize: 1, concurrency: 1 })) {
-          if (!Number.isFinite(r.imageScore)) throw new Error(`scored ${r.imageScore}`);
+        // Both ways scoring reports an image it cannot decode: a rejection, or a result carrying the
+        // typed error as data (which must name one of the HgadError codes).
+        if (c.index % 8 === 3) {
+          for await (const r of scoreImages(detector!, [file], { batchSize: 1, concurrency: 1, onError: 'throw' })) {
+            if (!Number.isFinite(r.imageScore)) throw new Error(`scored ${r.imageScore}`);
+          }
+        } else {
+          for await (const r of scoreImages(detector!, [file], { batchSize: 1, concurrency: 1, onError: 'result' })) {
+            if (r.error !== null) {
+              if (!(HGAD_ERROR_CODES as readonly string[]).includes(r.error.code)) throw new Error(`untyped per-image error ${JSON.stringify(r.error)}`);
+              throw new HgadError(r.error.code, r.error.message, r.error.parameter);
+            }
+            if (!Number.isFinite(r.imageScore)) throw new Error(`scored ${r.imageScore}`);
+          }
         }
       }
     } finally {
