@@ -156,7 +156,8 @@ export interface ScoreInput {
   origin: ResultOrigin;
 }
 
-const INPUT_KEYS = ['path', 'data', 'width', 'height', 'channels', 'id', 'className'];
+// A dataset Sample (lib/data) scores as it is: its other fields are read by evaluation, not here.
+const INPUT_KEYS = ['path', 'data', 'width', 'height', 'channels', 'id', 'className', 'split', 'defect', 'label', 'maskPath'];
 const INPUT_SHAPES = 'a file path, encoded image bytes (Uint8Array), { path | data, id?, className? } or raw pixels { data, width, height, channels, id?, className? }';
 
 function sampleOf(path: string, className: string | undefined, source?: ImageSource): Sample {
