@@ -11,8 +11,10 @@
 # (constructor, tensorSpecs, getTensor, setTensor, adamSteps, setAdamSteps, setThreads, forward,
 # inverse, score, gradients, cudaInfo) in model, model-file, prior and native-loader; anomalyMaps,
 # mapLevelMaxima and mapSumMaxima in maps; colorize in heatmap; rocAuc, f1Max and aupro in metrics and
-# evaluate; measureSgemm in native-loader. prior also trains and scores with sharp and onnxruntime-node
-# (the demo backbone) in the same process. Left out: pipeline, cli and the real-data runs (the same
+# evaluate; measureSgemm in native-loader; avgPool3x3, nearestDistances and distanceMaps in nearest;
+# channelMoments, projectChannels and orthonormalRows in reduction. prior also trains and scores with sharp and onnxruntime-node
+# (the demo backbone) in the same process. transfer frees the arrays of running calls (its child
+# processes inherit the preloaded runtime and HGAD_ADDON, and their reports land in the same logs). Left out: pipeline, cli and the real-data runs (the same
 # entry points through longer trainings; pipeline alone takes longer under ASan than all of these, and
 # its fixed 300 s test timeouts do not allow for ASan's slowdown on a busy machine), parity and report,
 # whose PyTorch and Chromium child processes would inherit the preloaded runtime.
@@ -21,7 +23,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 start=$SECONDS
 JEST_FILES=(test/model.test.ts test/model-file.test.ts test/prior.test.ts test/native-loader.test.ts
-  test/maps.test.ts test/heatmap.test.ts test/metrics.test.ts test/evaluate.test.ts)
+  test/maps.test.ts test/heatmap.test.ts test/metrics.test.ts test/evaluate.test.ts test/transfer.test.ts
+  test/nearest.test.ts test/reduction.test.ts)
 # HGAD_SANITIZE_JEST="test/a.test.ts test/b.test.ts" runs those files instead.
 [ -z "${HGAD_SANITIZE_JEST:-}" ] || read -r -a JEST_FILES <<<"$HGAD_SANITIZE_JEST"
 build=$root/build-asan
