@@ -101,7 +101,8 @@ if grep -q '^> onnxruntime-node@.* postinstall' "$work/install.log" &&
   ! (cd "$ort" && hidden env -u npm_config_local_prefix -u npm_package_json "${no_feed[@]}" node script/install.js) >"$work/ort-noskip.log" 2>&1; then
   ok "onnxruntime-node's install script skipped its CUDA download (without the setting it fails: $(grep -m1 -E 'Error|ECONNREFUSED' "$work/ort-noskip.log"))"
 else
-  cat "$work/ort-noskip.log" 2>/dev/null; fail "onnxruntime-node's CUDA download skipped by --onnxruntime-node-install=skip"
+  tail -n 40 "$work/install.log"; cat "$work/ort-noskip.log" 2>/dev/null
+  fail "onnxruntime-node's CUDA download skipped by --onnxruntime-node-install=skip"
 fi
 addons=(prebuilds/linux-x64)
 [ $expect_cuda = 0 ] || addons+=(variants/cuda/prebuilds/linux-x64)

@@ -11,7 +11,8 @@ import { HgadError } from '../lib/errors';
 import { readSafetensors } from '../lib/io/safetensors';
 import { featureOps } from '../lib/native-ops';
 import { AnomalyDetector } from '../lib/pipeline/detector';
-import { resolveReduction } from '../lib/pipeline/reduction';
+import { localAverage } from '../lib/eval/nearest';
+import { FeatureReduction, resolveReduction } from '../lib/pipeline/reduction';
 import { scoreImages, AnomalyResult } from '../lib/score/scorer';
 import { train, TrainOptions } from '../lib/train/trainer';
 
@@ -79,7 +80,7 @@ describe('native feature operations', () => {
 
 describe('reduction options', () => {
   test('resolves widths and refuses what it cannot do', () => {
-    expect(resolveReduction({ channels: 64 }, [32, 512, 1024])).toEqual({ channels: [32, 64, 64], standardize: true, images: 256 });
+    expect(resolveReduction({ channels: 64 }, [32, 512, 1024])).toEqual({ channels: [32, 64, 64], standardize: true, images: 256, localAverage: false });
     expect(resolveReduction({ channels: [16, 8], standardize: false }, [32, 96]).channels).toEqual([16, 8]);
     const code = (f: () => unknown): string | undefined => {
       try {
@@ -93,6 +94,24 @@ describe('reduction options', () => {
     expect(code(() => resolveReduction({ channels: [64] }, [32]))).toBe('INVALID_ARGUMENT reduction.channels[0]');
     expect(code(() => resolveReduction({ channels: 1 }, [32]))).toBe('INVALID_ARGUMENT reduction.channels');
     expect(code(() => resolveReduction({ standardize: 'yes' }, [32]))).toBe('INVALID_ARGUMENT reduction.standardize');
+    expect(code(() => resolveReduction({ localAverage: 1 }, [32]))).toBe('INVALID_ARGUMENT reduction.localAverage');
+  });
+});
+
+describe('local averaging', () => {
+  test('localAverage reduces the 3x3-averaged features: the same as averaging first', async () => {
+    const level = { data: seeded(2 * 5 * 6 * 8, 11), batch: 2, height: 5, width: 6, channels: 8 };
+    async function* once(levels: typeof level[]): AsyncGenerator<typeof level[]> {
+      yield levels;
+    }
+    const averaged = await localAverage(level);
+    const on = await FeatureReduction.fit([8], { channels: [4], standardize: true, localAverage: true }, once([level]), 3);
+    const off = await FeatureReduction.fit([8], { channels: [4], standardize: true, localAverage: false }, once([averaged]), 3);
+    expect(on.spec.localAverage).toBe(true);
+    for (const [name, t] of on.tensors()) expect(Array.from(t.data)).toEqual(Array.from(off.tensors().get(name)!.data));
+    const [a] = await on.apply([level]);
+    const [b] = await off.apply([averaged]);
+    expect(Array.from(a!.data)).toEqual(Array.from(b!.data));
   });
 });
 
