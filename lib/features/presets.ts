@@ -167,7 +167,7 @@ export async function resolveBackbone(nameOrPath: string, options: ResolveOption
     throw new HgadArgumentError('model', 'a preset name or a path to an .onnx file', nameOrPath);
   }
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
-  checkKeys('options', options, ['cacheDir', 'presets', 'onProgress']);
+  checkKeys('options', options, ['cacheDir', 'presets', 'onProgress', 'npmConfig']);
   const table = options.presets ?? PRESETS;
   const preset = Object.prototype.hasOwnProperty.call(table, nameOrPath) ? table[nameOrPath] : undefined;
   if (!preset) {
