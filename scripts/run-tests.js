@@ -19,32 +19,28 @@ function run(cmd, args, options = {}) {
   return r;
 }
 
-// The install test (scripts/test-install.sh: pack, install without a toolchain, use) when asked for, as
-// .ci/run does; it ends with `N passed, N failed` too.
-if (process.env.HGAD_TEST_INSTALL === '1') {
-  const r = run('bash', [path.join(root, 'scripts', 'test-install.sh')]);
+/** Adds a suite's closing `N passed, N failed` line to the totals; a suite that printed none is one failure. */
+function tally(r, name) {
   const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
   if (m) {
     passed += Number(m[1]);
     failed += Number(m[2]);
   } else {
-    console.error('scripts/test-install.sh did not report a result');
+    console.error(`${name} did not report a result`);
     failed += 1;
   }
+}
+
+// The install test (scripts/test-install.sh: pack, install without a toolchain, use) when asked for, as
+// .ci/run does; it ends with `N passed, N failed` too.
+if (process.env.HGAD_TEST_INSTALL === '1') {
+  tally(run('bash', [path.join(root, 'scripts', 'test-install.sh')]), 'scripts/test-install.sh');
 }
 
 // The sanitizer stage (scripts/sanitize.sh: build-asan/, the native tests and the addon's jest files under
 // ASan + UBSan, any sanitizer report a failure) when asked for, as .ci/run does; `N passed, N failed` too.
 if (process.env.HGAD_TEST_SANITIZE === '1') {
-  const r = run('bash', [path.join(root, 'scripts', 'sanitize.sh')]);
-  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
-  if (m) {
-    passed += Number(m[1]);
-    failed += Number(m[2]);
-  } else {
-    console.error('scripts/sanitize.sh did not report a result');
-    failed += 1;
-  }
+  tally(run('bash', [path.join(root, 'scripts', 'sanitize.sh')]), 'scripts/sanitize.sh');
 }
 
 // Native tests: their own harness ends with `N passed, N failed`. The second binary runs them over the
@@ -56,30 +52,14 @@ for (const name of ['hgad_native_tests', 'hgad_native_tests_baseline']) {
     failed += 1;
     continue;
   }
-  const r = run(bin, []);
-  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
-  if (m) {
-    passed += Number(m[1]);
-    failed += Number(m[2]);
-  } else {
-    console.error(`${name} did not report a result`);
-    failed += 1;
-  }
+  tally(run(bin, []), name);
 }
 
 // CUDA kernels against their CPU twins (built when a CUDA toolkit was found; without a device the
 // binary says why it skipped and reports 0 passed).
 const cudaBin = path.join(root, 'build', 'hgad_cuda_tests');
 if (fs.existsSync(cudaBin)) {
-  const r = run(cudaBin, []);
-  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
-  if (m) {
-    passed += Number(m[1]);
-    failed += Number(m[2]);
-  } else {
-    console.error('hgad_cuda_tests did not report a result');
-    failed += 1;
-  }
+  tally(run(cudaBin, []), 'hgad_cuda_tests');
 } else {
   console.log('CUDA tests not built (no CUDA toolkit found at build time)');
 }
