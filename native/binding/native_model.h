@@ -248,16 +248,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Array out = Napi::Array::New(env);
     uint32_t n = 0;
     for (int64_t l = 0; l < model_->num_levels(); ++l) {
-      for (const auto& s : model_->level(l).tensors()) {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("name", "levels." + std::to_string(l) + "." + s.name);
-        Napi::Array shape = Napi::Array::New(env, s.shape.size());
-        for (size_t i = 0; i < s.shape.size(); ++i) shape.Set(i, Napi::Number::New(env, static_cast<double>(s.shape[i])));
-        o.Set("shape", shape);
-        o.Set("group", group_name(s.group));
-        o.Set("level", Napi::Number::New(env, static_cast<double>(l)));
-        out.Set(n++, o);
-      }
+      for (const auto& s : model_->level(l).tensors()) out.Set(n++, spec_object(env, s, l));
     }
     return out;
   }
