@@ -3,6 +3,9 @@
 // images, and a copy of each gets a synthetic defect (a patch cut from another held-out normal image of
 // the same class, brightness changed, pasted at a random place; CutPaste-style) with its mask. Settings
 // are chosen on this split; the real test split is only used by the final run.
+// A second kind, 'subtle' (test/subtle): a copy of each held-out image with a small soft-edged spot or a
+// thin crack whose brightness is changed by 20-45% - the size and contrast of real blowholes, cracks and
+// frays, which the large pasted patches do not resemble (they ranked settings unlike the test split).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
@@ -11,8 +14,11 @@ import sharp from 'sharp';
 import type { Dataset, Sample } from '../lib/data';
 import { mulberry32, shuffled } from '../lib/data/random';
 
+/** The defect kinds of the split, as their folder names (Sample.defect). */
+export const SYNTHETIC_KINDS = { cutPaste: 'synthetic', subtle: 'subtle' } as const;
+
 export interface ValidationSplit {
-  /** An MVTec-layout tree: <class>/train/good, <class>/test/{good,synthetic}, <class>/ground_truth/synthetic. */
+  /** An MVTec-layout tree: <class>/train/good, <class>/test/{good,synthetic,subtle}, <class>/ground_truth/{synthetic,subtle}. */
   root: string;
   trainImages: number;
   testImages: number;
@@ -43,6 +49,51 @@ async function syntheticDefect(target: Sample, donor: Sample, rand: () => number
     .toFile(mask);
 }
 
+/** A small spot (ellipse, 1.5-4% of the side) or a thin crack (a random walk, 1-2% wide), soft-edged. */
+async function subtleDefect(target: Sample, rand: () => number, image: string, mask: string): Promise<void> {
+  const { data, info } = await sharp(target.path).raw().toBuffer({ resolveWithObject: true });
+  const w = info.width, h = info.height, ch = info.channels;
+  const side = Math.min(w, h);
+  // Per pixel: the defect's weight in [0, 1] (soft edge), from the distance to the shape.
+  const weight = new Float32Array(w * h);
+  const stamp = (cx: number, cy: number, rx: number, ry: number): void => {
+    const pad = 1.5;
+    for (let y = Math.max(0, Math.floor(cy - ry * pad)); y < Math.min(h, Math.ceil(cy + ry * pad)); y++) {
+      for (let x = Math.max(0, Math.floor(cx - rx * pad)); x < Math.min(w, Math.ceil(cx + rx * pad)); x++) {
+        const d = Math.hypot((x - cx) / rx, (y - cy) / ry);
+        const v = d <= 1 ? 1 : Math.max(0, 1 - (d - 1) * 2);
+        if (v > weight[y * w + x]!) weight[y * w + x] = v;
+      }
+    }
+  };
+  if (rand() < 0.5) {
+    const r = side * (0.0075 + 0.0125 * rand());
+    stamp(side * 0.1 + rand() * (w - side * 0.2), side * 0.1 + rand() * (h - side * 0.2), r * (0.7 + 0.6 * rand()), r * (0.7 + 0.6 * rand()));
+  } else {
+    const width = side * (0.005 + 0.005 * rand());
+    const steps = Math.round(side * (0.08 + 0.12 * rand()) / width);
+    let x = side * 0.15 + rand() * (w - side * 0.3), y = side * 0.15 + rand() * (h - side * 0.3), a = rand() * 2 * Math.PI;
+    for (let i = 0; i < steps; i++) {
+      stamp(x, y, width, width);
+      a += (rand() - 0.5) * 0.6;
+      x = Math.min(w - 1, Math.max(0, x + Math.cos(a) * width));
+      y = Math.min(h - 1, Math.max(0, y + Math.sin(a) * width));
+    }
+  }
+  const factor = rand() < 0.7 ? 0.55 + 0.25 * rand() : 1.2 + 0.25 * rand();
+  const out = Buffer.from(data);
+  const m = Buffer.alloc(w * h);
+  for (let i = 0; i < w * h; i++) {
+    const v = weight[i]!;
+    if (v === 0) continue;
+    const f = 1 + (factor - 1) * v;
+    for (let c = 0; c < Math.min(ch, 3); c++) out[i * ch + c] = Math.min(255, Math.round(data[i * ch + c]! * f));
+    if (v >= 0.5) m[i] = 255;
+  }
+  await sharp(out, { raw: { width: w, height: h, channels: ch } }).png().toFile(image);
+  await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+}
+
 /** Builds the split under `root` (emptied first). */
 export async function buildValidationSplit(dataset: Dataset, classes: string[], root: string, seed: number,
   fraction = 0.2): Promise<ValidationSplit> {
@@ -52,19 +103,22 @@ export async function buildValidationSplit(dataset: Dataset, classes: string[], 
     const all = shuffled(dataset.samples('train', c), seed * 7919 + c.length);
     const n = Math.max(2, Math.round(all.length * fraction));
     const held = all.slice(0, n), train = all.slice(n);
-    const dirs = ['train/good', 'test/good', 'test/synthetic', 'ground_truth/synthetic'].map((d) => path.join(root, c, d));
+    const dirs = ['train/good', 'test/good', 'test/synthetic', 'ground_truth/synthetic', 'test/subtle', 'ground_truth/subtle']
+      .map((d) => path.join(root, c, d));
     for (const d of dirs) await fs.mkdir(d, { recursive: true });
     for (const s of train) await fs.symlink(s.path, path.join(dirs[0]!, path.basename(s.path)));
     const rand = mulberry32(seed * 31 + 7);
+    const randSubtle = mulberry32(seed * 31 + 11);
     for (let i = 0; i < held.length; i++) {
       const s = held[i]!;
       const stem = `${i.toString().padStart(4, '0')}`;
       await fs.symlink(s.path, path.join(dirs[1]!, `${stem}${path.extname(s.path)}`));
       await syntheticDefect(s, held[(i + 1) % held.length]!, rand, path.join(dirs[2]!, `${stem}.png`),
         path.join(dirs[3]!, `${stem}_mask.png`));
+      await subtleDefect(s, randSubtle, path.join(dirs[4]!, `${stem}.png`), path.join(dirs[5]!, `${stem}_mask.png`));
     }
     trainImages += train.length;
-    testImages += 2 * held.length;
+    testImages += 3 * held.length;
   }
   return { root, trainImages, testImages };
 }
