@@ -58,9 +58,11 @@ describe('precision options', () => {
     const cpu = cpuPrecision();
     expect(cpu.bf16).toBe(cpuHasBf16);
     expect(['onednn', 'openblas-static']).toContain(cpu.gemm);
-    const model = HgadModel.create(config());
-    expect(model.precision).toEqual({ inference: cpuHasBf16 ? 'bf16' : 'fp32', training: 'fp32' });
-    expect(model.config.precision).toBe('auto');
+    expect(HgadModel.create(config()).precision).toEqual({ inference: 'fp32', training: 'fp32' });
+    const auto = HgadModel.create(config({ precision: 'auto', trainPrecision: 'auto' }));
+    const expected = cpuHasBf16 ? 'bf16' : 'fp32';
+    expect(auto.precision).toEqual({ inference: expected, training: expected });
+    expect(auto.config.precision).toBe('auto');
   });
 });
 
@@ -115,7 +117,7 @@ test('without AVX512-BF16 and AMX-BF16 (HGAD_CPU_BF16=0), auto runs fp32 and bf1
   const r = await runSnippet(`
     const { HgadModel, cpuPrecision } = require(LIB);
     const cfg = { levels: [{ channels: 8 }], classes: ['a'], centersPerClass: 1, couplingLayers: 1, posEmbedDim: 8, threads: 1, device: 'cpu' };
-    const auto = HgadModel.create(cfg);
+    const auto = HgadModel.create({ ...cfg, precision: 'auto', trainPrecision: 'auto' });
     let error = null;
     try { HgadModel.create({ ...cfg, precision: 'bf16' }); } catch (e) { error = { code: e.code, parameter: e.parameter, message: e.message }; }
     console.log(JSON.stringify({ cpu: cpuPrecision(), precision: auto.precision, error }));
