@@ -187,7 +187,7 @@ async function precisionTable(args: Args, torch: Record<string, unknown> | null)
       const ps = torch ? (torch.score_vectors_per_s as number) : NaN, pt = torch ? (torch.train_vectors_per_s as number) : NaN;
       console.log(`${precision.padEnd(9)}  ${key.padEnd(9)}  ${score.toFixed(0).padStart(11)}  ${train.toFixed(0).padStart(11)}  ` +
         `${(score / base.score).toFixed(2).padStart(9)}x  ${(train / base.train).toFixed(2).padStart(9)}x  ` +
-        `${(score / ps).toFixed(2).padStart(10)}x  ${(train / pt).toFixed(2).padStart(10)}x`);
+        `${torch ? `${(score / ps).toFixed(2).padStart(10)}x  ${(train / pt).toFixed(2).padStart(10)}x` : '       n/a          n/a'}`);
     }
   }
 }
