@@ -5,9 +5,11 @@
       "sources": [
         "native/binding/addon.cpp",
         "native/core/adam.cpp",
+        "native/core/bf16_gemm.cpp",
         "native/core/colormap.cpp",
         "native/core/components.cpp",
         "native/core/coupling.cpp",
+        "native/core/cpu_features.cpp",
         "native/core/gemm.cpp",
         "native/core/gemm_peak.cpp",
         "native/core/level.cpp",

@@ -4,6 +4,9 @@
 // per call (batch 4 of 32x32 feature maps): vectors/s for scoring and for a phase-2 training step,
 // for hgad and for the PyTorch baseline (benchmarks/python/bench_flow.py) measured in the same run,
 // printed as ratios, plus hgad's achieved GEMM GFLOP/s against the sgemm peak measured here (CPU).
+// Then, on the CPU, a table of both precisions (fp32, and bf16 where the CPU has AVX512-BF16 or
+// AMX-BF16; lib/precision.ts) over three shapes with the same 4096 vectors (1x64x64, 4x32x32,
+// 16x16x16), for scoring and training, with bf16's ratios to hgad fp32 and to the tuned PyTorch.
 // --device cuda runs both on the GPU (hgad's CUDA backend, torch on cuda); hgad's figures include
 // copying the features from and the results to host memory, torch keeps its batch on the GPU.
 import { spawnSync } from 'node:child_process';
@@ -11,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { HgadModel } from '../lib';
+import { cpuPrecision, HgadModel } from '../lib';
 import { cudaInfo } from '../lib/model';
 import { native } from '../lib/native';
 
@@ -148,6 +151,45 @@ async function main(): Promise<void> {
       `train: ${(train / pt).toFixed(2)}x`);
   });
   if (!baselines[0]) console.log('torch baseline: not measured (no /usr/bin/python3 with torch, or --no-python)');
+  if (!gpu) await precisionTable(args, baselines[1] ?? baselines[0] ?? null);
+}
+
+// Both precisions over three map shapes of 4096 vectors; ratios against this run's own fp32 figure of
+// the same shape and against the PyTorch baseline (measured at 4x32x32).
+async function precisionTable(args: Args, torch: Record<string, unknown> | null): Promise<void> {
+  const cpu = cpuPrecision();
+  const precisions: ('fp32' | 'bf16')[] = cpu.bf16 ? ['fp32', 'bf16'] : ['fp32'];
+  const shapes: [number, number, number][] = [[1, 64, 64], [4, 32, 32], [16, 16, 16]];
+  console.log(`\nprecision table (${args.threads} threads; CPU: avx512_bf16 ${cpu.avx512Bf16}, amx_bf16 ${cpu.amxBf16}; ` +
+    `GEMM ${cpu.gemm}${cpu.bf16 ? '' : '; no bf16 on this CPU: fp32 only'})`);
+  console.log('precision  shape      score vec/s  train vec/s  score/fp32  train/fp32  score/torch  train/torch');
+  const fp32: Record<string, { score: number; train: number }> = {};
+  for (const precision of precisions) {
+    const model = HgadModel.create({
+      levels: [{ channels: C }], classes: Array.from({ length: Y }, (_, i) => `class${i}`), centersPerClass: M,
+      couplingLayers: K, posEmbedDim: P, seed: 1, threads: args.threads, device: 'cpu', precision, trainPrecision: precision,
+    });
+    for (const [b, h, w] of shapes) {
+      const vectors = b * h * w;
+      const data = new Float32Array(vectors * C);
+      let s = 777 + b;
+      for (let i = 0; i < data.length; i++) {
+        s = (s * 1103515245 + 12345) >>> 0;
+        data[i] = (s / 2 ** 32 - 0.5) * 2;
+      }
+      const x = { data, batch: b, height: h, width: w, channels: C };
+      const labels = Int32Array.from({ length: b }, (_, i) => i % Y);
+      const score = await rate(args.seconds, vectors, () => model.score(0, x));
+      const train = await rate(args.seconds, vectors, () => model.trainStep(0, x, labels, { phase: 2, lr: 2e-5 }));
+      const key = `${b}x${h}x${w}`;
+      if (precision === 'fp32') fp32[key] = { score, train };
+      const base = fp32[key]!;
+      const ps = torch ? (torch.score_vectors_per_s as number) : NaN, pt = torch ? (torch.train_vectors_per_s as number) : NaN;
+      console.log(`${precision.padEnd(9)}  ${key.padEnd(9)}  ${score.toFixed(0).padStart(11)}  ${train.toFixed(0).padStart(11)}  ` +
+        `${(score / base.score).toFixed(2).padStart(9)}x  ${(train / base.train).toFixed(2).padStart(9)}x  ` +
+        `${torch ? `${(score / ps).toFixed(2).padStart(10)}x  ${(train / pt).toFixed(2).padStart(10)}x` : '       n/a          n/a'}`);
+    }
+  }
 }
 
 main().catch((e: unknown) => {

@@ -12,6 +12,8 @@
 //     [--phase1 1] [--size 256] [--taps a,b,c] [--batch 8] [--threads N] [--limit-per-defect n]
 //     [--variants unified,per-class,single,inter,nn] [--nn-cap 16384] [--nn-only] [--no-append]
 //     [--validate]   settings check on a split of the TRAINING images (quality-validation.ts)
+//     [--precision-guard] [--limit-per-class n]   the bf16 quality guard instead (precision-guard.ts):
+//                    one unified HGAD model per arm, seed = the first of --seeds
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,7 +26,9 @@ import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
 import type { BackboneChoice } from '../lib/pipeline/backbone-spec';
+import type { Precision } from '../lib/precision';
 import { DEFAULT_NN_CAP, nnNote, runNnReference } from './nn-reference';
+import { guardSection, runPrecisionGuard } from './precision-guard';
 import { buildValidationSplit, SYNTHETIC_KINDS } from './quality-validation';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared');
@@ -72,6 +76,7 @@ interface Settings {
   batch: number;
   threads: number;
   limitPerDefect: number | undefined;
+  limitPerClass: number | undefined;
   variants: string[];
   combines: MapCombine[] | null;
   nnCap: number;
@@ -92,6 +97,7 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     localAverage: values['local-average'] === 'true',
     batch: num('batch', 8), threads: num('threads', os.availableParallelism()),
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
+    limitPerClass: values['limit-per-class'] === undefined ? undefined : Number(values['limit-per-class']),
     variants, nnCap: num('nn-cap', DEFAULT_NN_CAP),
     combines: values.combines === undefined ? null : String(values.combines).split(',').map((c) => {
       if (!(MAP_COMBINES as readonly string[]).includes(c)) throw new Error(`--combines: unknown map combination ${c}`);
@@ -105,12 +111,13 @@ function backboneOf(s: Settings): BackboneChoice {
   return { model: s.backbone, taps: s.taps, inputSize: s.size };
 }
 
-async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed: number, s: Settings):
+async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed: number, s: Settings, precision: Precision = 'fp32'):
   Promise<{ detector: AnomalyDetector; seconds: number; images: number }> {
   const started = Date.now();
   let images = 0;
   const detector = await train({
-    data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false,
+    data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false, precision,
+    ...(s.limitPerClass ? { limitPerClass: s.limitPerClass } : {}),
     backbone: backboneOf(s),
     ...(s.reduce !== null || s.standardize || s.localAverage
       ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize, localAverage: s.localAverage } }
@@ -288,6 +295,32 @@ async function validate(s: Settings): Promise<void> {
   await fs.rm(root, { recursive: true, force: true });
 }
 
+async function precisionGuard(s: Settings, append: boolean): Promise<void> {
+  const started = Date.now();
+  const dataset = await openDataset({ root: path.join(SHARED, 'data'), layout: 'mvtec' });
+  const seed = s.seeds[0]!;
+  const seconds: Record<string, number> = {};
+  const result = await runPrecisionGuard(dataset, CLASSES, async (precision) => {
+    const t = await trainOne(dataset, CLASSES, 'hgad', seed, s, precision);
+    seconds[precision] = t.seconds;
+    console.log(`guard: trained with ${precision} GEMMs in ${t.seconds.toFixed(0)} s`);
+    return t.detector;
+  }, { batchSize: s.batch, ...(s.limitPerDefect ? { limitPerDefect: s.limitPerDefect } : {}) }, (l) => console.log(l));
+  const args = process.argv.slice(2).join(' ');
+  const setup = `Setup: \`npm run bench:quality -- ${args}\` (whole run ${((Date.now() - started) / 60000).toFixed(1)} min), ` +
+    `${os.cpus()[0]?.model ?? 'cpu'}, ${s.threads} threads, shared machine (load at the end: ` +
+    `${os.loadavg().map((l) => l.toFixed(2)).join(', ')}). Both arms: unified HGAD on ${CLASSES.join(', ')}, ` +
+    `${s.limitPerClass ? `the first ${s.limitPerClass} training images per class` : 'full training sets'}, backbone ` +
+    `${path.basename(s.backbone)} (${s.taps.join(', ')}) at ${s.size} px, ${s.epochs} meta epochs x ${s.passes} passes, ` +
+    `lr ${s.lr}, batch ${s.batch}, seed ${seed}; test split ${s.limitPerDefect ? `limited to ${s.limitPerDefect} images per defect type` : 'complete'}, ` +
+    `'batch' normalisation (the authors' protocol), AUROC as the mean of the two classes. Training: fp32 ` +
+    `${seconds.fp32?.toFixed(0)} s, mixed precision ${seconds.bf16?.toFixed(0)} s.`;
+  const section = ['', `## bench:quality --precision-guard — bf16 scoring and mixed-precision training (${new Date().toISOString().slice(0, 10)})`, '',
+    guardSection(result, setup), ''].join('\n');
+  console.log(section);
+  if (append) await fs.appendFile(RESULTS, section);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seeds: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' }, lr: { type: 'string' },
@@ -296,8 +329,10 @@ async function main(): Promise<void> {
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
     'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' },
+    'precision-guard': { type: 'boolean' }, 'limit-per-class': { type: 'string' },
   } });
   const s = settingsOf(values);
+  if (values['precision-guard']) return precisionGuard(s, !values['no-append']);
   if (values.validate) return validate(s);
   const started = Date.now();
   const dataset = await openDataset({ root: path.join(SHARED, 'data'), layout: 'mvtec' });

@@ -3,6 +3,9 @@
 import * as os from 'node:os';
 
 import { HgadArgumentError } from './errors';
+import {
+  checkPrecision, DEFAULT_INFERENCE_PRECISION, DEFAULT_TRAINING_PRECISION, PrecisionChoice,
+} from './precision';
 import { checkInteger, checkKeys } from './validate';
 
 export interface LevelSpec {
@@ -41,6 +44,17 @@ export interface HgadConfig {
    * files: a model saved on one device loads on the other.
    */
   device?: DeviceChoice;
+  /**
+   * GEMM precision of scoring (forward, inverse, score): 'fp32', 'bf16' (bfloat16 inputs, float
+   * accumulation; an error where the CPU lacks AVX512-BF16 and AMX-BF16, or on CUDA) or 'auto' (bf16
+   * where the CPU has it). Default 'fp32' (lib/precision.ts says why). Not stored in model files.
+   */
+  precision?: PrecisionChoice;
+  /**
+   * GEMM precision of training steps: mixed precision with 'bf16' (bf16 GEMM inputs, float
+   * accumulation, float master weights, gradients and Adam state). Default 'fp32'. Not stored.
+   */
+  trainPrecision?: PrecisionChoice;
 }
 
 export type Prior = 'hgad' | 'single-gaussian' | 'inter-only';
@@ -61,6 +75,9 @@ export interface ResolvedConfig {
   threads: number;
   /** As requested; HgadModel.device says where the model runs. */
   device: DeviceChoice;
+  /** As requested; HgadModel.precision says what runs. */
+  precision: PrecisionChoice;
+  trainPrecision: PrecisionChoice;
 }
 
 export const DEFAULTS = {
@@ -77,7 +94,7 @@ export function defaultThreads(): number {
 
 /** Every key HgadConfig has; any other key is an error (a misspelt option must not fall back to its default). */
 export const CONFIG_KEYS: readonly string[] = ['levels', 'classes', 'prior', 'centersPerClass', 'couplingLayers', 'clamp',
-  'posEmbedDim', 'seed', 'threads', 'device'];
+  'posEmbedDim', 'seed', 'threads', 'device', 'precision', 'trainPrecision'];
 export const MAX_LEVELS = 1024;
 export const MAX_CLASSES = 100000;
 
@@ -149,12 +166,14 @@ export function resolveConfig(config: unknown): ResolvedConfig {
     seed,
     threads,
     device: device as DeviceChoice,
+    precision: checkPrecision('config.precision', c.precision, DEFAULT_INFERENCE_PRECISION),
+    trainPrecision: checkPrecision('config.trainPrecision', c.trainPrecision, DEFAULT_TRAINING_PRECISION),
   };
 }
 
-/** The part of the config that is stored with a model (threads and device belong to the machine, not the model). */
-export function storedConfig(c: ResolvedConfig): Omit<ResolvedConfig, 'threads' | 'device'> {
-  const { threads: _threads, device: _device, ...rest } = c;
+/** The part of the config that is stored with a model (threads, device and precision belong to the machine, not the model). */
+export function storedConfig(c: ResolvedConfig): Omit<ResolvedConfig, 'threads' | 'device' | 'precision' | 'trainPrecision'> {
+  const { threads: _threads, device: _device, precision: _precision, trainPrecision: _trainPrecision, ...rest } = c;
   return rest;
 }
 

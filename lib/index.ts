@@ -3,8 +3,10 @@
 export { HgadModel, LOSS_TERMS, cudaInfo } from './model';
 export type {
   CudaInfo, ForwardResult, ScoreResult, TrainStepOptions, GradientOptions, GradientResult, LossTerms, LossTerm, TensorInfo,
-  LoadOptions,
+  LoadOptions, ModelPrecision, PrecisionOptions,
 } from './model';
+export { cpuPrecision, PRECISION_CHOICES, DEFAULT_INFERENCE_PRECISION, DEFAULT_TRAINING_PRECISION } from './precision';
+export type { Precision, PrecisionChoice, CpuPrecisionInfo } from './precision';
 export { modelMemoryLimit, MODEL_MEMORY_SHARE } from './limits';
 export type { HgadConfig, LevelSpec, ResolvedConfig, DeviceChoice } from './config';
 export { DEFAULTS } from './config';

@@ -6,6 +6,7 @@ import { ExtraTensor, loadModelFile, parameterOf, saveModelFile, SaveOptions } f
 import { checkModelMemory, nativeConfig } from './limits';
 import { fromNativeError } from './native-ops';
 import { native, NativeCudaInfo, NativeLosses, NativeModel, NativeTensorSpec } from './native';
+import { checkPrecision, Precision, PrecisionChoice, resolvePrecision } from './precision';
 import {
   BatchShape, checkBatch, checkInteger, checkKeys, checkShape, FeatureBatch, isFloat32Array, isInt32Array,
 } from './validate';
@@ -32,7 +33,23 @@ export interface ScoreResult {
   classIndex: Int32Array;
   /** Per image, the mean over its positions of the class posterior softmax(classLogits), [batch, classes]. */
   classPosterior: Float32Array;
+  /** The GEMM precision this call ran at (HgadModel.precision.inference). */
+  precision: Precision;
 }
+
+/** The precisions a model runs at, resolved for this machine and device (lib/precision.ts). */
+export interface ModelPrecision {
+  /** forward, inverse, score */
+  inference: Precision;
+  /** trainStep (mixed precision when 'bf16') */
+  training: Precision;
+}
+
+export interface PrecisionOptions {
+  inference?: PrecisionChoice;
+  training?: PrecisionChoice;
+}
+const PRECISION_OPTION_KEYS = ['inference', 'training'];
 
 export interface TrainStepOptions {
   /** 1: L_g, L_mi, L_e; 2: adds L_gi and L_z (HGAD.md section 4). Priors other than 'hgad' always use 1. */
@@ -46,8 +63,11 @@ export interface LoadOptions {
   threads?: number;
   /** Where the model runs (default 'auto'); model files do not say where they were trained. */
   device?: DeviceChoice;
+  /** GEMM precision of scoring and of training (HgadConfig.precision, trainPrecision). */
+  precision?: PrecisionChoice;
+  trainPrecision?: PrecisionChoice;
 }
-const LOAD_OPTION_KEYS = ['threads', 'device'];
+const LOAD_OPTION_KEYS = ['threads', 'device', 'precision', 'trainPrecision'];
 const TRAIN_STEP_OPTION_KEYS = ['phase', 'lr'];
 const GRADIENT_OPTION_KEYS = ['phase', 'weights'];
 
@@ -119,6 +139,7 @@ export class HgadModel {
   /** The model's tensors by name; fixed by the config, so read from the core once. */
   private readonly specs: Map<string, NativeTensorSpec>;
   private queue: Promise<unknown> = Promise.resolve();
+  private resolvedPrecision: ModelPrecision = { inference: 'fp32', training: 'fp32' };
   /** Metadata stored with the model beyond its config (SaveOptions.metadata); empty for a new model. */
   readonly metadata: Readonly<Record<string, string>>;
   /** Extra tensors stored with the model (SaveOptions.tensors); empty for a new model. */
@@ -145,6 +166,25 @@ export class HgadModel {
       throw fromNativeError(e);
     }
     this.specs = new Map(this.core.tensorSpecs().map((t) => [t.name, t]));
+    this.applyPrecision(cfg.precision, cfg.trainPrecision);
+  }
+
+  /** Resolves both choices for this device and CPU and sets them on the core (no operation may be running). */
+  private applyPrecision(inference: PrecisionChoice, training: PrecisionChoice): void {
+    const resolved: ModelPrecision = {
+      inference: resolvePrecision('config.precision', inference, this.device),
+      training: resolvePrecision('config.trainPrecision', training, this.device),
+    };
+    if (resolved.inference === 'bf16' || resolved.training === 'bf16' || this.device === 'cpu') {
+      try {
+        this.core.setPrecision(resolved.inference === 'bf16', resolved.training === 'bf16');
+      } catch (e) {
+        throw fromNativeError(e);
+      }
+    }
+    this.cfg.precision = inference;
+    this.cfg.trainPrecision = training;
+    this.resolvedPrecision = resolved;
   }
 
   /**
@@ -187,8 +227,14 @@ export class HgadModel {
     if (!(DEVICE_CHOICES as readonly unknown[]).includes(device)) {
       throw new HgadArgumentError('options.device', `one of ${DEVICE_CHOICES.map((d) => `'${d}'`).join(', ')}`, device);
     }
+    checkPrecision('options.precision', options.precision, 'auto');
+    checkPrecision('options.trainPrecision', options.trainPrecision, 'auto');
     return loadModelFile(path, { threads: options.threads }, async (cfg, metadata, tensors) => {
-      const full = { ...cfg, device };
+      const full = {
+        ...cfg, device,
+        precision: checkPrecision('options.precision', options.precision, cfg.precision),
+        trainPrecision: checkPrecision('options.trainPrecision', options.trainPrecision, cfg.trainPrecision),
+      };
       let built: { core: NativeModel; device: 'cpu' | 'cuda' };
       try {
         const where = pickDevice(device);
@@ -207,6 +253,31 @@ export class HgadModel {
 
   get threads(): number {
     return this.cfg.threads;
+  }
+
+  /** The GEMM precisions in use: config.precision and config.trainPrecision resolved for this machine. */
+  get precision(): Readonly<ModelPrecision> {
+    return { ...this.resolvedPrecision };
+  }
+
+  /**
+   * Changes the GEMM precision of scoring and/or training (options as config.precision and
+   * config.trainPrecision), after the operations queued before; resolves to the precisions now in use.
+   */
+  async setPrecision(options: PrecisionOptions): Promise<ModelPrecision> {
+    if (typeof options !== 'object' || options === null) {
+      throw new HgadArgumentError('options', 'an object { inference?, training? }', options);
+    }
+    checkKeys('options', options, PRECISION_OPTION_KEYS);
+    const inference = checkPrecision('options.inference', options.inference, this.cfg.precision);
+    const training = checkPrecision('options.training', options.training, this.cfg.trainPrecision);
+    // Checked now, so the caller's error names the option; applied when the queue reaches it.
+    resolvePrecision('options.inference', inference, this.device);
+    resolvePrecision('options.training', training, this.device);
+    return this.run(() => {
+      this.applyPrecision(inference, training);
+      return Promise.resolve(this.precision);
+    });
   }
 
   set threads(n: number) {
@@ -284,6 +355,7 @@ export class HgadModel {
         classLogits: new Float32Array(n * this.cfg.classes.length),
         classIndex: new Int32Array(b.batch),
         classPosterior: new Float32Array(b.batch * this.cfg.classes.length),
+        precision: this.resolvedPrecision.inference,
       };
       await this.core.score(level, b.data, b.batch, b.height, b.width, classes, out.logp, out.negEntropy,
         out.classLogits, out.classIndex, out.classPosterior);

@@ -81,6 +81,8 @@ export interface NativeModel {
   adamSteps(level: number): number;
   setAdamSteps(level: number, steps: number): void;
   setThreads(threads: number): void;
+  /** bf16 GEMMs for inference, for training (CPU models on a CPU that has them; lib/precision.ts). */
+  setPrecision(inference: boolean, training: boolean): void;
   forward(level: number, x: Float32Array, batch: number, height: number, width: number, z: Float32Array,
     logDet: Float32Array): Promise<void>;
   inverse(level: number, z: Float32Array, batch: number, height: number, width: number, x: Float32Array): Promise<void>;
@@ -94,6 +96,7 @@ export interface NativeModel {
 interface Addon {
   NativeModel: (new (config: NativeModelConfig) => NativeModel) & {
     cudaInfo?: () => NativeCudaInfo;
+    cpuFeatures?: () => { avx512Bf16: boolean; amxBf16: boolean; bf16: boolean; gemm: string };
     layout(config: NativeModelConfig, tensors?: boolean): NativeLayout;
     /** Makes the model on the libuv pool: initialised, or all zero with init false (for loading). */
     build(config: NativeModelConfig): Promise<NativeModel>;

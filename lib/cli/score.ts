@@ -27,12 +27,14 @@ scored; the exit status is 0 unless --fail-on-error is given.
   --normalization <mode>    calibrated (default: scores independent of the other images) or batch
                             (the authors' protocol: normalised over the images of this call)
   --batch-size <n>          images per batch (8)     --threads <n>  threads (all cores)
+  --precision <p>           GEMM precision: fp32 (default), auto (bf16 where the CPU has AVX512-BF16
+                            or AMX-BF16, else fp32) or bf16 (an error where the CPU lacks both)
 `;
 
 const OPTIONS: OptionSpec = {
   model: { type: 'string' }, class: { type: 'string' }, format: { type: 'string' }, out: { type: 'string' },
   heatmaps: { type: 'string' }, normalization: { type: 'string' }, 'batch-size': { type: 'string' }, threads: { type: 'string' },
-  threshold: { type: 'string' }, 'fail-on-error': { type: 'boolean' },
+  threshold: { type: 'string' }, 'fail-on-error': { type: 'boolean' }, precision: { type: 'string' },
 };
 
 /** Exit status of hgad score --fail-on-error when some image could not be scored. */
@@ -71,7 +73,10 @@ export async function scoreCommand(args: string[]): Promise<number> {
   const batchSize = int(p, 'batch-size', 1, 4096) ?? 8;
   const threads = int(p, 'threads', 1, 1024);
   const files = await expandInputs(p.positionals);
-  const detector = await AnomalyDetector.load(modelPath, threads !== undefined ? { threads } : {});
+  const precision = choice(p, 'precision', ['fp32', 'bf16', 'auto'] as const);
+  const detector = await AnomalyDetector.load(modelPath, {
+    ...(threads !== undefined ? { threads } : {}), ...(precision !== undefined ? { precision } : {}),
+  });
   const className = str(p, 'class');
   const heatmaps = str(p, 'heatmaps');
   const results: ImageResult[] = [];
@@ -97,7 +102,8 @@ export async function scoreCommand(args: string[]): Promise<number> {
       throw new HgadError('IO', `Cannot write ${out}: ${(e as Error).message}`, '--out');
     }
     const flagged = results.filter((r) => r.error === null && r.isAnomaly).length;
-    process.stderr.write(`${results.length - failed} images scored, ${flagged} flagged as anomalous -> ${out}\n`);
+    process.stderr.write(`${results.length - failed} images scored (${detector.model.precision.inference}), ` +
+      `${flagged} flagged as anomalous -> ${out}\n`);
   } else {
     process.stdout.write(text);
   }

@@ -41,6 +41,9 @@ Training (defaults: the preset's recommended schedule, else HGAD.md's, in bracke
   --coupling-layers <n>     (12)   --centers <n>  centres per class (10)
   --prior <name>            hgad (default), single-gaussian (classic flow baseline; scoring then
                             needs --class), inter-only (no intra-class centres; ablation)
+  --precision <p>           GEMM precision of the training steps: fp32 (default), bf16 (mixed precision:
+                            bf16 GEMM inputs, float accumulation, float weights and Adam state; needs
+                            AVX512-BF16 or AMX-BF16) or auto (bf16 where the CPU has it)
   --checkpoint <file>       save a resumable checkpoint after every pass
   --resume <file>           continue from a checkpoint of the same run
 Output
@@ -53,7 +56,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   epochs: { type: 'string' }, passes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' },
-  checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' },
+  checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
 };
 
@@ -106,6 +109,7 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     batchSize: int(p, 'batch-size', 1, 4096),
     seed: int(p, 'seed', 0, 2 ** 31 - 1),
     threads: int(p, 'threads', 1, 1024),
+    precision: choice(p, 'precision', ['fp32', 'bf16', 'auto'] as const),
     holdout: num(p, 'holdout', 0, 0.99),
     checkpoint: checkpoint ? { path: checkpoint } : undefined,
     resume: str(p, 'resume'),
@@ -116,7 +120,7 @@ export function describeDetector(d: AnomalyDetector): string {
   const cal = d.spec.calibration;
   const thresholds = cal ? Object.entries(cal.thresholds).map(([c, t]) => `${c} ${t.toPrecision(4)}`).join(', ') : 'none';
   return `classes: ${d.classes.join(', ')}; levels: ${d.model.config.levels.map((l) => l.channels).join('/')} channels; ` +
-    `prior ${d.model.config.prior}; backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}`;
+    `prior ${d.model.config.prior}; precision: scoring ${d.model.precision.inference}, training ${d.model.precision.training}; backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}`;
 }
 
 export async function trainCommand(args: string[]): Promise<number> {

@@ -5,6 +5,7 @@ import { defaultThreads } from '../config';
 import { HgadArgumentError, HgadError, HgadModelFileError } from '../errors';
 import type { Backbone, FeatureLevel } from '../features/backbone';
 import { HgadModel } from '../model';
+import type { PrecisionChoice } from '../precision';
 import { checkInteger, checkKeys } from '../validate';
 import { openBackbone } from './backbone-spec';
 import { FeatureReduction } from './reduction';
@@ -18,6 +19,10 @@ export interface DetectorLoadOptions {
    * folder). Its sha256 must match the one stored in the detector; checked before the file is parsed.
    */
   backbone?: string;
+  /** GEMM precision of scoring (HgadConfig.precision; default 'fp32'); model.precision says what runs. */
+  precision?: PrecisionChoice;
+  /** GEMM precision of training steps when the detector is trained further (HgadConfig.trainPrecision). */
+  trainPrecision?: PrecisionChoice;
 }
 
 export interface DetectorSaveOptions {
@@ -25,7 +30,7 @@ export interface DetectorSaveOptions {
   optimizer?: boolean;
 }
 
-const LOAD_KEYS = ['threads', 'backbone'];
+const LOAD_KEYS = ['threads', 'backbone', 'precision', 'trainPrecision'];
 const SAVE_KEYS = ['optimizer'];
 
 export class AnomalyDetector {
@@ -58,7 +63,11 @@ export class AnomalyDetector {
     if (options.backbone !== undefined && (typeof options.backbone !== 'string' || options.backbone.length === 0)) {
       throw new HgadArgumentError('options.backbone', 'a path to the backbone\'s .onnx file', options.backbone);
     }
-    const model = await HgadModel.load(path, options.threads !== undefined ? { threads: options.threads } : {});
+    const model = await HgadModel.load(path, {
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...(options.precision !== undefined ? { precision: options.precision } : {}),
+      ...(options.trainPrecision !== undefined ? { trainPrecision: options.trainPrecision } : {}),
+    });
     const spec = decodeSpec(model.metadata[PIPELINE_KEY], path, model.config.levels.length, model.config.classes);
     const reduction = spec.reduction ? FeatureReduction.fromFile(spec.reduction, model.extraTensors, path) : null;
     model.config.levels.forEach((lv, l) => {

@@ -9,6 +9,7 @@ import { hashString, shuffled } from '../data/random';
 import { HgadArgumentError, HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
 import { HgadModel, LossTerms } from '../model';
+import { checkPrecision, DEFAULT_TRAINING_PRECISION, PrecisionChoice } from '../precision';
 import { PRESETS } from '../features/presets';
 import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
 import { oneAhead } from '../pipeline/ahead';
@@ -58,6 +59,12 @@ export interface TrainOptions {
   /** Side of the anomaly maps. Default 256 (the authors' mask size). */
   mapSize?: number;
   threads?: number;
+  /**
+   * GEMM precision of the training steps (lib/precision.ts): 'bf16' is mixed precision (bf16 GEMM
+   * inputs, float accumulation, float master weights and Adam state). Default 'fp32'. The detector's
+   * model reports what ran in detector.model.precision.training.
+   */
+  precision?: PrecisionChoice;
   /** Save a checkpoint (detector + optimiser state) every `every` passes (default 1) to `path`. */
   checkpoint?: { path: string; every?: number };
   /** Continue from a checkpoint written by an earlier run with the same data and options. */
@@ -78,7 +85,7 @@ export interface TrainOptions {
 }
 
 const TRAIN_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'prior', 'schedule', 'batchSize', 'seed', 'flow', 'holdout',
-  'thresholdQuantile', 'mapSize', 'threads', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
+  'thresholdQuantile', 'mapSize', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
 const FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'clamp', 'posEmbedDim'];
 
 interface Plan {
@@ -128,6 +135,7 @@ async function planOf(options: TrainOptions): Promise<Plan> {
   checkInteger('batchSize', batchSize, 1, 4096);
   const threads = options.threads ?? defaultThreads();
   checkInteger('threads', threads, 1, 1024);
+  checkPrecision('precision', options.precision, DEFAULT_TRAINING_PRECISION);
   if (options.prior !== undefined && !(PRIORS as readonly unknown[]).includes(options.prior)) {
     throw new HgadArgumentError('prior', `one of ${PRIORS.map((p) => `'${p}'`).join(', ')}`, options.prior);
   }
@@ -180,12 +188,14 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
     ...(options.flow ?? {}),
     seed: plan.seed,
     threads: plan.threads,
+    trainPrecision: options.precision ?? DEFAULT_TRAINING_PRECISION,
   });
   return new AnomalyDetector(model, spec, plan.threads, bb, { reduction });
 }
 
-async function resumeDetector(path: string, plan: Plan, prior: Prior | undefined): Promise<AnomalyDetector> {
-  const detector = await AnomalyDetector.load(path, { threads: plan.threads });
+async function resumeDetector(path: string, plan: Plan, prior: Prior | undefined,
+  precision: PrecisionChoice): Promise<AnomalyDetector> {
+  const detector = await AnomalyDetector.load(path, { threads: plan.threads, trainPrecision: precision });
   const t = detector.spec.training;
   if (!t) throw new HgadArgumentError('resume', 'a checkpoint written during training (it has no training state)', path);
   if (t.trainDigest !== plan.digest || t.batchSize !== plan.batchSize || t.seed !== plan.seed ||
@@ -213,7 +223,8 @@ export async function train(options: TrainOptions): Promise<AnomalyDetector> {
   }
   const budget = options.featureCacheBytes ?? 2 ** 31;
   checkInteger('featureCacheBytes', budget, 0, Number.MAX_SAFE_INTEGER);
-  const detector = options.resume !== undefined ? await resumeDetector(options.resume, plan, options.prior) : await newDetector(options, plan);
+  const detector = options.resume !== undefined ? await resumeDetector(options.resume, plan, options.prior,
+    options.precision ?? DEFAULT_TRAINING_PRECISION) : await newDetector(options, plan);
   try {
     await fit(detector, options, plan, budget);
   } catch (e) {

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "../core/checks.h"
+#include "../core/cpu_features.h"
+#include "../core/gemm.h"
 #include "../core/model.h"
 #include "../core/state_checks.h"
 #include "convert.h"
@@ -50,11 +52,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
          InstanceMethod("adamSteps", &NativeModel::Guard<&NativeModel::AdamSteps>),
          InstanceMethod("setAdamSteps", &NativeModel::Guard<&NativeModel::SetAdamSteps>),
          InstanceMethod("setThreads", &NativeModel::Guard<&NativeModel::SetThreads>),
+         InstanceMethod("setPrecision", &NativeModel::Guard<&NativeModel::SetPrecision>),
          InstanceMethod("forward", &NativeModel::Guard<&NativeModel::Forward>),
          InstanceMethod("inverse", &NativeModel::Guard<&NativeModel::Inverse>),
          InstanceMethod("score", &NativeModel::Guard<&NativeModel::Score>),
          InstanceMethod("gradients", &NativeModel::Guard<&NativeModel::Gradients>),
          StaticMethod("cudaInfo", &NativeModel::CudaInfoJs),
+         StaticMethod("cpuFeatures", &NativeModel::CpuFeaturesJs),
          StaticMethod("layout", &NativeModel::LayoutJs),
          StaticMethod("build", &NativeModel::BuildJs)});
     // Per environment (worker threads load the addon again): build() constructs through it.
@@ -66,6 +70,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // zero (for loading). new NativeModel(config, external) adopts a model built by build().
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     guarded(info.Env(), [&] { construct(info); });
+  }
+
+  // What the CPU offers for bf16 GEMMs, and which kernels use it in this build.
+  static Napi::Value CpuFeaturesJs(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] {
+      Napi::Env env = info.Env();
+      const hgad::CpuFeatures& f = hgad::cpu_features();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("avx512Bf16", Napi::Boolean::New(env, f.avx512_bf16));
+      o.Set("amxBf16", Napi::Boolean::New(env, f.amx_bf16));
+      o.Set("bf16", Napi::Boolean::New(env, hgad::bf16_supported()));
+      o.Set("gemm", Napi::String::New(env, hgad::gemm_backend()));
+      return Napi::Value(o);
+    });
   }
 
   static Napi::Value CudaInfoJs(const Napi::CallbackInfo& info) {
@@ -356,6 +374,18 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     std::lock_guard<std::mutex> lock(model_->mutex());
     const int64_t l = to_int(info[0], "level", 0, model_->num_levels() - 1);
     model_->level(l).set_adam_steps(to_int(info[1], "steps", 0, kMaxAdamSteps));
+    return info.Env().Undefined();
+  }
+
+  // (bf16 for inference, bf16 for training): CPU levels only; the CUDA backend runs float throughout.
+  Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(model_->mutex());
+    if (!info[0].IsBoolean() || !info[1].IsBoolean())
+      throw Napi::TypeError::New(info.Env(), "Expected two booleans (bf16 inference, bf16 training)");
+    const bool inference = info[0].As<Napi::Boolean>(), training = info[1].As<Napi::Boolean>();
+    if ((inference || training) && device_)
+      throw Napi::Error::New(info.Env(), "precision 'bf16' runs on the CPU only; this model runs on CUDA");
+    model_->set_precision(inference, training);
     return info.Env().Undefined();
   }
 

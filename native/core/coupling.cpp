@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "bf16_gemm.h"
 #include "elementwise.h"
 #include "gemm.h"
 #include "packed_gemm.h"
@@ -31,6 +32,21 @@ HGAD_KERNEL void add_relu_impl(T* h, const T* q, int64_t R, int64_t tp, int64_t 
 #pragma omp simd
     for (int64_t j = 0; j < hid; ++j) {
       hr[j] = relu_add(hr[j], qr[j]);
+    }
+  }
+}
+
+// h[r] = relu(h[r] + row[y] + col[x]) for position p0 + r % tp = y * W + x.
+template <typename T>
+HGAD_KERNEL void add_relu_table_impl(T* h, const PositionTable<T>& pos, int64_t R, int64_t tp, int64_t hid) {
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t p = pos.p0 + r % tp;
+    T* hr = h + r * hid;
+    const T* qy = pos.row + (p / pos.width) * hid;
+    const T* qx = pos.col + (p % pos.width) * hid;
+#pragma omp simd
+    for (int64_t j = 0; j < hid; ++j) {
+      hr[j] = relu_add(hr[j], qy[j] + qx[j]);
     }
   }
 }
@@ -139,15 +155,29 @@ HGAD_KERNEL void affine_inverse_impl(const BlockDims& d, const BlockParams<T>& b
   }
 }
 
-// C[M, N] = A[M, K] op(B): through the packed copy of B when the block has one, else a plain GEMM.
-void product(const PackedMatrix* packed, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-             const float* B, int64_t ldb, float* C, int64_t ldc) {
+// gemm() in the block's precision: float with bf16 set goes to the bf16 kernel.
+void mm(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (bf16)
+    gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+void mm(bool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+        int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// C[M, N] = A[M, K] op(B): through the packed copy of B when the block has one (packed in the block's
+// precision), else a plain GEMM.
+void product(const PackedMatrix* packed, bool bf16, bool transB, int64_t M, int64_t N, int64_t K, const float* A,
+             int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
   if (packed)
     packed->multiply(M, A, C);
   else
-    gemm(false, transB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+    mm(bf16, false, transB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
 }
-void product(const PackedMatrix*, bool transB, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda,
+void product(const PackedMatrix*, bool, bool transB, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda,
              const double* B, int64_t ldb, double* C, int64_t ldc) {
   gemm(false, transB, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc);
 }
@@ -156,6 +186,12 @@ HGAD_CLONES void add_relu(float* h, const float* q, int64_t R, int64_t tp, int64
   add_relu_impl(h, q, R, tp, hid);
 }
 void add_relu(double* h, const double* q, int64_t R, int64_t tp, int64_t hid) { add_relu_impl(h, q, R, tp, hid); }
+HGAD_CLONES void add_relu(float* h, const PositionTable<float>& pos, int64_t R, int64_t tp, int64_t hid) {
+  add_relu_table_impl(h, pos, R, tp, hid);
+}
+void add_relu(double* h, const PositionTable<double>& pos, int64_t R, int64_t tp, int64_t hid) {
+  add_relu_table_impl(h, pos, R, tp, hid);
+}
 HGAD_CLONES void relu_backward(const float* h, float* dh, float* dqsum, int64_t R, int64_t tp, int64_t hid) {
   relu_backward_impl(h, dh, dqsum, R, tp, hid);
 }
@@ -191,7 +227,7 @@ void affine_inverse_rows(const BlockDims& d, const BlockParams<double>& bp, int6
 
 template <typename T>
 void block_pos_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t tp, const T* pe, T* q) {
-  gemm(false, true, tp, d.hid, d.P, T(1), pe, d.P, bp.w1 + d.C1, d.n, T(0), q, d.hid);
+  mm(bp.bf16, false, true, tp, d.hid, d.P, T(1), pe, d.P, bp.w1 + d.C1, d.n, T(0), q, d.hid);
   for (int64_t r = 0; r < tp; ++r) {
     T* qr = q + r * d.hid;
 #pragma omp simd
@@ -199,21 +235,46 @@ void block_pos_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t tp,
   }
 }
 
-// h = relu(v1 W1a^T + q[position]); a = 0.1 (h W2^T + b2).
 template <typename T>
+void block_position_table(const BlockDims& d, const BlockParams<T>& bp, int64_t H, int64_t W, const T* pe_row,
+                          const T* pe_col, T* row, T* col) {
+  gemm(false, true, H, d.hid, d.P, T(1), pe_row, d.P, bp.w1 + d.C1, d.n, T(0), row, d.hid);
+  gemm(false, true, W, d.hid, d.P, T(1), pe_col, d.P, bp.w1 + d.C1, d.n, T(0), col, d.hid);
+  for (int64_t r = 0; r < H; ++r) {
+    T* qr = row + r * d.hid;
+#pragma omp simd
+    for (int64_t j = 0; j < d.hid; ++j) qr[j] += bp.b1[j];
+  }
+}
+
+// h = relu(v1 W1a^T + q[position]); a = 0.1 (h W2^T + b2). Q: the per-position rows, or a PositionTable.
+template <typename T, typename Q>
 static void subnet_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v,
-                           const T* q, T* h, T* a) {
-  product(bp.packed ? &bp.packed->w1a : nullptr, true, R, d.hid, d.C1, v, d.C, bp.w1, d.n, h, d.hid);
+                           const Q& q, T* h, T* a) {
+  product(bp.packed ? &bp.packed->w1a : nullptr, bp.bf16, true, R, d.hid, d.C1, v, d.C, bp.w1, d.n, h, d.hid);
   add_relu(h, q, R, tp, d.hid);
-  product(bp.packed ? &bp.packed->w2 : nullptr, true, R, 2 * d.C2, d.hid, h, d.hid, bp.w2, d.hid, a, 2 * d.C2);
+  product(bp.packed ? &bp.packed->w2 : nullptr, bp.bf16, true, R, 2 * d.C2, d.hid, h, d.hid, bp.w2, d.hid, a,
+          2 * d.C2);
+}
+
+template <typename T, typename Q>
+static void forward_impl(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v, const Q& q,
+                         T* h, T* s, T* u, T* a, T* up, T* w, T* ld) {
+  subnet_forward(d, bp, R, tp, v, q, h, a);
+  affine_forward_rows(d, bp, R, v, a, s, u, up, ld);
+  product(bp.packed ? &bp.packed->rot : nullptr, bp.bf16, true, R, d.C, d.C, up, d.C, bp.rot, d.C, w, d.C);
 }
 
 template <typename T>
 void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v, const T* q,
                    T* h, T* s, T* u, T* a, T* up, T* w, T* ld) {
-  subnet_forward(d, bp, R, tp, v, q, h, a);
-  affine_forward_rows(d, bp, R, v, a, s, u, up, ld);
-  product(bp.packed ? &bp.packed->rot : nullptr, true, R, d.C, d.C, up, d.C, bp.rot, d.C, w, d.C);
+  forward_impl(d, bp, R, tp, v, q, h, s, u, a, up, w, ld);
+}
+
+template <typename T>
+void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v,
+                   const PositionTable<T>& pos, T* h, T* s, T* u, T* a, T* up, T* w, T* ld) {
+  forward_impl(d, bp, R, tp, v, pos, h, s, u, a, up, w, ld);
 }
 
 template <typename T>
@@ -222,7 +283,8 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
                     const BlockGrads<T>& gr, T* dv) {
   const int64_t C = d.C, C1 = d.C1, C2 = d.C2, hid = d.hid;
   // w = u' R^T  =>  du' = dw R.
-  gemm(false, false, R, C, C, T(1), dw, C, bp.rot, C, T(0), du, C);
+  const bool bf = bp.bf16;
+  mm(bf, false, false, R, C, C, T(1), dw, C, bp.rot, C, T(0), du, C);
   T dld_sum = T(0);
   for (int64_t r = 0; r < R; ++r) {
     const T* dur = du + r * C;
@@ -237,31 +299,31 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
   // log|det| holds sum ln g: d/dg_c = 1/g_c for every row.
   for (int64_t j = 0; j < C; ++j) gr.g[j] += dld_sum / bp.g[j];
   affine_backward_rows(d, bp, R, v, s, dld, du, da, dv);
-  gemm(true, false, 2 * C2, hid, R, T(1), da, 2 * C2, h, hid, T(1), gr.w2, hid);
+  mm(bf, true, false, 2 * C2, hid, R, T(1), da, 2 * C2, h, hid, T(1), gr.w2, hid);
   for (int64_t r = 0; r < R; ++r) {
     const T* dar = da + r * 2 * C2;
 #pragma omp simd
     for (int64_t j = 0; j < 2 * C2; ++j) gr.b2[j] += dar[j];
   }
-  gemm(false, false, R, hid, 2 * C2, T(1), da, 2 * C2, bp.w2, hid, T(0), dh, hid);
+  mm(bf, false, false, R, hid, 2 * C2, T(1), da, 2 * C2, bp.w2, hid, T(0), dh, hid);
   // The positional half of W1 sees each position once per image: its gradient sums over the tile's
   // images first (dqsum).
   relu_backward(h, dh, dqsum, R, tp, hid);
-  gemm(true, false, hid, C1, R, T(1), dh, hid, v, C, T(1), gr.w1, d.n);
-  gemm(true, false, hid, d.P, tp, T(1), dqsum, hid, pe, d.P, T(1), gr.w1 + C1, d.n);
+  mm(bf, true, false, hid, C1, R, T(1), dh, hid, v, C, T(1), gr.w1, d.n);
+  mm(bf, true, false, hid, d.P, tp, T(1), dqsum, hid, pe, d.P, T(1), gr.w1 + C1, d.n);
   for (int64_t r = 0; r < tp; ++r) {
     const T* qs = dqsum + r * hid;
 #pragma omp simd
     for (int64_t j = 0; j < hid; ++j) gr.b1[j] += qs[j];
   }
-  if (dv) gemm(false, false, R, C1, hid, T(1), dh, hid, bp.w1, d.n, T(1), dv, C);
+  if (dv) mm(bf, false, false, R, C1, hid, T(1), dh, hid, bp.w1, d.n, T(1), dv, C);
 }
 
-template <typename T>
-void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* w, const T* q,
-                   T* h, T* a, T* up, T* v) {
+template <typename T, typename Q>
+static void inverse_impl(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* w, const Q& q,
+                         T* h, T* a, T* up, T* v) {
   const int64_t C = d.C, C1 = d.C1;
-  product(bp.packed ? &bp.packed->rot_inverse : nullptr, false, R, C, C, w, C, bp.rot, C, up, C);
+  product(bp.packed ? &bp.packed->rot_inverse : nullptr, bp.bf16, false, R, C, C, w, C, bp.rot, C, up, C);
   for (int64_t r = 0; r < R; ++r) {
     T* upr = up + r * C;
 #pragma omp simd
@@ -272,6 +334,18 @@ void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
   affine_inverse_rows(d, bp, R, a, up, v);
 }
 
+template <typename T>
+void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* w, const T* q,
+                   T* h, T* a, T* up, T* v) {
+  inverse_impl(d, bp, R, tp, w, q, h, a, up, v);
+}
+
+template <typename T>
+void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* w,
+                   const PositionTable<T>& pos, T* h, T* a, T* up, T* v) {
+  inverse_impl(d, bp, R, tp, w, pos, h, a, up, v);
+}
+
 #define HGAD_INSTANTIATE(T)                                                                                     \
   template void block_pos_forward<T>(const BlockDims&, const BlockParams<T>&, int64_t, const T*, T*);          \
   template void block_forward<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*, const T*, \
@@ -280,7 +354,13 @@ void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
                                   const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*,         \
                                   const BlockGrads<T>&, T*);                                                    \
   template void block_inverse<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*, const T*, \
-                                 T*, T*, T*, T*);
+                                 T*, T*, T*, T*);                                                               \
+  template void block_forward<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,          \
+                                 const PositionTable<T>&, T*, T*, T*, T*, T*, T*, T*);                          \
+  template void block_inverse<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,          \
+                                 const PositionTable<T>&, T*, T*, T*, T*);                                      \
+  template void block_position_table<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,   \
+                                        const T*, T*, T*);
 HGAD_INSTANTIATE(float)
 HGAD_INSTANTIATE(double)
 #undef HGAD_INSTANTIATE

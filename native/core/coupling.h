@@ -29,6 +29,21 @@ struct BlockParams {
   T logdet_g;       // sum ln g
   T clamp;
   const PackedBlock* packed;  // pre-packed w1a, w2, rot (float inference), or null
+  // Float GEMMs with bf16 inputs and float accumulation (bf16_gemm.h): mixed-precision training, and
+  // inference products that have no packed copy. Ignored for double.
+  bool bf16 = false;
+};
+
+// The positional half of the first Linear layer for inference, split by the encoding's two halves
+// (posenc.h: entries [0, P/2) depend on the column only, [P/2, P) on the row only):
+// q(y, x) = W1b p(y, x) + b1 = row[y] + col[x], row[y] = W1b [0, p_row(y)] + b1, col[x] = W1b [p_col(x), 0].
+// (H + W) rows per block instead of H * W: small enough to keep for every map size.
+template <typename T>
+struct PositionTable {
+  const T* row;   // [H, hid]
+  const T* col;   // [W, hid]
+  int64_t width;  // W
+  int64_t p0;     // the tile's first position; row r of the tile is position p0 + r % tp
 };
 
 template <typename T>
@@ -59,9 +74,24 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
                     const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh, T* dqsum, T* du,
                     const BlockGrads<T>& gr, T* dv);
 
+// block_forward with q(p) = pos.row[y] + pos.col[x] (inference).
+template <typename T>
+void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v,
+                   const PositionTable<T>& pos, T* h, T* s, T* u, T* a, T* up, T* w, T* ld);
+
 // w[R, C] -> v[R, C], the exact inverse of block_forward; h, a, up are scratch.
 template <typename T>
 void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* w, const T* q,
                    T* h, T* a, T* up, T* v);
+template <typename T>
+void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* w,
+                   const PositionTable<T>& pos, T* h, T* a, T* up, T* v);
+
+// The position table of one block for an H x W map: row [H, hid] and col [W, hid] (PositionTable).
+// pe_row, pe_col: [H, P] and [W, P], the encoding of (y, 0) with its column half zeroed and of (0, x)
+// with its row half zeroed.
+template <typename T>
+void block_position_table(const BlockDims& d, const BlockParams<T>& bp, int64_t H, int64_t W, const T* pe_row,
+                          const T* pe_col, T* row, T* col);
 
 }  // namespace hgad

@@ -66,7 +66,7 @@ double level_footprint_bytes(const LevelConfig& cfg, int threads) {
   const double rotations = K * C * C;
   const double packed = K * (C1 * hid + hid * 2 * C2 + 2 * C * C);
   const double derived = J * C + J + 2 * K * C;
-  const double position_cache = 64.0 * (1 << 20) / 4;  // Level::position_cache_bytes, in floats
+  const double position_cache = K * 2 * 256 * hid;  // Level::position_tables, maps up to 256 x 256
   // One training workspace per thread (workspace.h) at the default tile of 512 rows; threads after
   // the first also keep their own gradient buffer.
   const double R = 512;
@@ -151,24 +151,29 @@ BlockParams<T> Level<T>::block(int64_t k, bool with_packed) const {
   const BlockDims& d = dims_;
   const BlockSlots<const T*> b = block_slots(d, params_.data() + block_offset_[k]);
   const PackedBlock* packed = with_packed && packed_current_ ? &packed_[k] : nullptr;
+  // with_packed: an inference call.
+  const bool bf16 = std::is_same_v<T, float> && (with_packed ? bf16_inference : bf16_training);
   return {b.w1, b.b1, b.w2, b.b2, b.offset, rot_.data() + k * d.C * d.C, g_.data() + k * d.C, logdet_g_[k],
-          static_cast<T>(cfg_.clamp), packed};
+          static_cast<T>(cfg_.clamp), packed, bf16};
 }
 
 template <typename T>
 void Level<T>::pack_weights() {
   if constexpr (std::is_same_v<T, float>) {
-    if (packed_current_ && packed_version_ == version_) return;
+    if (packed_current_ && packed_version_ == version_ && packed_bf16_ == bf16_inference) return;
     packed_current_ = false;
     packed_.clear();
+    const bool bf = bf16_inference;
     const BlockDims& d = dims_;
     for (int64_t k = 0; k < cfg_.blocks; ++k) {
       const BlockSlots<const float*> b = block_slots(d, static_cast<const float*>(params_.data() + block_offset_[k]));
       const float* rot = rot_.data() + k * d.C * d.C;
-      packed_.push_back({PackedMatrix(d.C1, d.hid, b.w1, 1, d.n, d.C, d.hid),
-                         PackedMatrix(d.hid, 2 * d.C2, b.w2, 1, d.hid, d.hid, 2 * d.C2),
-                         PackedMatrix(d.C, d.C, rot, 1, d.C, d.C, d.C), PackedMatrix(d.C, d.C, rot, d.C, 1, d.C, d.C)});
+      packed_.push_back({PackedMatrix(d.C1, d.hid, b.w1, 1, d.n, d.C, d.hid, bf),
+                         PackedMatrix(d.hid, 2 * d.C2, b.w2, 1, d.hid, d.hid, 2 * d.C2, bf),
+                         PackedMatrix(d.C, d.C, rot, 1, d.C, d.C, d.C, bf),
+                         PackedMatrix(d.C, d.C, rot, d.C, 1, d.C, d.C, bf)});
     }
+    packed_bf16_ = bf;
     packed_version_ = version_;
     packed_current_ = true;
   }
@@ -223,35 +228,34 @@ const T* Level<T>::positional(int64_t H, int64_t W) {
 }
 
 template <typename T>
-const T* Level<T>::position_cache(int64_t H, int64_t W, const T* pe, int threads) {
-  const int64_t HW = H * W, hid = dims_.hid, K = cfg_.blocks;
-  if (static_cast<int64_t>(sizeof(T)) * K * HW * hid > position_cache_bytes) return nullptr;
-  if (qcache_h_ == H && qcache_w_ == W && qcache_version_ == version_) return qcache_.data();
-  qcache_.resize(K * HW * hid);
-  qcache_h_ = -1;
-  const int64_t chunk = 256, chunks = (HW + chunk - 1) / chunk;
-  RegionErrors errors;
-#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t c = 0; c < chunks; ++c) {
-      errors.run([&] {
-        const int64_t p0 = c * chunk, rows = std::min(chunk, HW - p0);
-        block_pos_forward(dims_, block(k), rows, pe + p0 * cfg_.pos_dim, qcache_.data() + (k * HW + p0) * hid);
-      });
-    }
-  errors.rethrow();
-  qcache_h_ = H;
-  qcache_w_ = W;
-  qcache_version_ = version_;
-  return qcache_.data();
+void Level<T>::position_tables(int64_t H, int64_t W) {
+  if (ptab_h_ == H && ptab_w_ == W && ptab_version_ == version_) return;
+  const int64_t P = cfg_.pos_dim, half = P / 2, hid = dims_.hid, K = cfg_.blocks;
+  // The encoding of (y, 0) keeps its row half, that of (0, x) its column half (posenc.h).
+  std::vector<T> pe_row(H * P), pe_col(W * P);
+  for (int64_t y = 0; y < H; ++y) {
+    positional_encoding(P, W, y * W, y * W + 1, pe_row.data() + y * P);
+    std::fill(pe_row.begin() + y * P, pe_row.begin() + y * P + half, T(0));
+  }
+  for (int64_t x = 0; x < W; ++x) {
+    positional_encoding(P, W, x, x + 1, pe_col.data() + x * P);
+    std::fill(pe_col.begin() + x * P + half, pe_col.begin() + (x + 1) * P, T(0));
+  }
+  ptab_h_ = -1;
+  ptab_.resize(K * (H + W) * hid);
+  for (int64_t k = 0; k < K; ++k) {
+    T* row = ptab_.data() + k * (H + W) * hid;
+    block_position_table(dims_, block(k), H, W, pe_row.data(), pe_col.data(), row, row + H * hid);
+  }
+  ptab_h_ = H;
+  ptab_w_ = W;
+  ptab_version_ = version_;
 }
 
 template <typename T>
-const T* Level<T>::tile_q(const T* cache, int64_t k, int64_t HW, const BlockParams<T>& bp, int64_t p0, int64_t tp,
-                          const T* pe, T* scratch) const {
-  if (cache) return cache + (k * HW + p0) * dims_.hid;
-  block_pos_forward(dims_, bp, tp, pe + p0 * cfg_.pos_dim, scratch);
-  return scratch;
+PositionTable<T> Level<T>::position_table(int64_t k, int64_t p0) const {
+  const T* row = ptab_.data() + k * (ptab_h_ + ptab_w_) * dims_.hid;
+  return {row, row + ptab_h_ * dims_.hid, ptab_w_, p0};
 }
 
 template <typename T>

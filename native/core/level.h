@@ -120,9 +120,12 @@ class Level {
   std::vector<T>& grads() { return grads_; }
 
   int64_t tile_rows = 512;  // measured: 512-1024 rows keep the GEMMs efficient (256: -12%)
-  // Inference keeps the positional half of every first Linear layer, W1b p + b1 for every position,
-  // while the parameters do not change, if it fits in this many bytes.
-  int64_t position_cache_bytes = int64_t{64} << 20;
+  // GEMM precision (float levels only): bf16 inputs with float accumulation for inference (forward,
+  // inverse, score) and for training (mixed precision: parameters, gradients and Adam state stay
+  // float). The caller decides from the CPU's features (cpu_features.h); the mixture's distances
+  // always stay float (|z|^2 - 2 z.c + |c|^2 cancels).
+  bool bf16_inference = false;
+  bool bf16_training = false;
 
   void forward(const FeatureShape& fs, const T* x, T* z, T* logdet, int threads);
   void inverse(const FeatureShape& fs, const T* z, T* x, int threads);
@@ -147,19 +150,20 @@ class Level {
   BlockParams<T> block(int64_t k, bool with_packed = false) const;
   void pack_weights();
   void ensure_workspaces(int threads, bool train);
-  const T* position_cache(int64_t H, int64_t W, const T* pe, int threads);
-  // Common start of forward, inverse and score: derived parameters, workspaces, positional encoding
-  // (returned) and the position cache (qcache_active_, null when it does not fit).
-  const T* begin_inference(const FeatureShape& fs, int threads);
+  // The position tables of every block for an H x W map (coupling.h PositionTable), kept while the
+  // parameters do not change: K (H + W) hid values, where a table of q for every position would be
+  // K H W hid (140 MB for a 64 x 64 map at the paper's size, which is why such maps were slow).
+  void position_tables(int64_t H, int64_t W);
+  PositionTable<T> position_table(int64_t k, int64_t p0) const;
+  // Common start of forward, inverse and score: derived parameters, workspaces, position tables and
+  // packed weights.
+  void begin_inference(const FeatureShape& fs, int threads);
   // Gathers one tile of x and runs the K blocks forward; returns the latent rows, log-dets in w.ld.
-  T* flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const T* pe) const;
+  T* flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x) const;
   // Forward, loss and backward of one tile; parameter gradients accumulate into gp, the mixture's
   // into the workspace.
   void train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels, const T* pe,
                   const T* weights, T scale, T* gp, T* dx) const;
-  // q for block k and tile positions [p0, ...): the cached rows, or computed into the workspace.
-  const T* tile_q(const T* cache, int64_t k, int64_t HW, const BlockParams<T>& bp, int64_t p0, int64_t tp, const T* pe,
-                  T* scratch) const;
 
   LevelConfig cfg_;
   BlockDims dims_;
@@ -176,13 +180,13 @@ class Level {
   std::vector<std::unique_ptr<Workspace<T>>> ws_;
   std::vector<T> logp_all_;
   uint64_t version_ = 0;
-  std::vector<T> qcache_;
-  int64_t qcache_h_ = -1, qcache_w_ = -1;
-  uint64_t qcache_version_ = 0;
-  const T* qcache_active_ = nullptr;
+  std::vector<T> ptab_;  // per block: row [H, hid], then col [W, hid]
+  int64_t ptab_h_ = -1, ptab_w_ = -1;
+  uint64_t ptab_version_ = 0;
   std::vector<PackedBlock> packed_;
   uint64_t packed_version_ = 0;
   bool packed_current_ = false;
+  bool packed_bf16_ = false;
 };
 
 }  // namespace hgad

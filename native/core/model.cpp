@@ -1,5 +1,9 @@
 #include "model.h"
 
+#include <stdexcept>
+
+#include "cpu_features.h"
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
@@ -82,6 +86,15 @@ Level<float>& Model::level(int64_t l) {
   if (l < 0 || l >= num_levels())
     bad("level", "a level index in [0, " + std::to_string(num_levels()) + ")", std::to_string(l));
   return *levels_[l];
+}
+
+void Model::set_precision(bool bf16_inference, bool bf16_training) {
+  if ((bf16_inference || bf16_training) && !bf16_supported())
+    throw std::invalid_argument("precision 'bf16' needs a CPU with AVX512-BF16 or AMX-BF16, and this one has neither");
+  for (auto& l : levels_) {
+    l->bf16_inference = bf16_inference;
+    l->bf16_training = bf16_training;
+  }
 }
 
 void Model::set_threads(int t) {

@@ -30,6 +30,9 @@ class Model {
   std::mutex& mutex() { return mutex_; }
   int threads() const { return cfg_.threads; }
   void set_threads(int t);
+  // GEMM precision of every level (Level::bf16_inference / bf16_training); bf16 needs a CPU that has
+  // it (cpu_features.h): std::invalid_argument otherwise.
+  void set_precision(bool bf16_inference, bool bf16_training);
 
  private:
   ModelConfig cfg_;

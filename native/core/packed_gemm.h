@@ -3,6 +3,9 @@
 // project's shapes that is about 19% faster than dnnl_sgemm, which repacks B on every call.
 // With HGAD_GEMM_OPENBLAS (packed_gemm_openblas.cpp) it is a contiguous copy of B multiplied with
 // cblas_sgemm: OpenBLAS has no API to keep its packed panels between calls.
+// bf16 = true: the products take bf16 inputs with float accumulation and output (the scoring precision
+// 'bf16'): oneDNN's bf16 matmul (weights reordered to bf16 once, A rounded to bf16 per call) for source
+// builds, hgad's own AVX512-BF16 kernel (bf16_gemm.h) for the OpenBLAS build, which has no bf16 GEMM.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -12,7 +15,8 @@ namespace hgad {
 class PackedMatrix {
  public:
   // Element (k, n) of B is b[k * stride_k + n * stride_n]; A rows are lda apart, C rows ldc apart.
-  PackedMatrix(int64_t K, int64_t N, const float* b, int64_t stride_k, int64_t stride_n, int64_t lda, int64_t ldc);
+  PackedMatrix(int64_t K, int64_t N, const float* b, int64_t stride_k, int64_t stride_n, int64_t lda, int64_t ldc,
+               bool bf16 = false);
   ~PackedMatrix();
   PackedMatrix(PackedMatrix&&) noexcept;
   PackedMatrix& operator=(PackedMatrix&&) noexcept;

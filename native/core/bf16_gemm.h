@@ -1,0 +1,38 @@
+// GEMM with bfloat16 inputs and float accumulation and output: C = alpha op(A) op(B) + beta C, op(A) and
+// op(B) rounded to bf16 (bf16.h) as they are packed. The kernel is hgad's own (vdpbf16ps, AVX512-BF16,
+// compiled with target attributes and chosen at run time), so the prebuilt binary has it whatever
+// BLAS it carries (Debian's OpenBLAS has no sbgemm); on a CPU without AVX512-BF16 the same rounding
+// runs through a scalar loop (correct, slow: the callers choose fp32 there, see cpu_features.h).
+// Single-threaded: it is called inside the level's parallel tiles, like gemm().
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace hgad {
+
+void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// The scalar path of gemm_bf16, always: the reference the kernel is tested against.
+void gemm_bf16_reference(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                         int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// B[K, N] (element (k, n) at b[k * stride_k + n * stride_n]) packed once for many products C = A B.
+class Bf16Matrix {
+ public:
+  Bf16Matrix() = default;
+  Bf16Matrix(int64_t K, int64_t N, const float* b, int64_t stride_k, int64_t stride_n);
+  // C[M, N] = A[M, K] B (overwritten); A rows lda apart, C rows ldc apart.
+  void multiply(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc) const;
+  int64_t rows() const { return K_; }
+  int64_t cols() const { return N_; }
+
+ private:
+  int64_t K_ = 0, N_ = 0, KP_ = 0, NP_ = 0;
+  std::vector<uint32_t> pairs_;  // [KP][NP]: bf16 of rows 2kp (low half) and 2kp+1 (high half)
+};
+
+// Whether gemm_bf16 runs the vector kernel on this CPU.
+bool bf16_kernel_available();
+
+}  // namespace hgad
