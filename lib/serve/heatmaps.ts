@@ -9,6 +9,7 @@ import { HgadArgumentError } from '../errors';
 import { heatmapRange } from '../score/heatmap-files';
 import { heatmapPng } from '../score/heatmap';
 import type { AnomalyResult } from '../score/scorer';
+import { inOwnTurn } from './turns';
 
 export type HeatmapFormat = 'png' | 'float32';
 
@@ -50,16 +51,14 @@ export function pngOf(result: AnomalyResult, range: HeatmapRange): Promise<Buffe
   return heatmapPng(result.map, result.height, result.width, range);
 }
 
-/** The JSON fields a result gains for the formats asked for. */
+/** The JSON fields a result gains for the formats asked for (the base64 text built in a loop turn of its own). */
 export async function heatmapFields(result: AnomalyResult, formats: readonly HeatmapFormat[]): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {};
-  if (formats.includes('png')) {
-    const range = rangeOf(result);
-    out.heatmap = (await pngOf(result, range)).toString('base64');
-    out.heatmapRange = range;
-  }
-  if (formats.includes('float32')) out.map = float32Base64(result.map);
-  return out;
+  const range = rangeOf(result);
+  const png = formats.includes('png') ? await pngOf(result, range) : null;
+  return inOwnTurn(() => ({
+    ...(png ? { heatmap: png.toString('base64'), heatmapRange: range } : {}),
+    ...(formats.includes('float32') ? { map: float32Base64(result.map) } : {}),
+  }));
 }
 
 /**
