@@ -51,12 +51,16 @@ function expectLoopFree(d: LoopDelay): void {
   // A machine so loaded that the main thread mostly waits for a CPU cannot tell the process's own
   // stalls from the scheduler's: lock holders and the collector's helper threads get preempted too,
   // and what arrived while the thread waited is all handled in the one turn it gets back.
-  if (d.runQueueShare > 0.8) {
+  if (d.runQueueShare > 0.9) {
     console.warn(`event-loop figures not asserted: the main thread waited for a CPU ${(100 * d.runQueueShare).toFixed(0)}% of the time`);
     return;
   }
   // The process's own work in any one loop turn, garbage collections included (load only adds to it).
+  expect(d.cpuP99).toBeLessThanOrEqual(10);
   expect(d.cpuMax).toBeLessThanOrEqual(50);
+  // The delay less the wait for a CPU also counts the thread's sleeps on locks and on the collector's
+  // helper threads, which a busy machine preempts: asserted where it leaves CPU to spare.
+  if (d.runQueueShare >= 0.5) return;
   expect(d.blockedP99).toBeLessThanOrEqual(10);
   expect(d.blockedMaxNoGc).toBeLessThanOrEqual(50);
   // With CPU to spare, garbage collections included; on an idle machine, the raw figures a server sees.
