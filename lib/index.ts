@@ -48,7 +48,7 @@ export type { RenderReportOptions, WriteReportOptions } from './report';
 // Data, backbones, the demo
 export * from './data';
 export { Backbone } from './features/backbone';
-export type { BackboneOptions, FeatureLevel, LevelInfo } from './features/backbone';
+export type { BackboneOptions, ExtractOptions, FeatureLevel, LevelInfo } from './features/backbone';
 export { PRESETS, resolveBackbone, defaultCacheDir } from './features/presets';
 export type { Preset } from './features/presets';
 export { generateDemoDataset, describeDemoDataset, DEMO_CLASSES } from './demo';

@@ -101,6 +101,19 @@ describe('Backbone on MobileNetV2 int8', () => {
       const g = await single.extract(px, 1);
       await single.dispose();
       expect(Buffer.from(f[0]!.data.buffer).equals(Buffer.from(g[0]!.data.buffer))).toBe(true);
+      // handOver: the same features, the pixels' buffer detached after the last scale's run (not before:
+      // every scale reads it); a view into a larger buffer is copied, never detached
+      const own = px.slice();
+      const h = await bb.extract(own, 1, { handOver: true });
+      expect(h.map((l) => Buffer.from(l.data.buffer, l.data.byteOffset, l.data.byteLength).equals(Buffer.from(f[h.indexOf(l)]!.data.buffer)))).toEqual([true, true, true]);
+      expect(own.length).toBe(0);
+      const pool = new Uint8Array(px.length + 16);
+      const view = pool.subarray(16);
+      view.set(px);
+      await bb.extract(view, 1, { handOver: true });
+      expect([view.length, pool.length]).toEqual([px.length, px.length + 16]);
+      await expect(bb.extract(px, 1, { handOver: 1 } as never)).rejects.toThrow(/options.handOver/);
+      await expect(bb.extract(px, 1, { copy: false } as never)).rejects.toThrow(/options.copy/);
     } finally {
       await bb.dispose();
     }

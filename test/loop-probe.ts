@@ -14,6 +14,12 @@ export interface LoopDelay {
   blockedMax: number;
   /** blockedMax over the loop turns that no garbage collection overlapped, ms. */
   blockedMaxNoGc: number;
+  /**
+   * The main thread's own CPU time within one loop turn, ms: what the process itself holds the loop
+   * for (JavaScript, native calls, garbage collection), whatever the machine's load; p99 and max.
+   */
+  cpuP99: number;
+  cpuMax: number;
   /** Longest garbage-collection pause seen (wall time, so it too grows on a busy machine), ms. */
   gcMax: number;
   /** Share of the measured time the main thread waited for a CPU. */
@@ -22,9 +28,11 @@ export interface LoopDelay {
 
 const SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
 
-function runQueueWaitMs(): number | null {
+/** The main thread's [time on a CPU, time waiting for one] so far, ms (null without /proc). */
+function schedstat(): [number, number] | null {
   try {
-    return Number(readFileSync(SCHEDSTAT, 'utf8').split(' ')[1]) / 1e6;
+    const f = readFileSync(SCHEDSTAT, 'utf8').split(' ');
+    return [Number(f[0]) / 1e6, Number(f[1]) / 1e6];
   } catch {
     return null;
   }
@@ -39,6 +47,7 @@ function percentile(sorted: number[], p: number): number {
 export async function measureLoop(work: () => Promise<void>): Promise<LoopDelay> {
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   const blocked: number[] = [];
+  const cpu: number[] = [];
   const turns: { from: number; to: number; blocked: number }[] = [];
   const gcs: { from: number; to: number }[] = [];
   const observer = new PerformanceObserver((list) => {
@@ -46,18 +55,19 @@ export async function measureLoop(work: () => Promise<void>): Promise<LoopDelay>
   });
   observer.observe({ entryTypes: ['gc'] });
   const t0 = performance.now();
-  const w0 = runQueueWaitMs();
+  const s0 = schedstat();
   let last = t0;
-  let lastWait = w0;
+  let lastStat = s0;
   const timer = setInterval(() => {
     const now = performance.now();
-    const wait = runQueueWaitMs();
+    const stat = schedstat();
     const delay = Math.max(0, now - last - 1);
-    const b = Math.max(0, delay - (wait !== null && lastWait !== null ? wait - lastWait : 0));
+    const b = Math.max(0, delay - (stat !== null && lastStat !== null ? stat[1] - lastStat[1] : 0));
     blocked.push(b);
+    cpu.push(stat !== null && lastStat !== null ? stat[0] - lastStat[0] : b);
     if (b > 10) turns.push({ from: last, to: now, blocked: b });
     last = now;
-    lastWait = wait;
+    lastStat = stat;
   }, 1);
   histogram.enable();
   try {
@@ -70,21 +80,25 @@ export async function measureLoop(work: () => Promise<void>): Promise<LoopDelay>
   }
   const overlapsGc = (t: { from: number; to: number }): boolean => gcs.some((g) => g.from < t.to && g.to > t.from);
   const total = performance.now() - t0;
-  const w1 = runQueueWaitMs();
+  const s1 = schedstat();
   blocked.sort((a, b) => a - b);
+  cpu.sort((a, b) => a - b);
   return {
     p99: histogram.percentile(99) / 1e6,
     max: histogram.max / 1e6,
     blockedP99: percentile(blocked, 99),
     blockedMax: blocked[blocked.length - 1] ?? 0,
     blockedMaxNoGc: Math.max(0, ...turns.filter((t) => !overlapsGc(t)).map((t) => t.blocked)),
+    cpuP99: percentile(cpu, 99),
+    cpuMax: cpu[cpu.length - 1] ?? 0,
     gcMax: Math.max(0, ...gcs.map((g) => g.to - g.from)),
-    runQueueShare: w0 !== null && w1 !== null ? (w1 - w0) / total : 0,
+    runQueueShare: s0 !== null && s1 !== null ? (s1[1] - s0[1]) / total : 0,
   };
 }
 
 export function describeDelay(d: LoopDelay): string {
   const f = (x: number): string => x.toFixed(1);
   return `event-loop delay p99 ${f(d.p99)} ms, max ${f(d.max)} ms; less run-queue wait: p99 ${f(d.blockedP99)} ms, ` +
-    `max ${f(d.blockedMax)} ms (${f(d.blockedMaxNoGc)} ms outside garbage collections, longest ${f(d.gcMax)} ms); main thread waiting for a CPU ${(100 * d.runQueueShare).toFixed(0)}% of the time`;
+    `max ${f(d.blockedMax)} ms (${f(d.blockedMaxNoGc)} ms outside garbage collections, longest ${f(d.gcMax)} ms); ` +
+    `main thread's own CPU time per turn p99 ${f(d.cpuP99)} ms, max ${f(d.cpuMax)} ms; waiting for a CPU ${(100 * d.runQueueShare).toFixed(0)}% of the time`;
 }

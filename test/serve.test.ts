@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 
 import { openDataset } from '../lib/data';
+import { colorize } from '../lib/score/heatmap';
 import { generateDemoDataset } from '../lib/demo';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { scoreImages } from '../lib/score/scorer';
@@ -56,7 +57,7 @@ async function serve(options: BuildAppOptions = {}): Promise<RunningServer> {
 
 interface ScoreBody {
   results: { index: number; id: string; error: { code: string; message: string } | null; imageScore?: number; isAnomaly?: boolean | null;
-    threshold?: number | null; thresholdSource?: string | null; className?: string; classSource?: string; heatmap?: string }[];
+    threshold?: number | null; thresholdSource?: string | null; className?: string; classSource?: string; heatmap?: string; heatmapRange?: { min: number; max: number }; map?: string }[];
 }
 
 async function post(url: string, body: Buffer | string | FormData | undefined, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Headers }> {
@@ -107,15 +108,74 @@ describe('hgad serve', () => {
     expect([png.format, png.width, png.height]).toEqual(['png', detector.mapSize, detector.mapSize]);
   });
 
+  test('heatmap=png,float32: the PNG decodes to the map\'s values through the colour scale; Accept: image/png answers that PNG', async () => {
+    let map: Float32Array | undefined;
+    for await (const x of scoreImages(detector, [images[0]!], { onError: 'throw' })) map = x.map;
+    const S = detector.mapSize;
+    const r = await post(`${s.url}/v1/score?heatmap=png,float32`, images[0], { 'content-type': 'image/png' });
+    expect(r.status).toBe(200);
+    const res = r.json.results[0];
+    // the values: exactly the in-process map, little-endian float32
+    const raw = Buffer.from(res.map, 'base64');
+    expect(raw.length).toBe(4 * S * S);
+    const values = new Float32Array(raw.buffer, raw.byteOffset, S * S);
+    expect(Buffer.from(values.buffer, values.byteOffset, values.byteLength).equals(Buffer.from(map!.buffer, map!.byteOffset, map!.byteLength))).toBe(true);
+    const t = detector.spec.calibration!.thresholds[res.className]!;
+    expect(res.heatmapRange).toEqual({ min: 0, max: 1.5 * t });
+    // the PNG: S x S RGB, each pixel the colour of its value's quantisation step (256 steps over the range)
+    const png = Buffer.from(res.heatmap, 'base64');
+    const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height, info.channels]).toEqual([S, S, 3]);
+    const table = await colorize(Float32Array.from({ length: 256 }, (_, i) => i + 0.5), 1, 256, { min: 0, max: 256 });
+    const colour = (k: number): number => (table[3 * k]! << 16) | (table[3 * k + 1]! << 8) | table[3 * k + 2]!;
+    const { min, max } = res.heatmapRange as { min: number; max: number };
+    let exact = 0, near = 0;
+    const steps = new Set<number>();
+    for (let i = 0; i < S * S; i++) {
+      const k = Math.min(255, Math.floor(256 * Math.min(1, Math.max(0, (values[i]! - min) / (max - min)))));
+      steps.add(k);
+      const got = (data[3 * i]! << 16) | (data[3 * i + 1]! << 8) | data[3 * i + 2]!;
+      if (got === colour(k)) exact += 1;
+      else if ((k > 0 && got === colour(k - 1)) || (k < 255 && got === colour(k + 1))) near += 1; // float32 vs double at a step's edge
+    }
+    expect(steps.size).toBeGreaterThan(10); // a map with structure, so that a wrong or transposed PNG shows
+    expect(exact + near).toBe(S * S);
+    expect(exact / (S * S)).toBeGreaterThan(0.999);
+
+    // Accept: image/png: the same PNG as the whole answer, the result in headers
+    const a = await fetch(`${s.url}/v1/score?id=cam%207`, { method: 'POST', body: images[0], headers: { 'content-type': 'image/png', accept: 'image/png' } });
+    expect([a.status, a.headers.get('content-type')]).toEqual([200, 'image/png']);
+    expect(Buffer.from(await a.arrayBuffer()).equals(png)).toBe(true);
+    expect(Number(a.headers.get('x-hgad-image-score'))).toBe(expected[0]);
+    expect([a.headers.get('x-hgad-id'), a.headers.get('x-hgad-class'), a.headers.get('x-hgad-threshold-source')]).toEqual(['cam%207', res.className, 'calibration']);
+    expect([Number(a.headers.get('x-hgad-heatmap-min')), Number(a.headers.get('x-hgad-heatmap-max'))]).toEqual([min, max]);
+    expect(a.headers.get('x-hgad-is-anomaly')).toBe(String(res.isAnomaly));
+    // JSON stays the default whenever the client accepts it at least as well
+    for (const accept of ['*/*', 'image/png, application/json', 'application/json, image/png;q=0.5', 'text/html']) {
+      const j = await post(`${s.url}/v1/score`, images[0], { 'content-type': 'image/png', accept });
+      expect([accept, j.status, j.json.results?.[0]?.imageScore]).toEqual([accept, 200, expected[0]]);
+    }
+    const both = await post(`${s.url}/v1/score`, form([['a.png', images[0]!, 'image/png'], ['b.png', images[1]!, 'image/png']]), { accept: 'image/png' });
+    expect([both.status, both.json.error.code]).toEqual([406, 'NOT_ACCEPTABLE']);
+    const bad = await post(`${s.url}/v1/score`, Buffer.from('not an image'), { 'content-type': 'image/png', accept: 'image/png' });
+    expect([bad.status, bad.json.error.code]).toEqual([422, 'IMAGE_ERROR']);
+    for (const h of ['jpeg', 'png,png', 'yes']) {
+      const e = await post(`${s.url}/v1/score?heatmap=${h}`, images[0], { 'content-type': 'image/png' });
+      expect([h, e.status, e.json.error.code]).toEqual([h, 400, 'INVALID_ARGUMENT']);
+    }
+  });
+
   test('several images as multipart, a corrupt one among them: its error in its place, the others scored', async () => {
     const corrupt = images[1]!.subarray(0, 300);
     const r = await post(`${s.url}/v1/score`, form([['a.png', images[0]!, 'image/png'], ['broken.png', corrupt, 'image/png'],
-      ['c.png', images[2]!, 'image/png']], { threshold: '0.001' }));
+      ['c.png', images[2]!, 'image/png']], { threshold: '0.001', heatmap: 'float32' }));
     expect(r.status).toBe(200);
     const results = (r.json as ScoreBody).results;
     expect(results.map((x) => [x.index, x.id, x.error?.code ?? null])).toEqual([[0, 'a.png', null], [1, 'broken.png', 'INVALID_ARGUMENT'], [2, 'c.png', null]]);
     expect([results[0]!.imageScore, results[2]!.imageScore]).toEqual([expected[0], expected[2]]);
     expect(results[0]).toMatchObject({ threshold: 0.001, thresholdSource: 'global' });
+    const bytes = (b64: string | undefined): number => Buffer.from(b64 ?? '', 'base64').length;
+    expect([bytes(results[0]!.map), bytes(results[2]!.map), results[0]!.heatmap]).toEqual([4 * detector.mapSize ** 2, 4 * detector.mapSize ** 2, undefined]);
     const allBad = await post(`${s.url}/v1/score`, Buffer.from('not an image'), { 'content-type': 'image/jpeg' });
     expect(allBad.status).toBe(422);
     expect(allBad.json.results[0].error.code).toBe('INVALID_ARGUMENT');

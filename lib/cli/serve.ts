@@ -11,8 +11,9 @@ import { choice, int, OptionSpec, parse, required, str } from './args';
 export const SERVE_HELP = `Usage: hgad serve --model <model.hgad> [options]
 
 Scores images sent over HTTP: POST /v1/score (one image as the body, Content-Type image/*, or several as
-multipart/form-data; query or form options class, threshold, heatmap), GET /v1/model, /healthz, /readyz,
-/metrics (Prometheus). Concurrent requests are scored together in batches.
+multipart/form-data; query or form options class, threshold, heatmap=png|float32|png,float32; with
+"Accept: image/png" one image's heatmap PNG is the answer, its scores in X-Hgad-* headers), GET /v1/model,
+/healthz, /readyz, /metrics (Prometheus). Concurrent requests are scored together in batches.
 
   --model <file>            a calibrated detector written by hgad train (required)
   --host <addr>             interface to listen on (${SERVE_DEFAULTS.host}: this machine only; 0.0.0.0 for all)

@@ -32,6 +32,15 @@ export interface BackboneOptions {
 }
 
 /** One level's features, NHWC (what HgadModel.trainStep / score take). */
+export interface ExtractOptions {
+  /**
+   * Hand the pixels' buffer over to the backbone's thread instead of copying it there (saves a copy on
+   * the JavaScript thread): `pixels` is detached (length 0) once the call returns. Ignored for an array
+   * that is a view into a larger buffer. Default false.
+   */
+  handOver?: boolean;
+}
+
 export interface FeatureLevel {
   data: Float32Array;
   batch: number;
@@ -183,7 +192,7 @@ export class Backbone {
     const levels: LevelInfo[] = [];
     try {
       for (const scale of scales) {
-        const results = await probe.run(new Uint8Array(scales[0]! * scales[0]! * 3), 1, scale);
+        const results = await probe.run(new Uint8Array(scales[0]! * scales[0]! * 3), 1, scale, false);
         results.forEach((r, i) => {
           levels.push({
             name: `${taps[i]}@${scale}`, tap: taps[i] as string, scale, channels: r.channels, height: r.height, width: r.width,
@@ -202,15 +211,20 @@ export class Backbone {
    * Features of a batch of images: `pixels` holds batch * S * S * 3 RGB bytes (S = inputSize, row-major,
    * channels last). Levels come for each scale (largest first), for each tap in the order given.
    */
-  async extract(pixels: Uint8Array, batch: number): Promise<FeatureLevel[]> {
+  async extract(pixels: Uint8Array, batch: number, options: ExtractOptions = {}): Promise<FeatureLevel[]> {
     if (!Number.isSafeInteger(batch) || batch < 1 || batch > 1 << 16) throw new HgadArgumentError('batch', 'an integer in [1, 65536]', batch);
     const s = this.inputSize;
     if (Object.prototype.toString.call(pixels) !== '[object Uint8Array]') throw new HgadArgumentError('pixels', 'a Uint8Array of RGB bytes', pixels);
     if (pixels.length !== batch * s * s * 3) {
       throw new HgadArgumentError('pixels', `a Uint8Array of batch*${s}*${s}*3 = ${batch * s * s * 3} bytes`, pixels);
     }
+    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { handOver? }', options);
+    checkKeys('options', options, ['handOver']);
+    if (options.handOver !== undefined && typeof options.handOver !== 'boolean') throw new HgadArgumentError('options.handOver', 'a boolean', options.handOver);
+    // Only a buffer the array spans whole can be handed over (detaching a shared pool would break its other users).
+    const own = options.handOver === true && pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength && !(pixels.buffer instanceof SharedArrayBuffer);
     const out: FeatureLevel[] = [];
-    for (const scale of this.scales) out.push(...(await this.run(pixels, batch, scale)));
+    for (const [k, scale] of this.scales.entries()) out.push(...(await this.run(pixels, batch, scale, own && k === this.scales.length - 1)));
     return out;
   }
 
@@ -220,14 +234,14 @@ export class Backbone {
     if (s) await s.release();
   }
 
-  private async run(pixels: Uint8Array, batch: number, scale: number): Promise<FeatureLevel[]> {
+  private async run(pixels: Uint8Array, batch: number, scale: number, handOver: boolean): Promise<FeatureLevel[]> {
     if (!this.session) throw new HgadError('INVALID_ARGUMENT', 'This Backbone was disposed', 'this');
     const s = this.inputSize;
     const feeds: Record<string, WireTensor> = { [PIXELS_INPUT]: { type: 'uint8', data: pixels, dims: [batch, s, s, 3] } };
     if (this.resize) feeds[SIZES_INPUT] = { type: 'int64', data: BigInt64Array.from([batch, 3, scale, scale], BigInt), dims: [4] };
     let results: Record<string, WireTensor>;
     try {
-      results = await this.session.run(feeds, this.outputs);
+      results = await this.session.run(feeds, this.outputs, handOver ? [pixels.buffer as ArrayBuffer] : []);
     } catch (e) {
       throw new HgadError('NATIVE', `onnxruntime failed running the backbone at ${scale} px: ${(e as Error).message}`, 'model');
     }

@@ -1,7 +1,9 @@
 // An onnxruntime session on its own worker thread, so that the backbone never blocks the event loop
 // (onnxruntime-node's own session.run is synchronous on the calling thread: see session-worker.ts).
-// Tensors cross as plain { type, data, dims }: inputs are copied (the caller keeps its arrays), outputs
-// are handed over without a copy where onnxruntime allows it.
+// Tensors cross as plain { type, data, dims }: inputs are copied (the caller keeps its arrays) unless
+// the caller hands their buffers over, outputs are handed over without a copy (onnxruntime-node's
+// output buffers are detachable). A copy of a batch's pixels is a few ms of the event loop's time on a
+// busy machine, and garbage for its collector: the scorer hands its batches over.
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -96,15 +98,18 @@ export class SessionThread {
     });
   }
 
-  /** One session.run on the thread; runs happen in call order. */
-  run(feeds: Record<string, WireTensor>, outputs: string[]): Promise<Record<string, WireTensor>> {
+  /**
+   * One session.run on the thread; runs happen in call order. `transfer`: input buffers handed over
+   * (detached here: the caller must not use them again).
+   */
+  run(feeds: Record<string, WireTensor>, outputs: string[], transfer: ArrayBuffer[] = []): Promise<Record<string, WireTensor>> {
     if (this.dead) return Promise.reject(this.dead);
     if (this.released) return Promise.reject(new Error('the session was released'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       if (this.pending.size === 1) this.worker.ref();
-      this.worker.postMessage({ kind: 'run', id, feeds, outputs } satisfies ThreadRequest);
+      this.worker.postMessage({ kind: 'run', id, feeds, outputs } satisfies ThreadRequest, transfer);
     });
   }
 

@@ -3,7 +3,7 @@
 // Saved as one model file (the flow's tensors, the spec in the metadata).
 import { defaultThreads } from '../config';
 import { HgadArgumentError, HgadError, HgadModelFileError } from '../errors';
-import type { Backbone, FeatureLevel } from '../features/backbone';
+import type { Backbone, ExtractOptions, FeatureLevel } from '../features/backbone';
 import { HgadModel } from '../model';
 import type { PrecisionChoice } from '../precision';
 import { checkInteger, checkKeys } from '../validate';
@@ -134,8 +134,8 @@ export class AnomalyDetector {
    * The flow's input for a batch of images (batch * S * S * 3 RGB bytes, S = inputSize): the backbone's
    * levels, reduced when the detector has a reduction.
    */
-  async features(pixels: Uint8Array, batch: number): Promise<FeatureLevel[]> {
-    const raw = await (await this.backbone()).extract(pixels, batch);
+  async features(pixels: Uint8Array, batch: number, options: ExtractOptions = {}): Promise<FeatureLevel[]> {
+    const raw = await (await this.backbone()).extract(pixels, batch, options);
     return this.reduction ? this.reduction.apply(raw) : raw;
   }
 

@@ -230,7 +230,8 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
   const size = detector.inputSize;
   const run = async (batch: ImageBatch): Promise<StagedBatch> => {
     if (batch.batch === 0) return { batch, flow: null, given: [] };
-    const features = await detector.features(batch.pixels, batch.batch);
+    // the batch's pixels are this generator's own and not read again: handed to the backbone's thread
+    const features = await detector.features(batch.pixels, batch.batch, { handOver: true });
     const flags = batch.samples.map((sample) => o.className !== null || sample.className !== '');
     const classOf = (sample: Sample): number => detector.classIndex('className', o.className ?? sample.className);
     let given: Int32Array | null = null;

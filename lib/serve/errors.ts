@@ -6,6 +6,7 @@ export type ServiceErrorCode =
   | 'UNAUTHORIZED' // missing or wrong bearer token (401)
   | 'NOT_FOUND' // no such route (404)
   | 'METHOD_NOT_ALLOWED'
+  | 'NOT_ACCEPTABLE' // Accept: image/png for a request of several images (406)
   | 'BODY_TOO_LARGE' // over the body, image-size or image-count limits (413)
   | 'UNSUPPORTED_MEDIA_TYPE' // a body that is neither image/* nor multipart/form-data (415)
   | 'IMAGE_ERROR' // every image of the request failed (422; the results say why)

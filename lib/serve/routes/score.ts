@@ -1,23 +1,26 @@
 // POST /v1/score: one image as the body (Content-Type image/*) or several as multipart/form-data file
 // parts. Options (query string, or multipart fields): class, threshold (0.8 or carpet=0.8,pill=1.2),
-// heatmap (true: each result carries its anomaly map as a base64 PNG), id (single image). Images only
-// ever come from the request's bytes: nothing a request says is used as a file path.
+// heatmap (png: each result carries its coloured anomaly map as a base64 PNG; float32: the map's values;
+// see heatmaps.ts), id (single image). With `Accept: image/png` and one image, the answer is that
+// image's heatmap PNG itself, its scores in X-Hgad-* headers. Images only ever come from the request's
+// bytes: nothing a request says is used as a file path.
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 
-import { heatmapRange } from '../../score/heatmap-files';
-import { heatmapPng } from '../../score/heatmap';
-import type { ImageInput, ImageResult } from '../../score/scorer';
+import type { AnomalyResult, ImageInput, ImageResult } from '../../score/scorer';
 import { parseThreshold, thresholdFor, ThresholdOverride } from '../../score/threshold';
 import { HgadArgumentError, HgadError } from '../../errors';
+import { wantsPng } from '../accept';
 import { QueueFullError } from '../batcher';
-import { ServiceError } from '../errors';
+import { errorBody, ServiceError } from '../errors';
+import { HeatmapFormat, heatmapFields, parseHeatmap, pngOf, rangeOf, resultHeaders } from '../heatmaps';
+import { inOwnTurn } from '../turns';
 import type { ServiceState } from '../state';
 
 interface ScoreQuery {
   class?: string;
   threshold?: string;
-  heatmap?: boolean;
+  heatmap?: string;
   id?: string;
 }
 
@@ -29,7 +32,7 @@ const queryschema = {
   properties: {
     class: { type: 'string', minLength: 1, maxLength: 256 },
     threshold: { type: 'string', minLength: 1, maxLength: 4096 },
-    heatmap: { type: 'boolean' },
+    heatmap: { type: 'string', minLength: 1, maxLength: 32 },
     id: { type: 'string', minLength: 1, maxLength: 1024 },
   },
 } as const;
@@ -56,6 +59,8 @@ const resultSchema = {
     mapWidth: { type: 'integer' },
     mapHeight: { type: 'integer' },
     heatmap: { type: 'string' },
+    heatmapRange: { type: 'object', properties: { min: { type: 'number' }, max: { type: 'number' } }, required: ['min', 'max'] },
+    map: { type: 'string' },
   },
   required: ['index', 'id', 'error'],
 } as const;
@@ -76,12 +81,6 @@ interface Parsed {
   options: ScoreQuery;
 }
 
-function flag(name: string, v: string): boolean {
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  throw new HgadArgumentError(name, 'true or false', v);
-}
-
 async function readMultipart(request: FastifyRequest, query: ScoreQuery, maxImages: number): Promise<Parsed> {
   const images: Parsed['images'] = [];
   const options: ScoreQuery = { ...query };
@@ -97,7 +96,7 @@ async function readMultipart(request: FastifyRequest, query: ScoreQuery, maxImag
     if (!(OPTION_FIELDS as readonly string[]).includes(part.fieldname) || part.fieldname === 'id') {
       throw new HgadArgumentError(part.fieldname, `an image file part or one of the fields class, threshold, heatmap`, value);
     }
-    if (part.fieldname === 'heatmap') options.heatmap = flag('heatmap', value);
+    if (part.fieldname === 'heatmap') options.heatmap = value;
     else if (part.fieldname === 'class') options.class = value;
     else options.threshold = value;
   }
@@ -105,17 +104,21 @@ async function readMultipart(request: FastifyRequest, query: ScoreQuery, maxImag
   return { images, options };
 }
 
-/** What a result says in the response: no map; the request's threshold applied. */
-async function present(state: ServiceState, r: ImageResult, override: ThresholdOverride | null, heatmap: boolean): Promise<object> {
-  if (r.error !== null) return { index: r.index, id: r.id, error: { code: r.error.code, message: r.error.message } };
+/** The result under the request's threshold. */
+function withThreshold(state: ServiceState, r: AnomalyResult, override: ThresholdOverride | null): AnomalyResult {
   const { threshold, thresholdSource } = thresholdFor(state.detector, r.className, true, override);
-  const scored = { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
-  const out: Record<string, unknown> = {
-    index: r.index, id: r.id, error: null, imageScore: r.imageScore, isAnomaly: scored.isAnomaly, threshold, thresholdSource,
-    className: r.className, classConfidence: r.classConfidence, classSource: r.classSource, mapWidth: r.width, mapHeight: r.height,
+  return { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
+}
+
+/** What a result says in the JSON answer: the map only in the formats asked for; the request's threshold applied. */
+async function present(state: ServiceState, r: ImageResult, override: ThresholdOverride | null, heatmap: readonly HeatmapFormat[]): Promise<object> {
+  if (r.error !== null) return { index: r.index, id: r.id, error: { code: r.error.code, message: r.error.message } };
+  const s = withThreshold(state, r, override);
+  return {
+    index: s.index, id: s.id, error: null, imageScore: s.imageScore, isAnomaly: s.isAnomaly, threshold: s.threshold, thresholdSource: s.thresholdSource,
+    className: s.className, classConfidence: s.classConfidence, classSource: s.classSource, mapWidth: s.width, mapHeight: s.height,
+    ...(heatmap.length > 0 ? await heatmapFields(s, heatmap) : {}),
   };
-  if (heatmap) out.heatmap = (await heatmapPng(r.map, r.height, r.width, heatmapRange(scored))).toString('base64');
-  return out;
 }
 
 export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (app, { state }) => {
@@ -141,6 +144,12 @@ export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (ap
     const { options } = parsed;
     if (options.class !== undefined) state.detector.classIndex('class', options.class);
     const override = options.threshold === undefined ? null : parseThreshold(state.detector, 'threshold', options.threshold);
+    const heatmap = parseHeatmap(options.heatmap);
+    const png = wantsPng(request.headers.accept);
+    if (png && parsed.images.length !== 1) {
+      throw new ServiceError(406, 'NOT_ACCEPTABLE', `An image/png answer is one image's heatmap but the request holds ${parsed.images.length} images: ` +
+        'send one, or accept application/json (heatmap=png gives each image\'s heatmap as base64 PNG)');
+    }
     const inputs: ImageInput[] = parsed.images.map((img, i) => ({
       data: img.data, id: img.id ?? String(i), ...(options.class !== undefined ? { className: options.class } : {}),
     }));
@@ -170,8 +179,25 @@ export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (ap
       clearTimeout(timer);
     }
     // The index of each result is its position in this request, whatever batch it was scored in.
-    const body = await Promise.all(results.map((r, index) => present(state, { ...r, index }, override, options.heatmap === true)));
+    if (png) {
+      const r = { ...results[0]!, index: 0 };
+      if (r.error !== null) {
+        // a string, so that the 422 JSON schema (results) does not apply
+        const failed = JSON.stringify(errorBody('IMAGE_ERROR', `The image could not be scored (${r.error.code}): ${r.error.message}`));
+        return reply.code(422).type('application/json; charset=utf-8').send(failed);
+      }
+      const s = withThreshold(state, r, override);
+      const range = rangeOf(s);
+      const bytes = await pngOf(s, range);
+      return reply.code(200).headers(resultHeaders(s, range)).type('image/png').send(bytes);
+    }
+    const body = await Promise.all(results.map((r, index) => present(state, { ...r, index }, override, heatmap)));
     reply.code(results.every((r) => r.error !== null) ? 422 : 200);
-    return { results: body };
+    if (heatmap.length === 0) return { results: body };
+    // Answers with maps run to hundreds of KB of base64: V8's native JSON.stringify and one UTF-8
+    // encoding into a Buffer, in a turn of their own, instead of the schema serializer's character
+    // loop, a length scan and the socket's encoding of one long string.
+    const bytes = await inOwnTurn(() => Buffer.from(JSON.stringify({ results: body })));
+    return reply.type('application/json; charset=utf-8').send(bytes);
   });
 };
