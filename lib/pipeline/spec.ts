@@ -10,7 +10,12 @@ import { resolveSchedule } from '../train/schedule';
 import type { ReductionSpec } from './reduction';
 
 export const PIPELINE_KEY = 'pipeline';
-export const PIPELINE_VERSION = 1;
+/**
+ * Version 2 added `history` and `staleThresholds` (classes added to a trained detector). A spec without
+ * either is written as version 1, so detectors that were never extended stay readable by earlier hgad.
+ */
+export const PIPELINE_VERSION = 2;
+export const READABLE_PIPELINE_VERSIONS = [1, 2];
 
 export interface BackboneSpec {
   /** Preset name, 'demo', or a path to an .onnx file (then sha256 is required). */
@@ -63,6 +68,27 @@ export interface TrainingState {
 export type MapCombine = 'logp*nent' | 'logp';
 export const MAP_COMBINES: readonly MapCombine[] = ['logp*nent', 'logp'];
 
+/** One change made to a trained detector, in the order they were made (extendDetector). */
+export interface HistoryEntry {
+  /** 'extend': classes added with the flow and the earlier classes frozen. */
+  action: 'extend';
+  /** When it was made, ISO 8601 UTC. */
+  at: string;
+  classes: string[];
+  /** The dataset's root folder, or null for a Dataset object given in code. */
+  data: string | null;
+  /** Images the new classes were trained on, and held out to calibrate their thresholds. */
+  trainImages: number;
+  calibrationImages: number;
+  /** sha256 of the classes and training file list. */
+  trainDigest: string;
+  schedule: TrainingState['schedule'];
+  seed: number;
+  batchSize: number;
+  /** Wall-clock seconds the extension took (latents, training, calibration). */
+  seconds: number;
+}
+
 export interface PipelineSpec {
   version: number;
   backbone: BackboneSpec;
@@ -71,6 +97,14 @@ export interface PipelineSpec {
   training: TrainingState | null;
   /** Channel reduction before the flow (its tensors are stored beside the flow's); null: none. */
   reduction: ReductionSpec | null;
+  /** Changes made after training (absent or empty: none). */
+  history?: HistoryEntry[];
+  /**
+   * Classes whose stored thresholds were measured before a later change to the model that can move
+   * their scores, and not measured again. Calibrating again on normal images of every class clears it:
+   * spec = { ...spec, calibration: await calibrate(detector, normals), staleThresholds: [] }. Absent: none.
+   */
+  staleThresholds?: string[];
 }
 
 /** Side of the anomaly maps (pixels). */
@@ -86,12 +120,19 @@ export const LOGP_SHIFT_LIMIT = 1e6;
 const ROUNDING = 1e-5;
 
 export function encodeSpec(spec: PipelineSpec): string {
-  return JSON.stringify(spec);
+  const { history, staleThresholds, ...rest } = spec;
+  const extended = (history?.length ?? 0) > 0 || (staleThresholds?.length ?? 0) > 0;
+  return JSON.stringify(extended ? { ...rest, version: 2, history: history ?? [], staleThresholds: staleThresholds ?? [] }
+    : { ...rest, version: 1 });
 }
 
 type Bad = (problem: string) => never;
 
-const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction'];
+const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction', 'history', 'staleThresholds'];
+const HISTORY_KEYS = ['action', 'at', 'classes', 'data', 'trainImages', 'calibrationImages', 'trainDigest', 'schedule', 'seed',
+  'batchSize', 'seconds'];
+/** Entries a history may hold (each extension adds one). */
+const MAX_HISTORY = 10000;
 const SPEC_REQUIRED = ['version', 'backbone', 'map', 'calibration', 'training'];
 const REDUCTION_KEYS = ['inChannels', 'channels', 'standardize', 'localAverage', 'images', 'seed'];
 const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', 'seed'];
@@ -260,6 +301,50 @@ function decodeTraining(v: unknown, bad: Bad): TrainingState {
   };
 }
 
+function decodeHistory(v: unknown, classes: readonly string[], bad: Bad): HistoryEntry[] {
+  if (!Array.isArray(v) || v.length > MAX_HISTORY) bad(`history must be an array of at most ${MAX_HISTORY} entries`);
+  const seen = new Set<string>();
+  return (v as unknown[]).map((raw, i) => {
+    const what = `history[${i}]`;
+    const h = object(raw, what, HISTORY_KEYS, bad);
+    if (h.action !== 'extend') bad(`${what}.action must be "extend"`);
+    if (typeof h.at !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(h.at)) bad(`${what}.at must be an ISO 8601 UTC time`);
+    if (!Array.isArray(h.classes) || h.classes.length === 0) bad(`${what}.classes must be a non-empty array of class names`);
+    const added = (h.classes as unknown[]).map((c, k) => {
+      if (typeof c !== 'string' || !classes.includes(c) || seen.has(c)) bad(`${what}.classes[${k}] must be a class of the detector added only once`);
+      seen.add(c as string);
+      return c as string;
+    });
+    const data = h.data === null ? null : name(h.data, `${what}.data`, bad);
+    if (typeof h.trainDigest !== 'string' || !/^[0-9a-f]{64}$/.test(h.trainDigest)) bad(`${what}.trainDigest must be 64 hex digits`);
+    let schedule: TrainingState['schedule'];
+    try {
+      schedule = resolveSchedule(object(h.schedule, `${what}.schedule`, SCHEDULE_KEYS, bad), `${what}.schedule`);
+    } catch (e) {
+      return bad((e as HgadError).message);
+    }
+    return {
+      action: 'extend', at: h.at as string, classes: added, data,
+      trainImages: integer(h.trainImages, `${what}.trainImages`, 1, 2 ** 31 - 1, bad),
+      calibrationImages: integer(h.calibrationImages, `${what}.calibrationImages`, 1, 2 ** 31 - 1, bad),
+      trainDigest: h.trainDigest as string, schedule,
+      seed: integer(h.seed, `${what}.seed`, 0, 2 ** 31 - 1, bad),
+      batchSize: integer(h.batchSize, `${what}.batchSize`, 1, 4096, bad),
+      seconds: number(h.seconds, `${what}.seconds`, 0, 1e9, bad),
+    };
+  });
+}
+
+function decodeStale(v: unknown, classes: readonly string[], bad: Bad): string[] {
+  if (!Array.isArray(v)) bad('staleThresholds must be an array of class names');
+  const out = (v as unknown[]).map((c, i) => {
+    if (typeof c !== 'string' || !classes.includes(c)) bad(`staleThresholds[${i}] must be one of the detector's classes`);
+    return c as string;
+  });
+  if (new Set(out).size !== out.length) bad('staleThresholds must name each class once');
+  return out;
+}
+
 /** Parses and checks the stored spec; levels is the flow's level count, classes its class names. */
 export function decodeSpec(text: string | undefined, path: string, levels: number, classes: readonly string[]): PipelineSpec {
   const bad: Bad = (problem) => {
@@ -273,7 +358,11 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
     bad('not valid JSON');
   }
   const o = object(raw, 'spec', SPEC_KEYS, bad, SPEC_REQUIRED);
-  if (o.version !== PIPELINE_VERSION) bad(`version ${describe(o.version)} is not supported (this hgad reads ${PIPELINE_VERSION})`);
+  if (!READABLE_PIPELINE_VERSIONS.includes(o.version as number)) {
+    bad(`version ${describe(o.version)} is not supported (this hgad reads ${READABLE_PIPELINE_VERSIONS.join(' and ')})`);
+  }
+  if (o.version === 1 && ('history' in o || 'staleThresholds' in o)) bad('history and staleThresholds need version 2');
+  if (o.version === 2 && !('history' in o && 'staleThresholds' in o)) bad('version 2 needs history and staleThresholds');
   const backbone = decodeBackbone(o.backbone, levels, bad);
   const map = decodeMap(o.map, classes, bad);
   return {
@@ -283,5 +372,6 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
     map,
     calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map.combine, bad),
     training: o.training === null ? null : decodeTraining(o.training, bad),
+    ...(o.version === 2 ? { history: decodeHistory(o.history, classes, bad), staleThresholds: decodeStale(o.staleThresholds, classes, bad) } : {}),
   };
 }
