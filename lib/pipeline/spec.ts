@@ -44,6 +44,20 @@ export interface Calibration {
   /** Normal images the constants were measured on. */
   images: number;
   quantile: number;
+  /**
+   * Map constants of their own for some classes (version 2): classes added to a trained detector, whose
+   * latents the detector-wide constants above were not measured on, measured on their held-out images.
+   */
+  classConstants?: Record<string, ClassConstants>;
+}
+
+/** The map constants of one class (Calibration.classConstants). */
+export interface ClassConstants {
+  logpShift: number[];
+  nentShift: number[];
+  logpTop: number;
+  nentTop: number;
+  images: number;
 }
 
 export interface TrainingState {
@@ -121,7 +135,7 @@ const ROUNDING = 1e-5;
 
 export function encodeSpec(spec: PipelineSpec): string {
   const { history, staleThresholds, ...rest } = spec;
-  const extended = (history?.length ?? 0) > 0 || (staleThresholds?.length ?? 0) > 0;
+  const extended = (history?.length ?? 0) > 0 || (staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
   return JSON.stringify(extended ? { ...rest, version: 2, history: history ?? [], staleThresholds: staleThresholds ?? [] }
     : { ...rest, version: 1 });
 }
@@ -140,7 +154,9 @@ const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', '
 const MAX_CHANNELS = 1 << 16;
 const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
 const MAP_KEYS = ['size', 'sigma', 'combine'];
-const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile'];
+const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile', 'classConstants'];
+const CALIBRATION_REQUIRED = CALIBRATION_KEYS.filter((k) => k !== 'classConstants');
+const CLASS_CONSTANT_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'images'];
 const TRAINING_KEYS = ['epoch', 'subEpoch', 'seed', 'batchSize', 'schedule', 'trainImages', 'trainDigest', 'complete'];
 const SCHEDULE_KEYS = ['metaEpochs', 'subEpochs', 'lr', 'warmupEpochs', 'phase1Epochs'];
 /** Longest model path or tap name read from a file. */
@@ -242,21 +258,43 @@ function decodeMap(v: unknown, classes: readonly string[], bad: Bad): PipelineSp
  * [-ln Y, 0]; a map is (top - S)+ blurred (or the product of two), so image scores and thresholds lie
  * in [0, logpTop * nentTop].
  */
-function decodeCalibration(v: unknown, levels: number, classes: readonly string[], combine: MapCombine, bad: Bad): Calibration {
-  const c = object(v, 'calibration', CALIBRATION_KEYS, bad);
+function decodeConstants(c: Record<string, unknown>, what: string, levels: number, classes: readonly string[], bad: Bad): Omit<ClassConstants, 'images'> {
   const topMax = levels * (1 + ROUNDING);
-  const logpShift = numbers(c.logpShift, levels, 'calibration.logpShift', -LOGP_SHIFT_LIMIT, LOGP_SHIFT_LIMIT, bad);
-  const nentShift = numbers(c.nentShift, levels, 'calibration.nentShift', -Math.log(classes.length) - 1e-3, 1e-3, bad);
-  const logpTop = number(c.logpTop, 'calibration.logpTop', 0, topMax, bad, 'lo');
-  const nentTop = number(c.nentTop, 'calibration.nentTop', 0, topMax, bad, 'lo');
-  const maxScore = (combine === 'logp' ? logpTop : logpTop * nentTop) * (1 + ROUNDING);
+  return {
+    logpShift: numbers(c.logpShift, levels, `${what}.logpShift`, -LOGP_SHIFT_LIMIT, LOGP_SHIFT_LIMIT, bad),
+    nentShift: numbers(c.nentShift, levels, `${what}.nentShift`, -Math.log(classes.length) - 1e-3, 1e-3, bad),
+    logpTop: number(c.logpTop, `${what}.logpTop`, 0, topMax, bad, 'lo'),
+    nentTop: number(c.nentTop, `${what}.nentTop`, 0, topMax, bad, 'lo'),
+  };
+}
+
+function decodeCalibration(v: unknown, levels: number, classes: readonly string[], combine: MapCombine, version: number, bad: Bad): Calibration {
+  const c = object(v, 'calibration', CALIBRATION_KEYS, bad, CALIBRATION_REQUIRED);
+  const { logpShift, nentShift, logpTop, nentTop } = decodeConstants(c, 'calibration', levels, classes, bad);
+  let classConstants: Record<string, ClassConstants> | undefined;
+  if (c.classConstants !== undefined) {
+    if (version < 2) bad('calibration.classConstants needs version 2');
+    const o = object(c.classConstants, 'calibration.classConstants', classes, bad, []);
+    classConstants = {};
+    for (const cls of Object.keys(o)) {
+      const what = `calibration.classConstants.${cls}`;
+      const e = object(o[cls], what, CLASS_CONSTANT_KEYS, bad);
+      classConstants[cls] = { ...decodeConstants(e, what, levels, classes, bad), images: integer(e.images, `${what}.images`, 1, 2 ** 31 - 1, bad) };
+    }
+  }
+  // A class's scores are bounded by the tops of the constants its maps are made with.
+  const maxScore = (cls: string): number => {
+    const k = classConstants?.[cls] ?? { logpTop, nentTop };
+    return (combine === 'logp' ? k.logpTop : k.logpTop * k.nentTop) * (1 + ROUNDING);
+  };
   const t = object(c.thresholds, 'calibration.thresholds', classes, bad);
   const thresholds: Record<string, number> = {};
-  for (const cls of classes) thresholds[cls] = number(t[cls], `calibration.thresholds.${cls}`, 0, maxScore, bad);
+  for (const cls of classes) thresholds[cls] = number(t[cls], `calibration.thresholds.${cls}`, 0, maxScore(cls), bad);
   return {
     logpShift, nentShift, logpTop, nentTop, thresholds,
     images: integer(c.images, 'calibration.images', 1, 2 ** 31 - 1, bad),
     quantile: number(c.quantile, 'calibration.quantile', 0, 1, bad),
+    ...(classConstants ? { classConstants } : {}),
   };
 }
 
@@ -370,7 +408,7 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
     backbone,
     reduction: o.reduction === undefined || o.reduction === null ? null : decodeReduction(o.reduction, levels, bad),
     map,
-    calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map.combine, bad),
+    calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map.combine, o.version as number, bad),
     training: o.training === null ? null : decodeTraining(o.training, bad),
     ...(o.version === 2 ? { history: decodeHistory(o.history, classes, bad), staleThresholds: decodeStale(o.staleThresholds, classes, bad) } : {}),
   };

@@ -1,8 +1,8 @@
 // Adding classes to a trained detector (issue 15) without retraining it: the flow is shared and each
 // class owns its centres and logits (HGAD.md section 3), so new classes get new centres, initialised
 // from their own latents, and only those are trained, with the flow and every earlier class frozen.
-// The old classes' logp maps and their thresholds stay exactly as they were; the new classes' thresholds
-// are measured on their held-out images under the detector's stored map constants.
+// The old classes' logp maps and their thresholds stay exactly as they were; each new class gets map
+// constants and a threshold of its own, measured on its held-out images.
 //
 // Why the flow stays frozen (docs/FORMAT.md, README "Adding classes"): a fine-tuned flow moves every
 // old class's latents, so their thresholds would have to be measured again on their images, which a
@@ -20,9 +20,9 @@ import { callNative, featureOps } from '../native-ops';
 import { oneAhead } from '../pipeline/ahead';
 import { BackboneChoice, specFromChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
-import type { HistoryEntry, PipelineSpec } from '../pipeline/spec';
+import type { ClassConstants, HistoryEntry, PipelineSpec } from '../pipeline/spec';
 import { quantile } from '../score/calibrate';
-import { scoredBatches } from '../score/scorer';
+import { measureConstants } from '../score/scorer';
 import { checkInteger, checkKeys } from '../validate';
 import { FeatureCache } from './feature-cache';
 import { ProgressLine, TrainProgress } from './progress';
@@ -264,7 +264,7 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
   const out = base.withModel(model, spec, plan.threads);
   try {
     await fitNewClasses(out, plan, options);
-    const thresholds = await calibrateNewClasses(out, plan);
+    const { thresholds, constants } = await calibrateNewClasses(out, plan);
     const entry: HistoryEntry = {
       action: 'extend', at: new Date(started).toISOString(), classes: plan.newClasses, data: plan.dataRoot,
       trainImages: plan.train.length, calibrationImages: (plan.holdout.length > 0 ? plan.holdout : plan.train).length,
@@ -274,7 +274,7 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
     const calibration = out.spec.calibration!;
     out.spec = {
       ...out.spec,
-      calibration: { ...calibration, thresholds: { ...calibration.thresholds, ...thresholds } },
+      calibration: { ...calibration, thresholds: { ...calibration.thresholds, ...thresholds }, classConstants: { ...(calibration.classConstants ?? {}), ...constants } },
       history: [...(base.spec.history ?? []), entry],
       // The old classes' logp maps are unchanged bit for bit. Their negative-entropy maps (combine
       // 'logp*nent') now include the new classes' posterior: their scores move by that share, so
@@ -384,18 +384,20 @@ async function fitNewClasses(detector: AnomalyDetector, plan: Plan, options: Ext
   }
 }
 
-/** Thresholds of the new classes: their held-out images (else their training images) under the stored constants. */
-async function calibrateNewClasses(detector: AnomalyDetector, plan: Plan): Promise<Record<string, number>> {
-  const normals = plan.holdout.length > 0 ? plan.holdout : plan.train;
-  const scores = new Map<string, number[]>(plan.newClasses.map((c) => [c, []]));
-  for await (const batch of scoredBatches(detector, normals, { batchSize: plan.batchSize, onError: 'throw' })) {
-    for (const r of batch.results) scores.get(r.className)!.push(r.imageScore);
-  }
-  const out: Record<string, number> = {};
+/**
+ * Map constants and a threshold for each new class, measured on its held-out images (else its training
+ * images), as train() calibrates a detector: the detector-wide constants were measured on the old
+ * classes' latents, which need not cover the new classes' (maps made with them can saturate).
+ */
+async function calibrateNewClasses(detector: AnomalyDetector, plan: Plan): Promise<{ thresholds: Record<string, number>; constants: Record<string, ClassConstants> }> {
+  const thresholds: Record<string, number> = {};
+  const constants: Record<string, ClassConstants> = {};
   for (const c of plan.newClasses) {
-    const own = scores.get(c)!;
-    // A class whose images all went to training calibrates on them (as train() does).
-    out[c] = quantile(own.length > 0 ? own : [...scores.values()].flat(), plan.quantile);
+    const held = plan.holdout.filter((x) => x.className === c);
+    const normals = held.length > 0 ? held : plan.train.filter((x) => x.className === c);
+    const measured = await measureConstants(detector, normals, { batchSize: plan.batchSize });
+    thresholds[c] = quantile(measured.scores.map((x) => x.score), plan.quantile);
+    constants[c] = { ...measured.constants, images: normals.length };
   }
-  return out;
+  return { thresholds, constants };
 }
