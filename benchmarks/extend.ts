@@ -9,6 +9,7 @@
 //   node dist/benchmarks/extend.js [--base magnetic_tile] [--add metal_plate] [--seed 0] [--epochs 3]
 //     [--passes 4] [--lr 1e-3] [--warmup 1] [--phase1 1] [--backbone ../shared/models/resnet50-imagenet-layer3.onnx]
 //     [--taps layer2,layer3] [--size 256] [--reduce 128] [--batch 8] [--threads N] [--limit-per-defect n] [--no-append]
+//     [--scratch-only]   (B) alone, printed, not appended (to run it beside an (A) run)
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
     base: { type: 'string' }, add: { type: 'string' }, seed: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' },
     lr: { type: 'string' }, warmup: { type: 'string' }, phase1: { type: 'string' }, backbone: { type: 'string' }, taps: { type: 'string' },
     size: { type: 'string' }, reduce: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' },
-    'limit-per-defect': { type: 'string' }, 'no-append': { type: 'boolean' },
+    'limit-per-defect': { type: 'string' }, 'no-append': { type: 'boolean' }, 'scratch-only': { type: 'boolean' },
   } });
   const num = (k: string, d: number): number => (values[k as keyof typeof values] === undefined ? d : Number(values[k as keyof typeof values]));
   const base = String(values.base ?? 'magnetic_tile'), add = String(values.add ?? 'metal_plate');
@@ -79,6 +80,18 @@ async function main(): Promise<void> {
     }
     return out;
   };
+
+  if (values['scratch-only']) {
+    // (B) alone, in a process of its own beside an (A) run on a shared machine; nothing is appended.
+    log(`(B) training on ${base} + ${add} from scratch`);
+    const t = Date.now();
+    const both = await train({ ...common, classes: [base, add] });
+    log(`(B) trained in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+    await evalBoth(both, [base, add]);
+    await both.dispose();
+    log(`uptime: ${load()}`);
+    return;
+  }
 
   // (A) one class, then the other added.
   log(`(A) training on ${base}`);

@@ -9,12 +9,14 @@
 // plant adding a product may no longer have; and with the flow frozen its outputs are fixed, so they
 // are computed once per image and every training pass costs the mixture alone (no backbone, no flow).
 import { createHash } from 'node:crypto';
+import * as nodePath from 'node:path';
 
 import { defaultThreads } from '../config';
 import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../data';
 import { hashString, shuffled } from '../data/random';
 import { HgadArgumentError, HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
+import { PRESETS } from '../features/presets';
 import { HgadModel, LossTerms } from '../model';
 import { callNative, featureOps } from '../native-ops';
 import { oneAhead } from '../pipeline/ahead';
@@ -95,12 +97,20 @@ function checkDetector(detector: unknown): AnomalyDetector {
 }
 
 async function checkBackbone(detector: AnomalyDetector, choice: BackboneChoice): Promise<void> {
-  const want = await specFromChoice(choice);
   const have = detector.spec.backbone;
+  if (typeof choice !== 'object' || choice === null) throw new HgadArgumentError('backbone', 'an object { model, ... }', choice);
+  // Another model is refused before anything is fetched or read for it.
+  const named = typeof choice.model === 'string' && !Object.prototype.hasOwnProperty.call(PRESETS, choice.model)
+    ? nodePath.resolve(choice.model) : choice.model;
+  if (named !== have.model) {
+    throw new HgadArgumentError('backbone.model', `the detector's own (${have.model}): new classes are learnt on the features ` +
+      'the flow was trained on; train a new detector for another backbone', choice.model);
+  }
+  const want = await specFromChoice(choice);
   const differs = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
   for (const key of ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'] as const) {
     if (differs(want[key], have[key])) {
-      const parameter = key === 'inputSize' || key === 'scales' ? `backbone.${key}` : key === 'model' || key === 'sha256' ? 'backbone.model' : `backbone.${key}`;
+      const parameter = key === 'sha256' ? 'backbone.model' : `backbone.${key}`;
       throw new HgadArgumentError(parameter, `the detector's own (${JSON.stringify(have[key])}): new classes are learnt on the ` +
         "features the flow was trained on; train a new detector for another backbone or input size", want[key]);
     }
