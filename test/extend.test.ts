@@ -14,6 +14,7 @@ import { HgadArgumentError, HgadError } from '../lib/errors';
 import { auroc } from '../lib/eval/metrics';
 import { HgadModel } from '../lib/model';
 import { AnomalyDetector } from '../lib/pipeline/detector';
+import { decodeSpec, encodeSpec, HistoryEntry } from '../lib/pipeline/spec';
 import { scoreImages } from '../lib/score/scorer';
 import { extendDetector } from '../lib/train/extend';
 import { train, TrainOptions } from '../lib/train/trainer';
@@ -199,6 +200,40 @@ describe('extendDetector', () => {
     expect(one.classes).toEqual(['pill']);
     expect(one.isDisposed).toBe(false);
   }, 60000);
+});
+
+describe('detector file, pipeline version 2', () => {
+  test('history, staleThresholds and classConstants are checked on load; other detectors stay version 1', () => {
+    const classes = ['pill', 'carpet'];
+    const L = one.model.config.levels.length;
+    const cal = one.spec.calibration!;
+    const entry: HistoryEntry = {
+      action: 'extend', at: '2026-11-30T17:00:00.000Z', classes: ['carpet'], data: '/data', trainImages: 7, calibrationImages: 1,
+      trainDigest: 'a'.repeat(64), schedule: one.spec.training!.schedule, seed: 1, batchSize: 4, seconds: 3.5,
+    };
+    const good = {
+      ...one.spec, history: [entry], staleThresholds: [],
+      calibration: { ...cal, thresholds: { ...cal.thresholds, carpet: 0.01 }, classConstants: { carpet: { ...cal, thresholds: undefined, quantile: undefined, images: 1 } } },
+    };
+    const text = encodeSpec(JSON.parse(JSON.stringify(good)));
+    expect(JSON.parse(text).version).toBe(2);
+    expect(decodeSpec(text, 'f', L, classes).history).toEqual([entry]);
+    expect(JSON.parse(encodeSpec(one.spec)).version).toBe(1);
+    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => {
+      const o = JSON.parse(text);
+      mutate(o);
+      expect(() => decodeSpec(JSON.stringify(o), 'f', L, classes)).toThrow(message);
+    };
+    bad((o) => { o.version = 1; }, /need version 2/);
+    bad((o) => { delete o.history; }, /version 2 needs/);
+    bad((o) => { o.history[0].classes = ['bottle']; }, /history\[0\]\.classes\[0\]/);
+    bad((o) => { o.history.push({ ...o.history[0] }); }, /history\[1\]\.classes\[0\]/);
+    bad((o) => { o.history[0].at = 'yesterday'; }, /history\[0\]\.at/);
+    bad((o) => { o.staleThresholds = ['bottle']; }, /staleThresholds\[0\]/);
+    bad((o) => { o.calibration.classConstants = { bottle: o.calibration.classConstants.carpet }; }, /classConstants\.bottle is not a known field/);
+    bad((o) => { o.calibration.classConstants.carpet.logpTop = 1000; }, /classConstants\.carpet\.logpTop/);
+    bad((o) => { o.calibration.thresholds.carpet = 10; }, /thresholds\.carpet/);
+  });
 });
 
 describe('hgad train --from --add-classes', () => {
