@@ -10,12 +10,15 @@ import { resolveSchedule } from '../train/schedule';
 import type { ReductionSpec } from './reduction';
 
 export const PIPELINE_KEY = 'pipeline';
+/** The version of a detector's spec. */
+export const PIPELINE_VERSION = 1;
 /**
- * Version 2 added `history` and `staleThresholds` (classes added to a trained detector). A spec without
- * either is written as version 1, so detectors that were never extended stay readable by earlier hgad.
+ * Version 2 added `history`, `staleThresholds` and `calibration.classConstants` (classes added to a
+ * trained detector). Only such detectors are written as version 2, so detectors that were never
+ * extended stay readable by earlier hgad.
  */
-export const PIPELINE_VERSION = 2;
-export const READABLE_PIPELINE_VERSIONS = [1, 2];
+export const EXTENDED_PIPELINE_VERSION = 2;
+export const READABLE_PIPELINE_VERSIONS = [PIPELINE_VERSION, EXTENDED_PIPELINE_VERSION];
 
 export interface BackboneSpec {
   /** Preset name, 'demo', or a path to an .onnx file (then sha256 is required). */
@@ -136,8 +139,9 @@ const ROUNDING = 1e-5;
 export function encodeSpec(spec: PipelineSpec): string {
   const { history, staleThresholds, ...rest } = spec;
   const extended = (history?.length ?? 0) > 0 || (staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
-  return JSON.stringify(extended ? { ...rest, version: 2, history: history ?? [], staleThresholds: staleThresholds ?? [] }
-    : { ...rest, version: 1 });
+  return JSON.stringify(extended
+    ? { ...rest, version: EXTENDED_PIPELINE_VERSION, history: history ?? [], staleThresholds: staleThresholds ?? [] }
+    : { ...rest, version: PIPELINE_VERSION });
 }
 
 type Bad = (problem: string) => never;
@@ -404,7 +408,7 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
   const backbone = decodeBackbone(o.backbone, levels, bad);
   const map = decodeMap(o.map, classes, bad);
   return {
-    version: PIPELINE_VERSION,
+    version: o.version as number,
     backbone,
     reduction: o.reduction === undefined || o.reduction === null ? null : decodeReduction(o.reduction, levels, bad),
     map,

@@ -22,6 +22,7 @@ import { callNative, featureOps } from '../native-ops';
 import { oneAhead } from '../pipeline/ahead';
 import { BackboneChoice, specFromChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
+import { EXTENDED_PIPELINE_VERSION } from '../pipeline/spec';
 import type { ClassConstants, HistoryEntry, PipelineSpec } from '../pipeline/spec';
 import { quantile } from '../score/calibrate';
 import { measureConstants } from '../score/scorer';
@@ -284,6 +285,7 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
     const calibration = out.spec.calibration!;
     out.spec = {
       ...out.spec,
+      version: EXTENDED_PIPELINE_VERSION,
       calibration: { ...calibration, thresholds: { ...calibration.thresholds, ...thresholds }, classConstants: { ...(calibration.classConstants ?? {}), ...constants } },
       history: [...(base.spec.history ?? []), entry],
       // The old classes' logp maps are unchanged bit for bit. Their negative-entropy maps (combine
