@@ -382,6 +382,52 @@ export class HgadModel {
     });
   }
 
+  /**
+   * Which parameters later optimiser steps of `level` update (adding classes to a trained model): the
+   * flow's, and the centres and logits of the classes from `firstClass` on. Frozen parameters and their
+   * Adam moments stay bit for bit as they are. CPU models only. Default: everything.
+   */
+  setTrainable(level: number, trainable: { flow: boolean; firstClass: number }): void {
+    this.checkLevel(level);
+    if (typeof trainable !== 'object' || trainable === null) throw new HgadArgumentError('trainable', 'an object { flow, firstClass }', trainable);
+    checkKeys('trainable', trainable, ['flow', 'firstClass']);
+    if (typeof trainable.flow !== 'boolean') throw new HgadArgumentError('trainable.flow', 'true or false', trainable.flow);
+    checkInteger('trainable.firstClass', trainable.firstClass, 0, this.cfg.classes.length);
+    if (this.device !== 'cpu' && (!trainable.flow || trainable.firstClass > 0)) {
+      throw new HgadArgumentError('trainable', "everything trainable on a CUDA model (freeze parameters on a model loaded with device 'cpu')", trainable);
+    }
+    try {
+      this.core.setTrainable(level, trainable.flow, trainable.firstClass);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  /**
+   * One optimiser step of the mixture on the flow's outputs (z and logDet from forward()), for a level
+   * whose flow is frozen (setTrainable): the flow does not run, so a step costs the mixture alone.
+   */
+  async trainStepLatent(level: number, z: FeatureBatch, logDet: Float32Array, labels: Int32Array, options: TrainStepOptions): Promise<LossTerms> {
+    const b = this.batch(level, z);
+    const perVector = this.checkLabels(labels, b);
+    const n = b.batch * b.height * b.width;
+    if (!isFloat32Array(logDet) || logDet.length !== n) throw new HgadArgumentError('logDet', `a Float32Array of ${n} log-dets`, logDet);
+    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase, lr }', options);
+    checkKeys('options', options, TRAIN_STEP_OPTION_KEYS);
+    if (options.phase !== 1 && options.phase !== 2) throw new HgadArgumentError('options.phase', '1 or 2', options.phase);
+    if (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0 || options.lr >= 1000) {
+      throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
+    }
+    const length = b.data.length, labelCount = labels.length;
+    return this.run(() => {
+      checkAttached('z.data', b.data, length);
+      checkAttached('labels', labels, labelCount);
+      checkAttached('logDet', logDet, n);
+      return this.core.gradients(level, b.data, b.batch, b.height, b.width, labels, perVector,
+        phaseWeights(this.lossPhase(options.phase)), null, options.lr, logDet);
+    });
+  }
+
   /** Loss terms and gradients without an update (for checks against other implementations). */
   async gradients(level: number, x: FeatureBatch, labels: Int32Array, options: GradientOptions = {}): Promise<GradientResult> {
     const b = this.batch(level, x);

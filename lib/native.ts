@@ -90,7 +90,10 @@ export interface NativeModel {
     logp: Float32Array, negEntropy: Float32Array, classLogits: Float32Array, classOut: Int32Array,
     classPosterior: Float32Array | null): Promise<void>;
   gradients(level: number, x: Float32Array, batch: number, height: number, width: number, labels: Int32Array,
-    perVector: boolean, weights: Float64Array, inputGrad: Float32Array | null, lr: number | null): Promise<NativeLosses>;
+    perVector: boolean, weights: Float64Array, inputGrad: Float32Array | null, lr: number | null,
+    latentLogDet?: Float32Array | null): Promise<NativeLosses>;
+  /** Which parameters a level's optimiser steps update: the flow, and the classes from firstClass on (CPU only). */
+  setTrainable(level: number, flow: boolean, firstClass: number): void;
 }
 
 interface Addon {

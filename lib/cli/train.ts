@@ -2,7 +2,8 @@
 import { HgadArgumentError } from '../errors';
 import { PRESETS } from '../features/presets';
 import type { BackboneChoice } from '../pipeline/backbone-spec';
-import type { AnomalyDetector } from '../pipeline/detector';
+import { AnomalyDetector } from '../pipeline/detector';
+import { ExtendOptions, extendDetector } from '../train/extend';
 import { train, TrainOptions } from '../train/trainer';
 import { choice, int, intList, list, num, OptionSpec, parse, Parsed, required, str } from './args';
 
@@ -48,6 +49,16 @@ Training (defaults: the preset's recommended schedule, else HGAD.md's, in bracke
   --resume <file>           continue from a checkpoint of the same run
 Output
   --out <file>              the trained detector (required)
+
+Adding classes to a trained detector (no retraining; README, Adding classes)
+  hgad train --from model.hgad --add-classes a,b --data <root> --out new.hgad
+  --from <file>             the trained detector to add classes to (it is not changed)
+  --add-classes <a,b,...>   the new classes (names the detector does not have)
+The flow and the detector's classes stay frozen (their scores and thresholds do not change); the new
+classes' centres are trained on their images and their thresholds calibrated on held-out ones. The
+backbone, input size and reduction are the detector's (--backbone, --input-size, --taps, --scales are
+only checked against it); --epochs, --passes, --lr, --batch-size and --seed default to the detector's
+training; --limit-per-class, --holdout, --threads and --layout apply as above.
 `;
 
 export const TRAIN_OPTIONS: OptionSpec = {
@@ -58,7 +69,11 @@ export const TRAIN_OPTIONS: OptionSpec = {
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
+  from: { type: 'string' }, 'add-classes': { type: 'string' },
 };
+
+/** Flags that shape a new detector: meaningless when adding classes to one (--from). */
+const NOT_WITH_FROM = ['classes', 'prior', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'checkpoint', 'resume'];
 
 function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -116,6 +131,39 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
   });
 }
 
+/** hgad train --from: the extendDetector options; backbone flags, when given, are checked against the detector's. */
+export function extendOptionsFrom(p: Parsed, detector: AnomalyDetector): ExtendOptions {
+  for (const flag of NOT_WITH_FROM) {
+    if (p.values[flag] !== undefined) {
+      throw new HgadArgumentError(`--${flag}`, 'nothing with --from (the detector keeps its own; use --add-classes for the new classes)', p.values[flag]);
+    }
+  }
+  const added = list(p, 'add-classes');
+  if (!added || added.length === 0) throw new HgadArgumentError('--add-classes', 'the classes to add, e.g. --add-classes a,b', p.values['add-classes']);
+  const schedule = defined({ metaEpochs: int(p, 'epochs', 1, 100000), subEpochs: int(p, 'passes', 1, 100000), lr: num(p, 'lr', 1e-9, 0.999) });
+  const backboneGiven = ['backbone', 'taps', 'scales', 'input-size'].some((f) => p.values[f] !== undefined);
+  const bb = detector.spec.backbone;
+  const backbone = backboneGiven ? defined({
+    model: str(p, 'backbone') ?? bb.model,
+    taps: list(p, 'taps') ?? bb.taps,
+    scales: intList(p, 'scales', 16, 4096) ?? (p.values['input-size'] === undefined ? bb.scales ?? undefined : undefined),
+    inputSize: int(p, 'input-size', 16, 4096) ?? (bb.scales ? undefined : bb.inputSize),
+    mean: bb.mean,
+    std: bb.std,
+  }) : undefined;
+  return defined({
+    data: { root: required(p, 'data', 'the folder of a dataset'), layout: choice(p, 'layout', ['auto', 'mvtec', 'visa', 'btad', 'mvtec3d', 'generic'] as const) ?? 'auto' },
+    classes: added,
+    limitPerClass: int(p, 'limit-per-class', 1, 1 << 30),
+    backbone,
+    schedule: Object.keys(schedule).length > 0 ? schedule : undefined,
+    batchSize: int(p, 'batch-size', 1, 4096),
+    seed: int(p, 'seed', 0, 2 ** 31 - 1),
+    threads: int(p, 'threads', 1, 1024),
+    holdout: num(p, 'holdout', 0, 0.99),
+  });
+}
+
 export function describeDetector(d: AnomalyDetector): string {
   const cal = d.spec.calibration;
   const thresholds = cal ? Object.entries(cal.thresholds).map(([c, t]) => `${c} ${t.toPrecision(4)}`).join(', ') : 'none';
@@ -132,6 +180,25 @@ export async function trainCommand(args: string[]): Promise<number> {
   const out = required(p, 'out', 'the path of the detector file to write');
   if (!out.trim()) throw new HgadArgumentError('--out', 'a file path', out);
   const started = Date.now();
+  const from = str(p, 'from');
+  if (from === undefined && p.values['add-classes'] !== undefined) {
+    throw new HgadArgumentError('--add-classes', 'a detector to add them to (--from model.hgad)', p.values['add-classes']);
+  }
+  if (from !== undefined) {
+    const threads = int(p, 'threads', 1, 1024);
+    const base = await AnomalyDetector.load(from, threads !== undefined ? { threads } : {});
+    try {
+      const extended = await extendDetector(base, { ...extendOptionsFrom(p, base), progressBar: true });
+      await extended.save(out);
+      await extended.dispose();
+      const stale = extended.spec.staleThresholds ?? [];
+      process.stdout.write(`added ${extended.classes.slice(base.classes.length).join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${out}\n` +
+        `${describeDetector(extended)}${stale.length > 0 ? `\nstale thresholds (re-measure on their normal images): ${stale.join(', ')}` : ''}\n`);
+    } finally {
+      await base.dispose();
+    }
+    return 0;
+  }
   const detector = await train({ ...trainOptionsFrom(p), progressBar: true });
   await detector.save(out);
   await detector.dispose();

@@ -82,6 +82,15 @@ export class AnomalyDetector {
     });
   }
 
+  /**
+   * @internal A detector over another flow with this one's backbone settings, reduction and backbone
+   * file (extendDetector). Its backbone is opened on first use, independently of this one's.
+   */
+  withModel(model: HgadModel, spec: PipelineSpec, threads?: number): AnomalyDetector {
+    this.assertUsable();
+    return new AnomalyDetector(model, spec, threads ?? this.threadCount, undefined, { reduction: this.reduction, source: this.source });
+  }
+
   /** Throws once dispose() was called: a disposed detector stays disposed (load it again to use it). */
   assertUsable(): void {
     if (this.disposed) {

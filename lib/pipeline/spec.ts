@@ -10,7 +10,15 @@ import { resolveSchedule } from '../train/schedule';
 import type { ReductionSpec } from './reduction';
 
 export const PIPELINE_KEY = 'pipeline';
+/** The version of a detector's spec. */
 export const PIPELINE_VERSION = 1;
+/**
+ * Version 2 added `history`, `staleThresholds` and `calibration.classConstants` (classes added to a
+ * trained detector). Only such detectors are written as version 2, so detectors that were never
+ * extended stay readable by earlier hgad.
+ */
+export const EXTENDED_PIPELINE_VERSION = 2;
+export const READABLE_PIPELINE_VERSIONS = [PIPELINE_VERSION, EXTENDED_PIPELINE_VERSION];
 
 export interface BackboneSpec {
   /** Preset name, 'demo', or a path to an .onnx file (then sha256 is required). */
@@ -39,6 +47,20 @@ export interface Calibration {
   /** Normal images the constants were measured on. */
   images: number;
   quantile: number;
+  /**
+   * Map constants of their own for some classes (version 2): classes added to a trained detector, whose
+   * latents the detector-wide constants above were not measured on, measured on their held-out images.
+   */
+  classConstants?: Record<string, ClassConstants>;
+}
+
+/** The map constants of one class (Calibration.classConstants). */
+export interface ClassConstants {
+  logpShift: number[];
+  nentShift: number[];
+  logpTop: number;
+  nentTop: number;
+  images: number;
 }
 
 export interface TrainingState {
@@ -63,6 +85,27 @@ export interface TrainingState {
 export type MapCombine = 'logp*nent' | 'logp';
 export const MAP_COMBINES: readonly MapCombine[] = ['logp*nent', 'logp'];
 
+/** One change made to a trained detector, in the order they were made (extendDetector). */
+export interface HistoryEntry {
+  /** 'extend': classes added with the flow and the earlier classes frozen. */
+  action: 'extend';
+  /** When it was made, ISO 8601 UTC. */
+  at: string;
+  classes: string[];
+  /** The dataset's root folder, or null for a Dataset object given in code. */
+  data: string | null;
+  /** Images the new classes were trained on, and held out to calibrate their thresholds. */
+  trainImages: number;
+  calibrationImages: number;
+  /** sha256 of the classes and training file list. */
+  trainDigest: string;
+  schedule: TrainingState['schedule'];
+  seed: number;
+  batchSize: number;
+  /** Wall-clock seconds the extension took (latents, training, calibration). */
+  seconds: number;
+}
+
 export interface PipelineSpec {
   version: number;
   backbone: BackboneSpec;
@@ -71,6 +114,14 @@ export interface PipelineSpec {
   training: TrainingState | null;
   /** Channel reduction before the flow (its tensors are stored beside the flow's); null: none. */
   reduction: ReductionSpec | null;
+  /** Changes made after training (absent or empty: none). */
+  history?: HistoryEntry[];
+  /**
+   * Classes whose stored thresholds were measured before a later change to the model that can move
+   * their scores, and not measured again. Calibrating again on normal images of every class clears it:
+   * spec = { ...spec, calibration: await calibrate(detector, normals), staleThresholds: [] }. Absent: none.
+   */
+  staleThresholds?: string[];
 }
 
 /** Side of the anomaly maps (pixels). */
@@ -86,12 +137,20 @@ export const LOGP_SHIFT_LIMIT = 1e6;
 const ROUNDING = 1e-5;
 
 export function encodeSpec(spec: PipelineSpec): string {
-  return JSON.stringify(spec);
+  const { history, staleThresholds, ...rest } = spec;
+  const extended = (history?.length ?? 0) > 0 || (staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
+  return JSON.stringify(extended
+    ? { ...rest, version: EXTENDED_PIPELINE_VERSION, history: history ?? [], staleThresholds: staleThresholds ?? [] }
+    : { ...rest, version: PIPELINE_VERSION });
 }
 
 type Bad = (problem: string) => never;
 
-const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction'];
+const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction', 'history', 'staleThresholds'];
+const HISTORY_KEYS = ['action', 'at', 'classes', 'data', 'trainImages', 'calibrationImages', 'trainDigest', 'schedule', 'seed',
+  'batchSize', 'seconds'];
+/** Entries a history may hold (each extension adds one). */
+const MAX_HISTORY = 10000;
 const SPEC_REQUIRED = ['version', 'backbone', 'map', 'calibration', 'training'];
 const REDUCTION_KEYS = ['inChannels', 'channels', 'standardize', 'localAverage', 'images', 'seed'];
 const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', 'seed'];
@@ -99,7 +158,9 @@ const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', '
 const MAX_CHANNELS = 1 << 16;
 const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
 const MAP_KEYS = ['size', 'sigma', 'combine'];
-const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile'];
+const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile', 'classConstants'];
+const CALIBRATION_REQUIRED = CALIBRATION_KEYS.filter((k) => k !== 'classConstants');
+const CLASS_CONSTANT_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'images'];
 const TRAINING_KEYS = ['epoch', 'subEpoch', 'seed', 'batchSize', 'schedule', 'trainImages', 'trainDigest', 'complete'];
 const SCHEDULE_KEYS = ['metaEpochs', 'subEpochs', 'lr', 'warmupEpochs', 'phase1Epochs'];
 /** Longest model path or tap name read from a file. */
@@ -201,21 +262,43 @@ function decodeMap(v: unknown, classes: readonly string[], bad: Bad): PipelineSp
  * [-ln Y, 0]; a map is (top - S)+ blurred (or the product of two), so image scores and thresholds lie
  * in [0, logpTop * nentTop].
  */
-function decodeCalibration(v: unknown, levels: number, classes: readonly string[], combine: MapCombine, bad: Bad): Calibration {
-  const c = object(v, 'calibration', CALIBRATION_KEYS, bad);
+function decodeConstants(c: Record<string, unknown>, what: string, levels: number, classes: readonly string[], bad: Bad): Omit<ClassConstants, 'images'> {
   const topMax = levels * (1 + ROUNDING);
-  const logpShift = numbers(c.logpShift, levels, 'calibration.logpShift', -LOGP_SHIFT_LIMIT, LOGP_SHIFT_LIMIT, bad);
-  const nentShift = numbers(c.nentShift, levels, 'calibration.nentShift', -Math.log(classes.length) - 1e-3, 1e-3, bad);
-  const logpTop = number(c.logpTop, 'calibration.logpTop', 0, topMax, bad, 'lo');
-  const nentTop = number(c.nentTop, 'calibration.nentTop', 0, topMax, bad, 'lo');
-  const maxScore = (combine === 'logp' ? logpTop : logpTop * nentTop) * (1 + ROUNDING);
+  return {
+    logpShift: numbers(c.logpShift, levels, `${what}.logpShift`, -LOGP_SHIFT_LIMIT, LOGP_SHIFT_LIMIT, bad),
+    nentShift: numbers(c.nentShift, levels, `${what}.nentShift`, -Math.log(classes.length) - 1e-3, 1e-3, bad),
+    logpTop: number(c.logpTop, `${what}.logpTop`, 0, topMax, bad, 'lo'),
+    nentTop: number(c.nentTop, `${what}.nentTop`, 0, topMax, bad, 'lo'),
+  };
+}
+
+function decodeCalibration(v: unknown, levels: number, classes: readonly string[], combine: MapCombine, version: number, bad: Bad): Calibration {
+  const c = object(v, 'calibration', CALIBRATION_KEYS, bad, CALIBRATION_REQUIRED);
+  const { logpShift, nentShift, logpTop, nentTop } = decodeConstants(c, 'calibration', levels, classes, bad);
+  let classConstants: Record<string, ClassConstants> | undefined;
+  if (c.classConstants !== undefined) {
+    if (version < 2) bad('calibration.classConstants needs version 2');
+    const o = object(c.classConstants, 'calibration.classConstants', classes, bad, []);
+    classConstants = {};
+    for (const cls of Object.keys(o)) {
+      const what = `calibration.classConstants.${cls}`;
+      const e = object(o[cls], what, CLASS_CONSTANT_KEYS, bad);
+      classConstants[cls] = { ...decodeConstants(e, what, levels, classes, bad), images: integer(e.images, `${what}.images`, 1, 2 ** 31 - 1, bad) };
+    }
+  }
+  // A class's scores are bounded by the tops of the constants its maps are made with.
+  const maxScore = (cls: string): number => {
+    const k = classConstants?.[cls] ?? { logpTop, nentTop };
+    return (combine === 'logp' ? k.logpTop : k.logpTop * k.nentTop) * (1 + ROUNDING);
+  };
   const t = object(c.thresholds, 'calibration.thresholds', classes, bad);
   const thresholds: Record<string, number> = {};
-  for (const cls of classes) thresholds[cls] = number(t[cls], `calibration.thresholds.${cls}`, 0, maxScore, bad);
+  for (const cls of classes) thresholds[cls] = number(t[cls], `calibration.thresholds.${cls}`, 0, maxScore(cls), bad);
   return {
     logpShift, nentShift, logpTop, nentTop, thresholds,
     images: integer(c.images, 'calibration.images', 1, 2 ** 31 - 1, bad),
     quantile: number(c.quantile, 'calibration.quantile', 0, 1, bad),
+    ...(classConstants ? { classConstants } : {}),
   };
 }
 
@@ -260,6 +343,50 @@ function decodeTraining(v: unknown, bad: Bad): TrainingState {
   };
 }
 
+function decodeHistory(v: unknown, classes: readonly string[], bad: Bad): HistoryEntry[] {
+  if (!Array.isArray(v) || v.length > MAX_HISTORY) bad(`history must be an array of at most ${MAX_HISTORY} entries`);
+  const seen = new Set<string>();
+  return (v as unknown[]).map((raw, i) => {
+    const what = `history[${i}]`;
+    const h = object(raw, what, HISTORY_KEYS, bad);
+    if (h.action !== 'extend') bad(`${what}.action must be "extend"`);
+    if (typeof h.at !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(h.at)) bad(`${what}.at must be an ISO 8601 UTC time`);
+    if (!Array.isArray(h.classes) || h.classes.length === 0) bad(`${what}.classes must be a non-empty array of class names`);
+    const added = (h.classes as unknown[]).map((c, k) => {
+      if (typeof c !== 'string' || !classes.includes(c) || seen.has(c)) bad(`${what}.classes[${k}] must be a class of the detector added only once`);
+      seen.add(c as string);
+      return c as string;
+    });
+    const data = h.data === null ? null : name(h.data, `${what}.data`, bad);
+    if (typeof h.trainDigest !== 'string' || !/^[0-9a-f]{64}$/.test(h.trainDigest)) bad(`${what}.trainDigest must be 64 hex digits`);
+    let schedule: TrainingState['schedule'];
+    try {
+      schedule = resolveSchedule(object(h.schedule, `${what}.schedule`, SCHEDULE_KEYS, bad), `${what}.schedule`);
+    } catch (e) {
+      return bad((e as HgadError).message);
+    }
+    return {
+      action: 'extend', at: h.at as string, classes: added, data,
+      trainImages: integer(h.trainImages, `${what}.trainImages`, 1, 2 ** 31 - 1, bad),
+      calibrationImages: integer(h.calibrationImages, `${what}.calibrationImages`, 1, 2 ** 31 - 1, bad),
+      trainDigest: h.trainDigest as string, schedule,
+      seed: integer(h.seed, `${what}.seed`, 0, 2 ** 31 - 1, bad),
+      batchSize: integer(h.batchSize, `${what}.batchSize`, 1, 4096, bad),
+      seconds: number(h.seconds, `${what}.seconds`, 0, 1e9, bad),
+    };
+  });
+}
+
+function decodeStale(v: unknown, classes: readonly string[], bad: Bad): string[] {
+  if (!Array.isArray(v)) bad('staleThresholds must be an array of class names');
+  const out = (v as unknown[]).map((c, i) => {
+    if (typeof c !== 'string' || !classes.includes(c)) bad(`staleThresholds[${i}] must be one of the detector's classes`);
+    return c as string;
+  });
+  if (new Set(out).size !== out.length) bad('staleThresholds must name each class once');
+  return out;
+}
+
 /** Parses and checks the stored spec; levels is the flow's level count, classes its class names. */
 export function decodeSpec(text: string | undefined, path: string, levels: number, classes: readonly string[]): PipelineSpec {
   const bad: Bad = (problem) => {
@@ -273,15 +400,20 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
     bad('not valid JSON');
   }
   const o = object(raw, 'spec', SPEC_KEYS, bad, SPEC_REQUIRED);
-  if (o.version !== PIPELINE_VERSION) bad(`version ${describe(o.version)} is not supported (this hgad reads ${PIPELINE_VERSION})`);
+  if (!READABLE_PIPELINE_VERSIONS.includes(o.version as number)) {
+    bad(`version ${describe(o.version)} is not supported (this hgad reads ${READABLE_PIPELINE_VERSIONS.join(' and ')})`);
+  }
+  if (o.version === 1 && ('history' in o || 'staleThresholds' in o)) bad('history and staleThresholds need version 2');
+  if (o.version === 2 && !('history' in o && 'staleThresholds' in o)) bad('version 2 needs history and staleThresholds');
   const backbone = decodeBackbone(o.backbone, levels, bad);
   const map = decodeMap(o.map, classes, bad);
   return {
-    version: PIPELINE_VERSION,
+    version: o.version as number,
     backbone,
     reduction: o.reduction === undefined || o.reduction === null ? null : decodeReduction(o.reduction, levels, bad),
     map,
-    calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map.combine, bad),
+    calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map.combine, o.version as number, bad),
     training: o.training === null ? null : decodeTraining(o.training, bad),
+    ...(o.version === 2 ? { history: decodeHistory(o.history, classes, bad), staleThresholds: decodeStale(o.staleThresholds, classes, bad) } : {}),
   };
 }

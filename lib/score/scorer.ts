@@ -10,6 +10,7 @@ import type { AnomalyDetector } from '../pipeline/detector';
 import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
 import { checkInteger, checkKeys } from '../validate';
+import { calibratedMaps } from './class-constants';
 import { anomalyMaps, levelMaxima, MapConstants, sumMaxima } from './maps';
 import { checkThreshold, ThresholdOverride, ThresholdSource, thresholdFor } from './threshold';
 
@@ -315,18 +316,20 @@ export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[
   const o = resolveOptions(detector, options, 'throw');
   requireClasses(detector, samples, o);
   const size = { height: detector.mapSize, width: detector.mapSize, sigma: detector.spec.map.sigma };
-  const scored = async (st: StagedBatch, constants: MapConstants): Promise<ScoredBatch> => {
-    const { maps, scores } = st.flow
-      ? await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine)
-      : { maps: new Float32Array(0), scores: new Float32Array(0) };
+  // constants null: the detector's calibration (which may hold constants of its own for some classes).
+  const scored = async (st: StagedBatch, constants: MapConstants | null): Promise<ScoredBatch> => {
+    const { maps, scores } = !st.flow
+      ? { maps: new Float32Array(0), scores: new Float32Array(0) }
+      : constants
+        ? await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine)
+        : await calibratedMaps(detector, st.flow.levels, st.flow.classIndex, st.batch.batch, size, detector.spec.map.combine);
     return {
       samples: st.batch.samples, results: resultsOf(detector, st, maps, scores, o, origins),
       failed: failuresOf(st.batch.failed, origins), masks: st.batch.masks,
     };
   };
   if (o.normalization === 'calibrated') {
-    const constants = detector.spec.calibration as MapConstants;
-    for await (const staged of flowBatches(detector, samples, o, withMasks)) yield await scored(staged, constants);
+    for await (const staged of flowBatches(detector, samples, o, withMasks)) yield await scored(staged, null);
     return;
   }
   const { staged, constants } = await stageAll(detector, samples, o, withMasks);

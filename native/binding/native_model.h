@@ -53,6 +53,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
          InstanceMethod("setAdamSteps", &NativeModel::Guard<&NativeModel::SetAdamSteps>),
          InstanceMethod("setThreads", &NativeModel::Guard<&NativeModel::SetThreads>),
          InstanceMethod("setPrecision", &NativeModel::Guard<&NativeModel::SetPrecision>),
+         InstanceMethod("setTrainable", &NativeModel::Guard<&NativeModel::SetTrainable>),
          InstanceMethod("forward", &NativeModel::Guard<&NativeModel::Forward>),
          InstanceMethod("inverse", &NativeModel::Guard<&NativeModel::Inverse>),
          InstanceMethod("score", &NativeModel::Guard<&NativeModel::Score>),
@@ -395,6 +396,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return info.Env().Undefined();
   }
 
+  // (level, flow, firstClass): which parameters the level's optimiser steps update (Level::set_trainable).
+  // The CUDA backend trains everything: a model with frozen parts trains on the CPU.
+  Napi::Value SetTrainable(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(model_->mutex());
+    const int64_t l = to_int(info[0], "level", 0, model_->num_levels() - 1);
+    hgad::Level<float>& lv = model_->level(l);
+    const bool flow = info[1].ToBoolean();
+    const int64_t first = to_int(info[2], "firstClass", 0, lv.config().classes);
+    if (device_ && (!flow || first > 0))
+      throw Napi::Error::New(info.Env(), "Freezing parameters is supported on the CPU only (load the model with device 'cpu')");
+    lv.set_trainable(flow, first);
+    return info.Env().Undefined();
+  }
+
   // (level, data, batch, height, width) -> the level, its shape and the checked input array.
   struct Batch {
     hgad::Level<float>* level;
@@ -576,6 +591,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       outs.push_back(output(typed<Napi::Float32Array>(info[8], napi_float32_array, "inputGrad", n * b.channels), dx,
                             "inputGrad"));
     }
+    // info[10]: the log-dets of latent input (x holds the flow's outputs z; the flow must be frozen).
+    HostPtr<float> latent_ld;
+    if (given(info[10])) {
+      latent_ld = copy_in<float>(typed<Napi::Float32Array>(info[10], napi_float32_array, "logDet", n));
+      if (b.level->flow_trainable() || dx || device_)
+        throw Napi::Error::New(env, "Training on latents needs a frozen flow (setTrainable), no input gradient and the CPU");
+    }
     const bool step = info[9].IsNumber();
     const double lr = step ? info[9].As<Napi::Number>().DoubleValue() : 0.0;
     if (step && !(lr >= 0 && lr < 1e3)) throw Napi::RangeError::New(env, "Expected a learning rate in [0, 1000) for lr");
@@ -595,8 +617,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           hgad::check_finite(px, n * b.channels, "x.data");
           const hgad::Labels lab{labels->data.get(), per_vector};
           float* pdx = dx ? dx->data.get() : nullptr;
+          const float* pld = latent_ld ? latent_ld->data.get() : nullptr;
+          if (pld) hgad::check_finite(pld, n, "logDet");
           *losses = run.device ? run.device->gradients(b.index, b.shape, px, lab, w5.data(), pdx)
-                               : b.level->gradients(b.shape, px, lab, w5.data(), pdx, run.model->threads());
+                               : b.level->gradients(b.shape, px, lab, w5.data(), pdx, run.model->threads(), pld);
           if (!std::isfinite(losses->total)) {
             hgad::InputError e;
             e.parameter = "x.data";

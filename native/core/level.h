@@ -135,10 +135,18 @@ class Level {
   void score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
              T* class_logits, int32_t* class_out, T* class_posterior, int threads);
   // Loss terms and the gradient of sum_t weights[t] * term_t into grads(); dx (nullable) gets the
-  // gradient w.r.t. the input.
+  // gradient w.r.t. the input. latent_logdet non-null: x holds the flow's outputs z (from forward())
+  // and latent_logdet their log-dets, so only the mixture runs (the flow must be frozen, dx null).
   Losses gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,
-                   int threads);
+                   int threads, const T* latent_logdet = nullptr);
   void adam_step(double lr, int threads);
+  // Which parameters adam_step updates (adding classes to a trained model): the flow, and the centres
+  // and logits of the classes from first_class on (first_class > 0 freezes every inter-class logit
+  // phi: see adam_step). A frozen flow also skips the flow's backward pass.
+  // Frozen parameters and their Adam moments stay bit for bit as they are.
+  void set_trainable(bool flow, int64_t first_class);
+  bool flow_trainable() const { return train_flow_; }
+  int64_t first_trainable_class() const { return first_class_; }
 
   static void phase_weights(int phase, T* weights);
 
@@ -163,7 +171,7 @@ class Level {
   // Forward, loss and backward of one tile; parameter gradients accumulate into gp, the mixture's
   // into the workspace.
   void train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels, const T* pe,
-                  const T* weights, T scale, T* gp, T* dx) const;
+                  const T* weights, T scale, T* gp, T* dx, const T* latent_logdet) const;
 
   LevelConfig cfg_;
   BlockDims dims_;
@@ -173,6 +181,8 @@ class Level {
   std::vector<T> params_, grads_, m_, v_, rot_;
   int64_t steps_ = 0;
   AdamHyper hyper_;
+  bool train_flow_ = true;
+  int64_t first_class_ = 0;
 
   // Derived from the parameters by prepare() before each operation.
   std::vector<T> g_, logdet_g_, centres_, cnorm_, logpi_, logpi_intra_;

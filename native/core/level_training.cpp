@@ -18,7 +18,7 @@ using namespace level_detail;
 
 template <typename T>
 void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels,
-                          const T* pe, const T* weights, T scale, T* gp, T* dx) const {
+                          const T* pe, const T* weights, T scale, T* gp, T* dx, const T* latent_logdet) const {
   const BlockDims& d = dims_;
   const int64_t C = d.C, K = cfg_.blocks, R = tile.rows(), tp = tile.tp(), rows = w.rows;
   const MixtureParams<T> mp{C, cfg_.classes, cfg_.centres, centres_.data(), cnorm_.data(), logpi_.data(),
@@ -27,13 +27,14 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
                            w.dlogpi.data(), w.dlogpi_intra.data(), w.loss};
   const T* pe_t = pe + tile.p0 * cfg_.pos_dim;
   auto act = [&](int64_t k) { return w.acts.data() + k * rows * C; };
-  gather(tile, HW, C, x, act(0));
+  // Latent input: the rows are the flow's outputs already (act(K)), with their log-dets.
+  gather(tile, HW, C, x, latent_logdet ? act(K) : act(0));
   for (int64_t r = 0; r < R; ++r) {
     const int64_t g = tile.global_row(r, HW);
     w.label[r] = labels.per_vector ? labels.data[g] : labels.data[g / HW];
+    w.ld[r] = latent_logdet ? latent_logdet[g] : T(0);
   }
-  std::fill(w.ld.begin(), w.ld.begin() + R, T(0));
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t k = 0; k < K && !latent_logdet; ++k) {
     const BlockParams<T> bp = block(k);
     block_pos_forward(d, bp, tp, pe_t, w.q.data());
     block_forward(d, bp, R, tp, act(k), w.q.data(), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
@@ -43,6 +44,8 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
   mixture_loss_rows(mp, R, w.D.data(), w.ld.data(), w.label.data(), weights, scale, T(0.02), w.A_full.data(),
                     w.A_det.data(), w.dld.data(), mg, w.rowbuf.data());
   mixture_backward(mp, R, act(K), w.A_full.data(), w.A_det.data(), w.dcur.data(), mg);
+  // A frozen flow needs no parameter gradients; without dx nothing else needs the backward pass.
+  if (!train_flow_ && !dx) return;
   T* dcur = w.dcur.data();
   T* dnext = w.dnext.data();
   for (int64_t k = K - 1; k >= 0; --k) {
@@ -60,7 +63,9 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
 
 template <typename T>
 Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& labels, const T* weights, T* dx,
-                           int threads) {
+                           int threads, const T* latent_logdet) {
+  if (latent_logdet && (train_flow_ || dx))
+    throw InputError{"latents", "Training on latents needs a frozen flow and no input gradient", -1, false};
   check_classes(labels.data, labels.per_vector ? fs.vectors() : fs.batch, cfg_.classes, "labels");
   use_threads(threads);
   prepare();
@@ -80,7 +85,8 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
     std::fill(w.loss, w.loss + kNumTerms, 0.0);
   }
   for_each_tile(ws_, tl, threads, [&](int tid, Workspace<T>& w, const Tile& tile) {
-    train_tile(w, tile, tl.HW, x, labels, pe, weights, scale, tid == 0 ? grads_.data() : w.gparams.data(), dx);
+    train_tile(w, tile, tl.HW, x, labels, pe, weights, scale, tid == 0 ? grads_.data() : w.gparams.data(), dx,
+               latent_logdet);
   });
   // Fixed-order reduction of the other threads' accumulators into thread 0's.
   Workspace<T>& w0 = *ws_[0];
@@ -139,14 +145,31 @@ template <typename T>
 void Level<T>::adam_step(double lr, int threads) {
   ++steps_;
   ++version_;
-  const AdamGroup groups[] = {{0, flow_end_, 1.0, 1e-4}, {flow_end_, centres_end_, 3.0, 0.0},
-                              {centres_end_, num_params(), 1.0, 0.0}};
+  // Classes are the outer dimension of mu, delta, phi and psi: the trainable classes' rows of each are
+  // one contiguous range. Frozen classes keep parameters and moments. With frozen classes the
+  // inter-class logits phi are all frozen: trained on the new classes' data alone, the new classes'
+  // shares of the prior would only grow (towards 1), and class inference reads phi.
+  const int64_t C = cfg_.channels, Y = cfg_.classes, M = cfg_.centres, f = first_class_;
+  const int64_t phi_from = f > 0 ? Y : f;
+  const AdamGroup groups[] = {{0, train_flow_ ? flow_end_ : 0, 1.0, 1e-4},
+                              {mu_off_ + f * C, mu_off_ + Y * C, 3.0, 0.0},
+                              {delta_off_ + f * (M - 1) * C, centres_end_, 3.0, 0.0},
+                              {phi_off_ + phi_from, phi_off_ + Y, 1.0, 0.0},
+                              {psi_off_ + f * M, num_params(), 1.0, 0.0}};
   // Single Gaussian: centres and class logits are frozen at 0 (their moments stay 0 too).
-  const int n_groups = cfg_.prior == kPriorSingleGaussian ? 1 : 3;
+  const int n_groups = cfg_.prior == kPriorSingleGaussian ? 1 : 5;
   for (int i = 0; i < n_groups; ++i) {
     const AdamGroup& g = groups[i];
-    adam_update(g, hyper_, lr, steps_, params_.data(), grads_.data(), m_.data(), v_.data(), threads);
+    if (g.end > g.begin) adam_update(g, hyper_, lr, steps_, params_.data(), grads_.data(), m_.data(), v_.data(), threads);
   }
+}
+
+template <typename T>
+void Level<T>::set_trainable(bool flow, int64_t first_class) {
+  if (first_class < 0 || first_class > cfg_.classes)
+    throw InputError{"firstClass", "Expected a class index in [0, classes]", first_class, false};
+  train_flow_ = flow;
+  first_class_ = first_class;
 }
 
 template class Level<float>;
