@@ -5,10 +5,9 @@
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 
-import { heatmapRange } from '../../score/heatmap-files';
-import { heatmapPng } from '../../score/heatmap';
+import { presentResult } from '../../score/present';
 import type { ImageInput, ImageResult } from '../../score/scorer';
-import { parseThreshold, thresholdFor, ThresholdOverride } from '../../score/threshold';
+import { parseThreshold } from '../../score/threshold';
 import { HgadArgumentError, HgadError } from '../../errors';
 import { QueueFullError } from '../batcher';
 import { ServiceError } from '../errors';
@@ -105,19 +104,6 @@ async function readMultipart(request: FastifyRequest, query: ScoreQuery, maxImag
   return { images, options };
 }
 
-/** What a result says in the response: no map; the request's threshold applied. */
-async function present(state: ServiceState, r: ImageResult, override: ThresholdOverride | null, heatmap: boolean): Promise<object> {
-  if (r.error !== null) return { index: r.index, id: r.id, error: { code: r.error.code, message: r.error.message } };
-  const { threshold, thresholdSource } = thresholdFor(state.detector, r.className, true, override);
-  const scored = { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
-  const out: Record<string, unknown> = {
-    index: r.index, id: r.id, error: null, imageScore: r.imageScore, isAnomaly: scored.isAnomaly, threshold, thresholdSource,
-    className: r.className, classConfidence: r.classConfidence, classSource: r.classSource, mapWidth: r.width, mapHeight: r.height,
-  };
-  if (heatmap) out.heatmap = (await heatmapPng(r.map, r.height, r.width, heatmapRange(scored))).toString('base64');
-  return out;
-}
-
 export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (app, { state }) => {
   app.post<{ Querystring: ScoreQuery }>('/v1/score', {
     schema: { querystring: queryschema, response: { 200: responseSchema, 422: responseSchema, '4xx': errorSchema, '5xx': errorSchema } },
@@ -170,7 +156,7 @@ export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (ap
       clearTimeout(timer);
     }
     // The index of each result is its position in this request, whatever batch it was scored in.
-    const body = await Promise.all(results.map((r, index) => present(state, { ...r, index }, override, options.heatmap === true)));
+    const body = await Promise.all(results.map((r, index) => presentResult(state.detector, { ...r, index }, override, options.heatmap === true)));
     reply.code(results.every((r) => r.error !== null) ? 422 : 200);
     return { results: body };
   });
