@@ -4,7 +4,8 @@
 // back exactly once, in input order, with the scores of in-process scoreImages. Also: a job for
 // another detector, malformed jobs, references to shared storage (a file that appears late is
 // retried, one outside the root refused), two detectors on one Redis, SIGTERM while busy.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,7 +16,10 @@ import Redis from 'ioredis';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { QueueResult, ScoringClient } from '../lib/queue/client';
 import { modelFingerprint, defaultQueueName } from '../lib/queue/fingerprint';
-import { JOB_FORMAT } from '../lib/queue/job';
+import { failureReason, JOB_FORMAT, parseFailure } from '../lib/queue/job';
+import { ResultsFile } from '../lib/queue/results-file';
+import { startWorker as startWorkerInProcess } from '../lib/queue/worker';
+import { freePort } from './redis-server';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
 import { RedisServer, redisAvailable } from './redis-server';
@@ -213,6 +217,32 @@ run('scoring on a BullMQ queue', () => {
         .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'images[0]' });
     }, 60000);
 
+    test('hgad enqueue: folders in, a CSV file out in input order with error rows; --fail-on-error exits 3', async () => {
+      const folder = join(dir, 'incoming');
+      await mkdir(folder, { recursive: true });
+      await writeFile(join(folder, 'a.png'), images[0]!);
+      await writeFile(join(folder, 'b.png'), Buffer.from('not an image'));
+      await writeFile(join(folder, 'c.png'), images[2]!);
+      const out = join(dir, 'results.csv');
+      const r = await new Promise<{ code: number | null; stderr: string }>((done) => {
+        const child = spawn(process.execPath, [CLI, 'enqueue', '--redis', redis.url, '--model', model, folder, '--out', out, '--format', 'csv',
+          '--fail-on-error'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        children.push(child);
+        let stderr = '';
+        child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+        child.once('exit', (code) => done({ code, stderr }));
+      });
+      expect(r.stderr).toMatch(/results 3\/3 \(1 errors\)/);
+      expect(r.code).toBe(3);
+      const rows = (await readFile(out, 'utf8')).trim().split('\n').map((l) => l.split(','));
+      expect(rows[0]!.slice(0, 3)).toEqual(['index', 'id', 'imageScore']);
+      expect(rows.slice(1).map((c) => [c[0], c[1]])).toEqual([['0', join(folder, 'a.png')], ['1', join(folder, 'b.png')], ['2', join(folder, 'c.png')]]);
+      expect(Number(rows[1]![2])).toBe(expected.get(files[0]!));
+      expect(rows[2]![9]).toBe('INVALID_ARGUMENT');
+      expect(Number(rows[3]![2])).toBe(expected.get(files[2]!));
+      expect(existsSync(`${out}.part-${process.pid}`)).toBe(false);
+    }, 60000);
+
     test('a job for another detector, malformed jobs and thresholds fail once with typed errors naming the field', async () => {
       const sha = await modelFingerprint(model);
       const queueName = defaultQueueName(sha);
@@ -304,4 +334,47 @@ run('scoring on a BullMQ queue', () => {
     for (const w of [w1, last]) w.child.kill('SIGTERM');
     expect(await Promise.all([w1.exited, last.exited])).toEqual([0, 0]);
   }, 120000);
+});
+
+describe('queue options and helpers (no worker needed)', () => {
+  const sha = 'a'.repeat(64);
+  test('every options object rejects unknown keys and bad values, naming them', async () => {
+    await expect(ScoringClient.connect({ redis: 'http://localhost', model: sha })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'options.redis' });
+    await expect(ScoringClient.connect({ redis: 'redis://127.0.0.1:1', model: sha, host: 'x' } as never)).rejects.toMatchObject({ parameter: 'options.host' });
+    await expect(ScoringClient.connect({ redis: 'redis://127.0.0.1:1', model: sha, queue: 'a:b' })).rejects.toMatchObject({ parameter: 'options.queue' });
+    await expect(startWorkerInProcess({ redis: 'redis://127.0.0.1:1', model: 'm.hgad', batchsize: 4 } as never)).rejects.toMatchObject({ parameter: 'options.batchsize' });
+    await expect(startWorkerInProcess({ redis: 'redis://127.0.0.1:1', model: 'm.hgad', lockMs: 10 })).rejects.toMatchObject({ parameter: 'options.lockMs' });
+  });
+
+  test('an unreachable Redis is a QUEUE error after connectTimeoutMs, not a hang', async () => {
+    const port = await freePort();
+    const t = Date.now();
+    await expect(ScoringClient.connect({ redis: `redis://:secret@127.0.0.1:${port}`, model: sha, connectTimeoutMs: 500 }))
+      .rejects.toMatchObject({ code: 'QUEUE', parameter: 'redis', message: expect.stringMatching(/Cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1/) });
+    expect(Date.now() - t).toBeLessThan(10000);
+  });
+
+  test('typed errors survive the trip through a failedReason; anything else is a QUEUE error', () => {
+    const e = { code: 'INVALID_ARGUMENT' as const, message: 'Cannot decode image "x [1]": bad] header', parameter: 'images[0].className' };
+    expect(parseFailure(failureReason(e))).toEqual(e);
+    expect(parseFailure(failureReason({ code: 'IO', message: 'gone' }))).toEqual({ code: 'IO', message: 'gone' });
+    expect(parseFailure('job stalled more than allowable limit')).toMatchObject({ code: 'QUEUE', message: expect.stringContaining('stalled') });
+  });
+
+  test('a results file appears complete or not at all', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'hgad-results-'));
+    try {
+      const f = ResultsFile.open(join(d, 'r.jsonl'));
+      await f.write({ index: 0, id: 'a', error: { code: 'IO', message: 'x' } });
+      expect(existsSync(join(d, 'r.jsonl'))).toBe(false);
+      await f.commit();
+      expect(JSON.parse(await readFile(join(d, 'r.jsonl'), 'utf8'))).toMatchObject({ index: 0, error: { code: 'IO' } });
+      const g = ResultsFile.open(join(d, 'r.csv'), 'csv');
+      await g.write({ index: 0, id: 'a,"b"', error: { code: 'IO', message: 'x' } });
+      await g.abort();
+      expect(spawnSync('ls', [d], { encoding: 'utf8' }).stdout.trim()).toBe('r.jsonl');
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
+  });
 });

@@ -14,7 +14,7 @@ import type { PresentedResult } from '../score/present';
 import type { ImageInput } from '../score/scorer';
 import type { ThresholdOverride } from '../score/threshold';
 import { checkInteger, checkKeys } from '../validate';
-import { checkRedisUrl, connected, connectionOptions } from './connection';
+import { checkRedisUrl, connectionOptions, reachable } from './connection';
 import { checkQueueName, defaultQueueName, modelFingerprint } from './fingerprint';
 import { checkSubmissionId, JOB_FORMAT, JOB_NAME, jobId, parseFailure, parseJobId, ScoringJobData } from './job';
 import { ResultCollector } from './results';
@@ -120,18 +120,13 @@ export class ScoringClient {
     const prefix = checkQueueName('options.prefix', options.prefix ?? 'hgad');
     const timeout = options.connectTimeoutMs ?? 30_000;
     checkInteger('options.connectTimeoutMs', timeout, 100, 3_600_000);
+    await reachable(url, timeout, 'redis');
     const queue = new Queue(name, { connection: connectionOptions(url, 'hgad-producer'), prefix });
     const events = new QueueEvents(name, { connection: connectionOptions(url, 'hgad-collector'), prefix });
     // Without listeners an 'error' (Redis gone) would be thrown; reconnection is automatic.
     queue.on('error', () => {});
     events.on('error', () => {});
-    try {
-      await connected(queue, url, timeout, 'redis');
-      await connected(events, url, timeout, 'redis');
-    } catch (e) {
-      await Promise.allSettled([queue.close(), events.close()]);
-      throw e;
-    }
+    await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     return new ScoringClient(queue, events, name, model);
   }
 
@@ -237,17 +232,28 @@ export class ScoringClient {
 
     let next = 0;
     let stopPolling = false;
+    let eventTrouble = false;
+    const onEventsError = (): void => { eventTrouble = true; };
+    this.events.on('error', onEventsError);
     const poll = async (): Promise<void> => {
-      // Events are the fast path; this finds what they missed (a collector reconnecting, a trimmed
-      // event stream) and jobs Redis lost (restarted without persistence), which are submitted again.
+      // Events are the fast path. When the oldest result has not come for pollMs (or the event
+      // connection had trouble), ask Redis about the oldest outstanding jobs: this finds what the
+      // events missed (a reconnection, a trimmed event stream) and jobs Redis lost (restarted without
+      // persistence), which are submitted again. While results flow, it costs nothing.
+      let head = -1;
       while (!stopPolling) {
         await collector.sleep(pollMs);
         if (stopPolling) return;
-        let found = true;
-        while (found && !stopPolling) {
-          found = false;
-          const oldest = collector.oldestMissing(Math.min(next, pending.length), 64);
+        if (collector.head !== head && !eventTrouble) {
+          head = collector.head;
+          continue;
+        }
+        eventTrouble = false;
+        let count = 8;
+        while (!stopPolling) {
+          const oldest = collector.oldestMissing(Math.min(next, pending.length), count);
           const states = await Promise.all(oldest.map((i) => this.queue.getJobState(jobId(submission, i))));
+          let found = false;
           const lost: Pending[] = [];
           for (let k = 0; k < oldest.length; k++) {
             const i = oldest[k]!;
@@ -266,7 +272,10 @@ export class ScoringClient {
             progress.resubmitted += lost.length;
             await add(lost);
           }
+          if (!found && lost.length === 0) break;
+          count = 64; // events were missed: look further
         }
+        head = collector.head;
       }
     };
     const poller = poll().catch((e: Error) => collector.fail(e));
@@ -299,6 +308,7 @@ export class ScoringClient {
       await poller;
       this.events.off('completed', onCompleted);
       this.events.off('failed', onFailed);
+      this.events.off('error', onEventsError);
     }
   }
 

@@ -21,6 +21,11 @@ export class ResultCollector {
     return true;
   }
 
+  /** The next index to hand out. */
+  get head(): number {
+    return this.next;
+  }
+
   has(index: number): boolean {
     return index < this.next || this.ready.has(index);
   }

@@ -22,7 +22,7 @@ import { presentResult, PresentedScore } from '../score/present';
 import { ImageInput, inputsOf, scoreImages } from '../score/scorer';
 import { checkThreshold } from '../score/threshold';
 import { checkInteger, checkKeys } from '../validate';
-import { checkRedisUrl, connected, connectionOptions, redactUrl } from './connection';
+import { checkRedisUrl, connectionOptions, reachable, redactUrl } from './connection';
 import { checkQueueName, defaultQueueName, modelFingerprint } from './fingerprint';
 import { failureReason, JOB_NAME, parseJobData, ScoringJobData } from './job';
 import { WorkerMetrics } from './metrics';
@@ -183,6 +183,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const root = o.root === null ? null : await realpath(o.root).catch((e: Error) => {
     throw new HgadArgumentError('options.root', 'an existing folder', `${o.root} (${e.message})`);
   });
+  await reachable(o.redis, o.connectTimeoutMs, 'redis');
   const fingerprint = await modelFingerprint(o.model);
   const queue = o.queue ?? defaultQueueName(fingerprint);
   const detector = await AnomalyDetector.load(o.model, o.threads !== undefined ? { threads: o.threads } : {});
@@ -266,13 +267,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     metrics.jobs.inc({ outcome: retry ? 'retry' : 'failed' });
     o.log(`hgad worker: job ${job?.id ?? '?'} ${retry ? 'failed, will be retried' : 'failed'}: ${e.message}`);
   });
-  try {
-    await connected(worker, o.redis, o.connectTimeoutMs, 'redis');
-  } catch (e) {
-    await worker.close(true);
-    await detector.dispose();
-    throw e;
-  }
+  await worker.waitUntilReady();
   void worker.run().catch((e: Error) => o.log(`hgad worker: stopped taking jobs: ${e.message}`));
   o.log(`hgad worker: ${o.name} taking jobs from ${redactUrl(o.redis)} queue ${queue} (detector sha256 ${fingerprint.slice(0, 16)}..., ` +
     `${detector.threads} threads, ${o.concurrency} jobs at once)`);
