@@ -111,7 +111,7 @@ beforeAll(async () => {
   expected = new Map();
   for await (const r of scoreImages(detector, files, { onError: 'throw' })) expected.set(r.id, r.imageScore);
   redis = await RedisServer.start();
-}, 120000);
+}, 300000);
 
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -178,7 +178,7 @@ run('scoring on a BullMQ queue', () => {
     b.child.kill('SIGTERM');
     expect(await b.exited).toBe(0);
     expect(b.log()).toMatch(/stopped \(\d+ jobs completed/);
-  }, 120000);
+  }, 300000);
 
   describe('one worker', () => {
     let w: WorkerProcess;
@@ -189,7 +189,7 @@ run('scoring on a BullMQ queue', () => {
       await writeFile(join(dir, 'outside.png'), images[0]!);
       await symlink(join(dir, 'outside.png'), join(storage, 'link.png'));
       w = await startWorker(model, ['--root', storage]);
-    }, 60000);
+    }, 300000);
     afterAll(async () => {
       if (w.child.exitCode === null) w.child.kill('SIGTERM');
       await w.exited;
@@ -215,7 +215,7 @@ run('scoring on a BullMQ queue', () => {
       // the producer refuses paths outside the root before submitting anything
       await expect(c.score([join(dir, 'outside.png')], { transport: 'reference', root: storage }).next())
         .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'images[0]' });
-    }, 60000);
+    }, 300000);
 
     test('hgad enqueue: folders in, a CSV file out in input order with error rows; --fail-on-error exits 3', async () => {
       const folder = join(dir, 'incoming');
@@ -241,7 +241,7 @@ run('scoring on a BullMQ queue', () => {
       expect(rows[2]![9]).toBe('INVALID_ARGUMENT');
       expect(Number(rows[3]![2])).toBe(expected.get(files[2]!));
       expect(existsSync(`${out}.part-${process.pid}`)).toBe(false);
-    }, 60000);
+    }, 300000);
 
     test('a job for another detector, malformed jobs and thresholds fail once with typed errors naming the field', async () => {
       const sha = await modelFingerprint(model);
@@ -287,7 +287,7 @@ run('scoring on a BullMQ queue', () => {
       } finally {
         await q.close();
       }
-    }, 60000);
+    }, 300000);
   });
 
   test('two detectors on one Redis, a queue each; SIGTERM while busy finishes the jobs held and exits 0', async () => {
@@ -333,7 +333,7 @@ run('scoring on a BullMQ queue', () => {
     const last = await w3!;
     for (const w of [w1, last]) w.child.kill('SIGTERM');
     expect(await Promise.all([w1.exited, last.exited])).toEqual([0, 0]);
-  }, 120000);
+  }, 300000);
 });
 
 describe('queue options and helpers (no worker needed)', () => {
