@@ -10,11 +10,12 @@ export type HgadErrorCode =
   | 'MODEL_STATE' // the model's own parameters cannot be used (damaged or diverged), not the caller's input
   | 'IO' // the file system refused an operation
   | 'NATIVE' // the native core reported a failure
-  | 'ABORTED'; // the caller's AbortSignal stopped the operation
+  | 'ABORTED' // the caller's AbortSignal stopped the operation
+  | 'QUEUE'; // the job queue (Redis, BullMQ) could not be reached, or lost or refused a job
 
 /** Every HgadErrorCode, for code that checks errors at run time (the fuzz harness). */
 export const HGAD_ERROR_CODES: readonly HgadErrorCode[] = ['INVALID_ARGUMENT', 'NON_FINITE_INPUT', 'MODEL_FILE', 'MODEL_STATE',
-  'IO', 'NATIVE', 'ABORTED'];
+  'IO', 'NATIVE', 'ABORTED', 'QUEUE'];
 
 export class HgadError extends Error {
   readonly code: HgadErrorCode;

@@ -35,6 +35,11 @@ export { parseThreshold } from './score/threshold';
 export type { ThresholdOverride, ThresholdSource } from './score/threshold';
 export { startServer, buildApp } from './serve';
 export type { BuildAppOptions, RunningServer, ServeOptions, ServiceErrorCode } from './serve';
+export { startWorker, connectScoringClient, enqueueScoring, ResultsFile, modelFingerprint, defaultQueueName } from './queue';
+export type {
+  ClientOptions, QueueResult, SubmitOptions, SubmitProgress, ScoringClient, RunningWorker, WorkerOptions, WorkerStats, ResultsFormat,
+} from './queue';
+export type { PresentedResult, PresentedScore, PresentedError } from './score/present';
 export { calibrate } from './score/calibrate';
 export { writeHeatmaps } from './score/heatmap-files';
 export { heatmapPng, overlayPng, colorize } from './score/heatmap';

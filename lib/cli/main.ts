@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// The hgad command line: train, score, eval, serve, demo.
+// The hgad command line: train, score, eval, serve, worker, enqueue, demo.
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { HgadError } from '../errors';
 import { demoCommand } from './demo';
+import { enqueueCommand } from './enqueue';
 import { evalCommand } from './eval';
 import { scoreCommand } from './score';
 import { serveCommand } from './serve';
 import { trainCommand } from './train';
+import { workerCommand } from './worker';
 
 const HELP = `hgad — unified visual anomaly detection (HGAD, ECCV 2024) for Node.js
 
@@ -20,6 +22,8 @@ Commands
   score    score image files or folders; JSON/CSV out, optional heatmaps
   eval     image AUROC, pixel AUROC, AUPRO and F1-max on a dataset's test split
   serve    an HTTP scoring service (POST /v1/score, /metrics, ...) over one detector
+  worker   score jobs from a BullMQ queue on Redis (run one per machine to scale out)
+  enqueue  submit images to the queue's workers and collect their results in order
 
 Examples
   npx hgad demo --out hgad-demo
@@ -27,11 +31,13 @@ Examples
   npx hgad score --model model.hgad ./incoming --heatmaps ./heatmaps --format csv --out scores.csv
   npx hgad eval --model model.hgad --data ./mvtec --json metrics.json
   npx hgad serve --model model.hgad --port 8080
+  npx hgad worker --redis redis://queue-host:6379 --model model.hgad
+  npx hgad enqueue --redis redis://queue-host:6379 --model model.hgad ./incoming --out results.jsonl
 `;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   train: trainCommand, score: scoreCommand, eval: evalCommand, demo: demoCommand,
-  serve: (args) => serveCommand(args, version()),
+  serve: (args) => serveCommand(args, version()), worker: workerCommand, enqueue: enqueueCommand,
 };
 
 function version(): string {

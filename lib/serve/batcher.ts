@@ -7,6 +7,9 @@ import type { ImageInput, ImageResult } from '../score/scorer';
 import { scoreImages } from '../score/scorer';
 import type { ServiceMetrics } from './metrics';
 
+/** What the batcher reports to (the service's metrics, or a queue worker's). */
+export type BatcherMetrics = Pick<ServiceMetrics, 'queueDepth' | 'inFlight' | 'batchSize' | 'batchSeconds' | 'imagesScored' | 'imageErrors'>;
+
 export interface BatcherOptions {
   /** false: every submit() is scored on its own as soon as a slot is free, never merged or held back. */
   batching: boolean;
@@ -47,7 +50,7 @@ export class Batcher {
   /** Mean seconds per scored image, for Retry-After. */
   private secondsPerImage = 0.05;
 
-  constructor(private readonly detector: AnomalyDetector, private readonly o: BatcherOptions, private readonly metrics: ServiceMetrics) {}
+  constructor(private readonly detector: AnomalyDetector, private readonly o: BatcherOptions, private readonly metrics: BatcherMetrics) {}
 
   get waiting(): number {
     return this.queued;

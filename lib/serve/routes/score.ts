@@ -7,6 +7,7 @@
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 
+import { presentResult } from '../../score/present';
 import type { AnomalyResult, ImageInput, ImageResult } from '../../score/scorer';
 import { parseThreshold, thresholdFor, ThresholdOverride } from '../../score/threshold';
 import { HgadArgumentError, HgadError } from '../../errors';
@@ -112,13 +113,10 @@ function withThreshold(state: ServiceState, r: AnomalyResult, override: Threshol
 
 /** What a result says in the JSON answer: the map only in the formats asked for; the request's threshold applied. */
 async function present(state: ServiceState, r: ImageResult, override: ThresholdOverride | null, heatmap: readonly HeatmapFormat[]): Promise<object> {
-  if (r.error !== null) return { index: r.index, id: r.id, error: { code: r.error.code, message: r.error.message } };
-  const s = withThreshold(state, r, override);
-  return {
-    index: s.index, id: s.id, error: null, imageScore: s.imageScore, isAnomaly: s.isAnomaly, threshold: s.threshold, thresholdSource: s.thresholdSource,
-    className: s.className, classConfidence: s.classConfidence, classSource: s.classSource, mapWidth: s.width, mapHeight: s.height,
-    ...(heatmap.length > 0 ? await heatmapFields(s, heatmap) : {}),
-  };
+  // The fields every caller outside the process gets (shared with the queue's jobs), then the map formats.
+  const base = await presentResult(state.detector, r, override, false);
+  if (r.error !== null || heatmap.length === 0) return base;
+  return { ...base, ...(await heatmapFields(withThreshold(state, r, override), heatmap)) };
 }
 
 export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (app, { state }) => {

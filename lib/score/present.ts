@@ -1,0 +1,46 @@
+// A result as plain JSON for callers outside the process (the HTTP service, queue jobs): no map (a
+// heatmap PNG on request instead), the caller's threshold applied to the calibrated score.
+import { heatmapPng } from './heatmap';
+import { heatmapRange } from './heatmap-files';
+import type { AnomalyDetector } from '../pipeline/detector';
+import type { ImageError, ImageResult } from './scorer';
+import { thresholdFor, ThresholdOverride, ThresholdSource } from './threshold';
+
+export interface PresentedScore {
+  index: number;
+  id: string;
+  error: null;
+  imageScore: number;
+  isAnomaly: boolean | null;
+  threshold: number | null;
+  thresholdSource: ThresholdSource | null;
+  className: string;
+  classConfidence: number;
+  classSource: 'given' | 'inferred';
+  mapWidth: number;
+  mapHeight: number;
+  /** The anomaly map as a base64 PNG, when asked for. */
+  heatmap?: string;
+}
+
+export interface PresentedError {
+  index: number;
+  id: string;
+  error: ImageError;
+}
+
+/** One image's outcome as JSON: scored (error null) or its typed error. */
+export type PresentedResult = PresentedScore | PresentedError;
+
+export async function presentResult(detector: AnomalyDetector, r: ImageResult, override: ThresholdOverride | null,
+  heatmap: boolean): Promise<PresentedResult> {
+  if (r.error !== null) return { index: r.index, id: r.id, error: { code: r.error.code, message: r.error.message } };
+  const { threshold, thresholdSource } = thresholdFor(detector, r.className, true, override);
+  const scored = { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
+  const out: PresentedScore = {
+    index: r.index, id: r.id, error: null, imageScore: r.imageScore, isAnomaly: scored.isAnomaly, threshold, thresholdSource,
+    className: r.className, classConfidence: r.classConfidence, classSource: r.classSource, mapWidth: r.width, mapHeight: r.height,
+  };
+  if (heatmap) out.heatmap = (await heatmapPng(r.map, r.height, r.width, heatmapRange(scored))).toString('base64');
+  return out;
+}
