@@ -65,5 +65,8 @@ export async function workerCommand(args: string[]): Promise<number> {
   await worker.close();
   const s = worker.stats();
   process.stderr.write(`hgad worker: stopped (${s.completed} jobs completed, ${s.failed} failed, ${s.retried} attempts to be retried)\n`);
+  // Everything held is finished; a Redis socket that a dropped connection left behind must not keep
+  // the process alive.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
   return 0;
 }

@@ -178,6 +178,21 @@ async function warmUp(detector: AnomalyDetector): Promise<void> {
 }
 
 /** Loads the detector, connects to Redis and starts taking jobs. */
+const CLOSE_GRACE_MS = 5000;
+
+/** Whether `p` settled within `ms` (its outcome is not needed: a stop goes on either way). */
+async function settled(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const o = resolveOptions(options);
   const root = o.root === null ? null : await realpath(o.root).catch((e: Error) => {
@@ -212,7 +227,20 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     return input;
   };
 
+  // Jobs taken and not yet moved to completed / failed in Redis (the worker's events), so that a stop
+  // can wait for exactly what it holds.
+  let held = 0;
+  let onIdle: (() => void) | null = null;
+  const release = (): void => {
+    held = Math.max(0, held - 1);
+    if (held === 0) onIdle?.();
+  };
+  const untilIdle = (): Promise<void> => (held === 0 ? Promise.resolve() : new Promise((resolve) => {
+    onIdle = resolve;
+  }));
+
   const processor = async (job: Job): Promise<PresentedScore> => {
+    held += 1;
     let d: ScoringJobData;
     let override;
     let input: ImageInput;
@@ -256,11 +284,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     lastError = e.message;
   });
   worker.on('completed', () => {
+    release();
     stats.completed += 1;
     metrics.jobs.inc({ outcome: 'completed' });
     lastError = '';
   });
   worker.on('failed', (job, e) => {
+    release();
     const retry = job !== undefined && !(e instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
     if (retry) stats.retried += 1;
     else stats.failed += 1;
@@ -277,7 +307,16 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     stats: () => ({ ...stats }),
     close: () => {
       closing ??= (async () => {
-        await worker.close();
+        const graceful = worker.close();
+        // The jobs held finish (a job whose completion cannot reach Redis is left to the stalled-job
+        // check of the other workers), then BullMQ gets a bounded time to close its connections:
+        // its close() can wait for ever on a blocking connection that went through a Redis restart
+        // (taskforcesh/bullmq#2430, #4656).
+        await settled(untilIdle(), Math.max(o.lockMs, CLOSE_GRACE_MS));
+        if (!(await settled(graceful, CLOSE_GRACE_MS))) {
+          o.log(`hgad worker: the Redis connections did not close within ${CLOSE_GRACE_MS / 1000} s of the last job; dropping them`);
+          await settled(worker.disconnect(), CLOSE_GRACE_MS);
+        }
         await batcher.drained();
         await detector.dispose();
       })();
