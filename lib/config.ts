@@ -47,7 +47,7 @@ export interface HgadConfig {
   /**
    * GEMM precision of scoring (forward, inverse, score): 'fp32', 'bf16' (bfloat16 inputs, float
    * accumulation; an error where the CPU lacks AVX512-BF16 and AMX-BF16, or on CUDA) or 'auto' (bf16
-   * where the CPU has it). Default 'fp32' (lib/precision.ts says why). Not stored in model files.
+   * where the CPU has it). Default 'auto' (lib/precision.ts says why). Not stored in model files.
    */
   precision?: PrecisionChoice;
   /**

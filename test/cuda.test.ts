@@ -53,6 +53,8 @@ const CONFIG: HgadConfig = {
   posEmbedDim: 8,
   seed: 11,
   threads: 2,
+  // CUDA computes in fp32: its CPU twin must too (scoring's default is 'auto', bf16 where the CPU has it)
+  precision: 'fp32',
 };
 
 describe('device selection', () => {
@@ -204,7 +206,7 @@ onDevice(`CUDA model agrees with a CPU model of the same seed (${info.available 
       await gpu.trainStep(0, x, Int32Array.from([1, 2]), { phase: 2, lr: 1e-3 });
       const file = path.join(dir, 'gpu.safetensors');
       await gpu.save(file);
-      const onCpu = await HgadModel.load(file, { device: 'cpu' });
+      const onCpu = await HgadModel.load(file, { device: 'cpu', precision: 'fp32' });
       expectClose((await onCpu.forward(0, x)).z, (await gpu.forward(0, x)).z, 'cuda -> cpu forward');
       expect(await onCpu.getTensor('levels.0.mu')).toEqual(await gpu.getTensor('levels.0.mu'));
       const back = path.join(dir, 'cpu.safetensors');

@@ -105,6 +105,8 @@ const tiny = (over: Partial<HgadConfig> = {}): HgadConfig => ({
   couplingLayers: 2,
   posEmbedDim: 4,
   threads: 2,
+  // the engine's accuracy against float64 references: fp32 (scoring's default is 'auto', bf16 where the CPU has it)
+  precision: 'fp32',
   ...over,
 });
 
@@ -116,6 +118,7 @@ describe('the flow', () => {
       levels: [{ channels: 200 }],
       classes: ['bottle', 'cable', 'capsule', 'carpet'],
       threads: 2,
+      precision: 'fp32',
     });
     expect(model.config.couplingLayers).toBe(12);
     expect(model.config.posEmbedDim).toBe(256);

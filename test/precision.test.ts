@@ -58,7 +58,9 @@ describe('precision options', () => {
     const cpu = cpuPrecision();
     expect(cpu.bf16).toBe(cpuHasBf16);
     expect(['onednn', 'openblas-static']).toContain(cpu.gemm);
-    expect(HgadModel.create(config()).precision).toEqual({ inference: 'fp32', training: 'fp32' });
+    // scoring defaults to 'auto' (the quality guard held on the full test split); training to fp32
+    expect(HgadModel.create(config()).precision).toEqual({ inference: cpuHasBf16 ? 'bf16' : 'fp32', training: 'fp32' });
+    expect(HgadModel.create(config()).config.precision).toBe('auto');
     const auto = HgadModel.create(config({ precision: 'auto', trainPrecision: 'auto' }));
     const expected = cpuHasBf16 ? 'bf16' : 'fp32';
     expect(auto.precision).toEqual({ inference: expected, training: expected });

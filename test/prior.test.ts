@@ -33,7 +33,7 @@ function noise(seed: number, n: number, scale = 1): Float32Array {
 const C = 6, Y = 3;
 const config = (prior?: 'hgad' | 'single-gaussian' | 'inter-only') => ({
   levels: [{ channels: C }], classes: ['a', 'b', 'c'], couplingLayers: 2, posEmbedDim: 8, seed: 4, threads: 1,
-  device: 'cpu' as const, ...(prior ? { prior } : {}),
+  device: 'cpu' as const, precision: 'fp32' as const, ...(prior ? { prior } : {}),
 });
 const batch = { batch: 2, height: 2, width: 3, channels: C, data: noise(9, 2 * 2 * 3 * C, 3) };
 const labels = Int32Array.from([2, 0]);

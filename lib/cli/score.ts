@@ -27,8 +27,8 @@ scored; the exit status is 0 unless --fail-on-error is given.
   --normalization <mode>    calibrated (default: scores independent of the other images) or batch
                             (the authors' protocol: normalised over the images of this call)
   --batch-size <n>          images per batch (8)     --threads <n>  threads (all cores)
-  --precision <p>           GEMM precision: fp32 (default), auto (bf16 where the CPU has AVX512-BF16
-                            or AMX-BF16, else fp32) or bf16 (an error where the CPU lacks both)
+  --precision <p>           GEMM precision: auto (default: bf16 where the CPU has AVX512-BF16 or
+                            AMX-BF16, else fp32), fp32, or bf16 (an error where the CPU lacks both)
 `;
 
 const OPTIONS: OptionSpec = {

@@ -19,7 +19,7 @@ export interface DetectorLoadOptions {
    * folder). Its sha256 must match the one stored in the detector; checked before the file is parsed.
    */
   backbone?: string;
-  /** GEMM precision of scoring (HgadConfig.precision; default 'fp32'); model.precision says what runs. */
+  /** GEMM precision of scoring (HgadConfig.precision; default 'auto'); model.precision says what runs. */
   precision?: PrecisionChoice;
   /** GEMM precision of training steps when the detector is trained further (HgadConfig.trainPrecision). */
   trainPrecision?: PrecisionChoice;
