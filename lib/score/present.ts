@@ -4,19 +4,11 @@ import { heatmapPng } from './heatmap';
 import { heatmapRange } from './heatmap-files';
 import type { AnomalyDetector } from '../pipeline/detector';
 import type { AnomalyResult, ImageError, ImageResult } from './scorer';
-import { thresholdFor, ThresholdOverride, ThresholdSource } from './threshold';
+import { thresholdFor, ThresholdOverride } from './threshold';
 
-export interface PresentedScore {
-  index: number;
-  id: string;
-  error: null;
-  imageScore: number;
-  isAnomaly: boolean | null;
-  threshold: number | null;
-  thresholdSource: ThresholdSource | null;
-  className: string;
-  classConfidence: number;
-  classSource: 'given' | 'inferred';
+/** An AnomalyResult's fields, its map's size in place of the map. */
+export interface PresentedScore extends Pick<AnomalyResult, 'index' | 'id' | 'error' | 'imageScore' | 'isAnomaly' | 'threshold' |
+  'thresholdSource' | 'className' | 'classConfidence' | 'classSource'> {
   mapWidth: number;
   mapHeight: number;
   /** The anomaly map as a base64 PNG, when asked for. */
