@@ -14,7 +14,6 @@
 //     [--model file.hgad (skip training)]
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,20 +25,10 @@ import { AnomalyDetector } from '../lib/pipeline/detector';
 import { ScoringClient } from '../lib/queue/client';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
+import { freePort, stopChild } from './processes';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared');
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli', 'main.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function waitFor(child: ChildProcess, text: RegExp, what: string): Promise<void> {
   let out = '';
@@ -51,13 +40,6 @@ function waitFor(child: ChildProcess, text: RegExp, what: string): Promise<void>
       if (child.exitCode !== null) { clearInterval(t); reject(new Error(`${what} exited: ${out}`)); }
     }, 25);
   });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 async function main(): Promise<void> {
@@ -162,7 +144,7 @@ async function main(): Promise<void> {
     pairs.push({ inProcess: local, queue: count / one.seconds });
     console.error(JSON.stringify(pairs[pairs.length - 1]));
   }
-  await Promise.all(ws.map(stop));
+  await Promise.all(ws.map((w) => stopChild(w)));
 
   // 2. jobs/s with n single-thread workers
   const rows: { workers: number; rate: number; failed: number }[] = [];
@@ -172,11 +154,11 @@ async function main(): Promise<void> {
     const r = await submit(inputs);
     rows.push({ workers: n, rate: count / r.seconds, failed: r.failed });
     console.error(JSON.stringify(rows[rows.length - 1]));
-    await Promise.all(ws.map(stop));
+    await Promise.all(ws.map((w) => stopChild(w)));
   }
   await client.close();
   probe.disconnect();
-  await stop(redis);
+  await stopChild(redis);
   await detector.dispose();
   await rm(dir, { recursive: true, force: true });
 

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { openDataset, Sample } from '../lib/data';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
+import { stopChild } from './processes';
 
 interface AcRequest { method: string; path: string; headers: Record<string, string>; body?: Buffer }
 interface AcOptions {
@@ -47,12 +48,6 @@ async function startServe(model: string, args: string[]): Promise<{ url: string;
     }, 50);
   });
   return { url, child };
-}
-
-async function stopServe(child: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 async function main(): Promise<void> {
@@ -123,7 +118,7 @@ async function main(): Promise<void> {
         console.error(JSON.stringify(rows[rows.length - 1]));
       }
     } finally {
-      await stopServe(child);
+      await stopChild(child);
     }
   }
   await rm(dir, { recursive: true, force: true });

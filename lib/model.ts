@@ -127,6 +127,16 @@ function checkAttached(parameter: string, a: { length: number }, length: number)
   }
 }
 
+/** The options of trainStep and trainStepLatent: checked the same way for both. */
+function checkTrainStepOptions(options: TrainStepOptions): void {
+  if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase, lr }', options);
+  checkKeys('options', options, TRAIN_STEP_OPTION_KEYS);
+  if (options.phase !== 1 && options.phase !== 2) throw new HgadArgumentError('options.phase', '1 or 2', options.phase);
+  if (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0 || options.lr >= 1000) {
+    throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
+  }
+}
+
 function phaseWeights(phase: 1 | 2): Float64Array {
   return Float64Array.from([1, -100, 1, phase === 2 ? 1 : 0, phase === 2 ? 1 : 0]);
 }
@@ -367,12 +377,7 @@ export class HgadModel {
   async trainStep(level: number, x: FeatureBatch, labels: Int32Array, options: TrainStepOptions): Promise<LossTerms> {
     const b = this.batch(level, x);
     const perVector = this.checkLabels(labels, b);
-    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase, lr }', options);
-    checkKeys('options', options, TRAIN_STEP_OPTION_KEYS);
-    if (options.phase !== 1 && options.phase !== 2) throw new HgadArgumentError('options.phase', '1 or 2', options.phase);
-    if (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0 || options.lr >= 1000) {
-      throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
-    }
+    checkTrainStepOptions(options);
     const length = b.data.length, labelCount = labels.length;
     return this.run(() => {
       checkAttached('x.data', b.data, length);
@@ -412,12 +417,7 @@ export class HgadModel {
     const perVector = this.checkLabels(labels, b);
     const n = b.batch * b.height * b.width;
     if (!isFloat32Array(logDet) || logDet.length !== n) throw new HgadArgumentError('logDet', `a Float32Array of ${n} log-dets`, logDet);
-    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object { phase, lr }', options);
-    checkKeys('options', options, TRAIN_STEP_OPTION_KEYS);
-    if (options.phase !== 1 && options.phase !== 2) throw new HgadArgumentError('options.phase', '1 or 2', options.phase);
-    if (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0 || options.lr >= 1000) {
-      throw new HgadArgumentError('options.lr', 'a finite learning rate in [0, 1000)', options.lr);
-    }
+    checkTrainStepOptions(options);
     const length = b.data.length, labelCount = labels.length;
     return this.run(() => {
       checkAttached('z.data', b.data, length);

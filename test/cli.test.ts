@@ -9,31 +9,12 @@ import { join, resolve } from 'node:path';
 
 import sharp from 'sharp';
 
-import { main } from '../lib/cli/main';
 import { generateDemoDataset } from '../lib/demo';
+import { hgad } from './run-cli';
 
 let dir: string;
 let data: string;
 let model: string;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function hgad(...args: string[]): Promise<Run> {
-  let stdout = '', stderr = '';
-  const out = jest.spyOn(process.stdout, 'write').mockImplementation((s) => { stdout += String(s); return true; });
-  const err = jest.spyOn(process.stderr, 'write').mockImplementation((s) => { stderr += String(s); return true; });
-  try {
-    const code = await main(args);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hgad-cli-'));

@@ -205,6 +205,16 @@ describe('operations on a model', () => {
       expectArgumentError(() => model.trainStep(0, x0, labels, undefined as unknown as typeof opts), 'options'));
     test.each([NaN, -1e-3, Infinity, 1000, '0.1'])('lr %p', (lr) =>
       expectArgumentError(() => model.trainStep(0, x0, labels, { phase: 1, lr: lr as number }), 'options.lr'));
+    test.each<[string, unknown, string]>([
+      ['options missing', undefined, 'options'],
+      ['an unknown key', { phase: 1, lr: 1e-2, momentum: 0.9 }, 'options.momentum'],
+      ['phase 3', { phase: 3, lr: 1e-2 }, 'options.phase'],
+      ['lr NaN', { phase: 1, lr: NaN }, 'options.lr'],
+    ])('trainStepLatent checks its options as trainStep does: %s', async (_label, options, parameter) => {
+      const logDet = new Float32Array(x0.batch * x0.height * x0.width);
+      await expectArgumentError(() => model.trainStepLatent(0, x0, logDet, labels, options as typeof opts), parameter);
+      await expectArgumentError(() => model.trainStep(0, x0, labels, options as typeof opts), parameter);
+    });
     test('an unknown loss term in the weights', async () => {
       const e = await expectArgumentError(() => model.gradients(0, x0, labels, { weights: { Lq: 1 } as never }), 'options.weights');
       expect(e.message).toContain('Lq');

@@ -7,7 +7,6 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { main } from '../lib/cli/main';
 import { Dataset, openDataset, Sample } from '../lib/data';
 import { generateDemoDataset } from '../lib/demo';
 import { HgadArgumentError, HgadError } from '../lib/errors';
@@ -18,6 +17,7 @@ import { decodeSpec, encodeSpec, HistoryEntry } from '../lib/pipeline/spec';
 import { scoreImages } from '../lib/score/scorer';
 import { extendDetector } from '../lib/train/extend';
 import { train, TrainOptions } from '../lib/train/trainer';
+import { hgad } from './run-cli';
 
 let dir: string;
 let dataset: Dataset;
@@ -44,18 +44,6 @@ async function scores(d: AnomalyDetector, samples: Sample[]): Promise<Float32Arr
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
-async function hgad(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '', stderr = '';
-  const out = jest.spyOn(process.stdout, 'write').mockImplementation((s) => { stdout += String(s); return true; });
-  const err = jest.spyOn(process.stderr, 'write').mockImplementation((s) => { stderr += String(s); return true; });
-  try {
-    return { code: await main(args), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
 }
 
 async function rejection(p: Promise<unknown>): Promise<HgadError> {

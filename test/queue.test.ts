@@ -13,13 +13,13 @@ import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import Redis from 'ioredis';
 
+import { freePort } from '../benchmarks/processes';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { QueueResult, ScoringClient } from '../lib/queue/client';
 import { modelFingerprint, defaultQueueName } from '../lib/queue/fingerprint';
 import { failureReason, JOB_FORMAT, parseFailure } from '../lib/queue/job';
 import { ResultsFile } from '../lib/queue/results-file';
 import { startWorker as startWorkerInProcess } from '../lib/queue/worker';
-import { freePort } from './redis-server';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
 import { RedisServer, redisAvailable } from './redis-server';

@@ -5,9 +5,10 @@
 // (scripts/install-deps.sh).
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import { freePort, stopChild } from '../benchmarks/processes';
 
 export function redisServerPath(): string | null {
   const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
@@ -21,17 +22,6 @@ export function redisAvailable(): boolean {
   if (process.env.CI === 'true' || process.env.CI === '1' || process.env.HGAD_REQUIRE_REDIS === '1') throw new Error(message);
   console.warn(`skipping: ${message}`);
   return false;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export class RedisServer {
@@ -73,13 +63,8 @@ export class RedisServer {
 
   /** SIGTERM: Redis flushes its append-only file and exits. */
   async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    if (!this.child) return;
+    await stopChild(this.child, { killAfterMs: 10_000 });
     this.child = null;
   }
 

@@ -7,13 +7,13 @@ import { join } from 'node:path';
 
 import sharp from 'sharp';
 
-import { main } from '../lib/cli/main';
 import { openDataset } from '../lib/data';
 import { generateDemoDataset } from '../lib/demo';
 import { HgadError } from '../lib/errors';
 import { AnomalyDetector } from '../lib/pipeline/detector';
 import { AnomalyResult, ImageResult, scoreImages, ScoreOptions, ImageInput } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
+import { hgad } from './run-cli';
 
 let dir: string;
 let detector: AnomalyDetector;
@@ -163,18 +163,6 @@ describe('thresholds at inference', () => {
 });
 
 describe('hgad score', () => {
-  async function hgad(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '', stderr = '';
-    const out = jest.spyOn(process.stdout, 'write').mockImplementation((s) => { stdout += String(s); return true; });
-    const err = jest.spyOn(process.stderr, 'write').mockImplementation((s) => { stderr += String(s); return true; });
-    try {
-      return { code: await main(args), stdout, stderr };
-    } finally {
-      out.mockRestore();
-      err.mockRestore();
-    }
-  }
-
   test('writes an error row for a corrupt image, exits 0 unless --fail-on-error, and applies --threshold', async () => {
     const corrupt = join(dir, 'broken.png');
     await writeFile(corrupt, 'this is not a png');

@@ -3,20 +3,12 @@
 import { heatmapPng } from './heatmap';
 import { heatmapRange } from './heatmap-files';
 import type { AnomalyDetector } from '../pipeline/detector';
-import type { ImageError, ImageResult } from './scorer';
-import { thresholdFor, ThresholdOverride, ThresholdSource } from './threshold';
+import type { AnomalyResult, ImageError, ImageResult } from './scorer';
+import { thresholdFor, ThresholdOverride } from './threshold';
 
-export interface PresentedScore {
-  index: number;
-  id: string;
-  error: null;
-  imageScore: number;
-  isAnomaly: boolean | null;
-  threshold: number | null;
-  thresholdSource: ThresholdSource | null;
-  className: string;
-  classConfidence: number;
-  classSource: 'given' | 'inferred';
+/** An AnomalyResult's fields, its map's size in place of the map. */
+export interface PresentedScore extends Pick<AnomalyResult, 'index' | 'id' | 'error' | 'imageScore' | 'isAnomaly' | 'threshold' |
+  'thresholdSource' | 'className' | 'classConfidence' | 'classSource'> {
   mapWidth: number;
   mapHeight: number;
   /** The anomaly map as a base64 PNG, when asked for. */
@@ -32,13 +24,19 @@ export interface PresentedError {
 /** One image's outcome as JSON: scored (error null) or its typed error. */
 export type PresentedResult = PresentedScore | PresentedError;
 
+/** The result under the caller's threshold (over calibrated scores): threshold, its source and isAnomaly replaced. */
+export function applyThreshold(detector: AnomalyDetector, r: AnomalyResult, override: ThresholdOverride | null): AnomalyResult {
+  const { threshold, thresholdSource } = thresholdFor(detector, r.className, true, override);
+  return { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
+}
+
 export async function presentResult(detector: AnomalyDetector, r: ImageResult, override: ThresholdOverride | null,
   heatmap: boolean): Promise<PresentedResult> {
   if (r.error !== null) return { index: r.index, id: r.id, error: { code: r.error.code, message: r.error.message } };
-  const { threshold, thresholdSource } = thresholdFor(detector, r.className, true, override);
-  const scored = { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
+  const scored = applyThreshold(detector, r, override);
   const out: PresentedScore = {
-    index: r.index, id: r.id, error: null, imageScore: r.imageScore, isAnomaly: scored.isAnomaly, threshold, thresholdSource,
+    index: r.index, id: r.id, error: null, imageScore: r.imageScore, isAnomaly: scored.isAnomaly, threshold: scored.threshold,
+    thresholdSource: scored.thresholdSource,
     className: r.className, classConfidence: r.classConfidence, classSource: r.classSource, mapWidth: r.width, mapHeight: r.height,
   };
   if (heatmap) out.heatmap = (await heatmapPng(r.map, r.height, r.width, heatmapRange(scored))).toString('base64');

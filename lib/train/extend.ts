@@ -29,7 +29,8 @@ import { measureConstants } from '../score/scorer';
 import { checkInteger, checkKeys } from '../validate';
 import { FeatureCache } from './feature-cache';
 import { ProgressLine, TrainProgress } from './progress';
-import { learningRate, phaseAt, resolveSchedule, Schedule, ScheduleOptions } from './schedule';
+import { learningRate, phaseAt, resolveSchedule, ScheduleOptions } from './schedule';
+import type { TrainingPlan } from './trainer';
 
 export interface ExtendOptions {
   /** The new classes' images: an opened dataset, or where to open one. */
@@ -66,19 +67,12 @@ export interface ExtendOptions {
 const EXTEND_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'schedule', 'batchSize', 'seed', 'holdout', 'thresholdQuantile',
   'threads', 'featureCacheBytes', 'onProgress', 'progressBar', 'signal'];
 
-interface Plan {
+interface Plan extends TrainingPlan {
   dataRoot: string | null;
   oldClasses: string[];
   newClasses: string[];
-  train: Sample[];
-  holdout: Sample[];
-  schedule: Schedule;
-  batchSize: number;
-  seed: number;
-  threads: number;
   quantile: number;
   budget: number;
-  digest: string;
 }
 
 /** The detector checked for what adding classes needs: trained, calibrated, a prior with class centres. */

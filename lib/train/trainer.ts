@@ -88,15 +88,20 @@ const TRAIN_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'prior', 'sc
   'thresholdQuantile', 'mapSize', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
 const FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'clamp', 'posEmbedDim'];
 
-interface Plan {
-  classes: string[];
+/** What a training run settles before its first step; train() and extend() each add their own. */
+export interface TrainingPlan {
   train: Sample[];
   holdout: Sample[];
   schedule: Schedule;
   batchSize: number;
   seed: number;
   threads: number;
+  /** Of the classes and training images, stored as the training state's trainDigest. */
   digest: string;
+}
+
+interface Plan extends TrainingPlan {
+  classes: string[];
 }
 
 async function planOf(options: TrainOptions): Promise<Plan> {

@@ -7,9 +7,9 @@
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 
-import { presentResult } from '../../score/present';
-import type { AnomalyResult, ImageInput, ImageResult } from '../../score/scorer';
-import { parseThreshold, thresholdFor, ThresholdOverride } from '../../score/threshold';
+import { applyThreshold, presentResult } from '../../score/present';
+import type { ImageInput, ImageResult } from '../../score/scorer';
+import { parseThreshold, ThresholdOverride } from '../../score/threshold';
 import { HgadArgumentError, HgadError } from '../../errors';
 import { wantsPng } from '../accept';
 import { QueueFullError } from '../batcher';
@@ -105,18 +105,12 @@ async function readMultipart(request: FastifyRequest, query: ScoreQuery, maxImag
   return { images, options };
 }
 
-/** The result under the request's threshold. */
-function withThreshold(state: ServiceState, r: AnomalyResult, override: ThresholdOverride | null): AnomalyResult {
-  const { threshold, thresholdSource } = thresholdFor(state.detector, r.className, true, override);
-  return { ...r, threshold, thresholdSource, isAnomaly: threshold === null ? null : r.imageScore > threshold };
-}
-
 /** What a result says in the JSON answer: the map only in the formats asked for; the request's threshold applied. */
 async function present(state: ServiceState, r: ImageResult, override: ThresholdOverride | null, heatmap: readonly HeatmapFormat[]): Promise<object> {
   // The fields every caller outside the process gets (shared with the queue's jobs), then the map formats.
   const base = await presentResult(state.detector, r, override, false);
   if (r.error !== null || heatmap.length === 0) return base;
-  return { ...base, ...(await heatmapFields(withThreshold(state, r, override), heatmap)) };
+  return { ...base, ...(await heatmapFields(applyThreshold(state.detector, r, override), heatmap)) };
 }
 
 export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (app, { state }) => {
@@ -184,7 +178,7 @@ export const scoreRoute: FastifyPluginAsync<{ state: ServiceState }> = async (ap
         const failed = JSON.stringify(errorBody('IMAGE_ERROR', `The image could not be scored (${r.error.code}): ${r.error.message}`));
         return reply.code(422).type('application/json; charset=utf-8').send(failed);
       }
-      const s = withThreshold(state, r, override);
+      const s = applyThreshold(state.detector, r, override);
       const range = rangeOf(s);
       const bytes = await pngOf(s, range);
       return reply.code(200).headers(resultHeaders(s, range)).type('image/png').send(bytes);

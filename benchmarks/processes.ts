@@ -1,0 +1,30 @@
+// Local servers and child processes, for the benchmarks and for the tests that start real ones
+// (redis-server, hgad serve, hgad worker). A benchmark and test helper: not part of the library.
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+/** A port of 127.0.0.1 that was free a moment ago, for a server that must be told its port (redis-server). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * SIGTERM, so that the child can finish what it holds, and its exit awaited; with options.killAfterMs,
+ * SIGKILL when it has not exited by then. A child that has already exited is left as it is.
+ */
+export async function stopChild(child: ChildProcess, options: { killAfterMs?: number } = {}): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const { killAfterMs } = options;
+  const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  await exited;
+  clearTimeout(timer);
+}
