@@ -88,6 +88,10 @@ test('scoring at full speed keeps event-loop delay p99 <= 10 ms and max <= 50 ms
 
 // The clients, in a process of their own so that only the server's work is on the measured loop: 8 at
 // a time post one image each, every other request asking for both heatmap forms; prints the statuses.
+// The process is started, and has read its images, before the measurement: spawn() forks this
+// process, and that fork alone took 44-46 ms of the main thread's own CPU in one turn here (jest's
+// heap, onnxruntime and libvips mapped), which is the test's doing, not the server's. It says
+// "ready", then waits for a line on stdin to start posting.
 const CLIENTS = `
 const fs = require('fs');
 const [url, list, count] = [process.argv[1], JSON.parse(process.argv[2]), Number(process.argv[3])];
@@ -100,32 +104,61 @@ const post = async (i) => {
   await r.arrayBuffer();
   statuses.push(r.status);
 };
-Promise.all(Array.from({ length: 8 }, async () => { while (next < count) await post(next++); }))
-  .then(() => process.stdout.write(JSON.stringify(statuses)));
+process.stdin.once('data', () => {
+  process.stdin.destroy();
+  Promise.all(Array.from({ length: 8 }, async () => { while (next < count) await post(next++); }))
+    .then(() => process.stdout.write(JSON.stringify(statuses)));
+});
+process.stdout.write('ready\\n');
 `;
 
-function clients(url: string, count: number): Promise<number[]> {
-  const child = spawn(process.execPath, ['-e', CLIENTS, url, JSON.stringify(files), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+interface Clients {
+  /** Starts the posting; resolves with the statuses once every request was answered. */
+  run(): Promise<number[]>;
+}
+
+/** Spawns the clients and resolves once they are ready to post. */
+function clients(url: string, count: number): Promise<Clients> {
+  const child = spawn(process.execPath, ['-e', CLIENTS, url, JSON.stringify(files), String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  return new Promise((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as number[]) : reject(new Error(`clients exited ${code}`)))));
+  let ready: () => void;
+  const started = new Promise<void>((resolve) => { ready = resolve; });
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (out.includes('\n')) ready();
+  });
+  const done = new Promise<number[]>((resolve, reject) => child.on('exit', (code) => {
+    if (code === 0) resolve(JSON.parse(out.slice(out.indexOf('\n') + 1)) as number[]);
+    else reject(new Error(`clients exited ${code}`));
+  }));
+  return Promise.race([started, done]).then(() => ({
+    run: () => {
+      child.stdin!.end('go\n');
+      return done;
+    },
+  }));
 }
 
 test('the service under 8 concurrent clients, heatmaps as PNG and float32 included, keeps the loop free', async () => {
   const server = await startServer(detector, { port: 0 });
   try {
-    expect(await clients(server.url, 16)).toEqual(new Array(16).fill(200)); // warm-up
+    expect(await (await clients(server.url, 16)).run()).toEqual(new Array(16).fill(200)); // warm-up
+    const measured = await clients(server.url, files.length);
     let statuses: number[] = [];
     const t = performance.now();
     const d = await measureLoop(async () => {
-      statuses = await clients(server.url, files.length);
+      statuses = await measured.run();
     });
     const seconds = (performance.now() - t) / 1000;
     console.log(`serving ${statuses.length} requests at concurrency 8 (${(statuses.length / seconds).toFixed(1)} img/s): ${describeDelay(d)}`);
     expect(statuses).toEqual(new Array(files.length).fill(200));
-    // The service's longest turn is not yet within 50 ms: its own CPU in that turn measured 34-83 ms
-    // (benchmarks/RESULTS.md; CI on 2 cores saw 82.6 ms at 42% CPU wait), and what fills it is not
-    // pinned down. Its p99s are asserted; its max is printed above, an open target of issue 12.
+    // The service's longest turn is not yet reliably within 50 ms on this loaded 2-core machine: with
+    // the clients' fork out of the measurement its own CPU measured 17-41 ms in six runs but 62.8 and
+    // 101.4 ms in two (77-84% CPU wait). Seen in the long turns: requests arriving together, the
+    // synchronous input copy of the native score call (17-22 ms), the per-image map copies of a
+    // batch's results, answers with maps; what filled the 60-100 ms ones was not caught by a profile
+    // (benchmarks/RESULTS.md). Its p99s are asserted; its max is printed above, an open target of
+    // issue 12.
     expectLoopFree(d, false);
   } finally {
     await server.close();
