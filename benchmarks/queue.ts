@@ -216,7 +216,7 @@ async function main(): Promise<void> {
     console.log(`  queue, 1 worker x ${threads} threads: ${queueRate.toFixed(1)} img/s against ${reference.toFixed(1)} in-process = ` +
       `${(100 * queueRate / reference).toFixed(0)}% (overhead ${(100 * (1 - queueRate / reference)).toFixed(1)}%)`);
     console.log(`  CPU ms per image: in-process ${mean('inProcess').toFixed(1)}; queue: worker ${mean('worker').toFixed(1)} ` +
-      `(${(100 * (mean('worker') / mean('inProcess') - 1)).toFixed(1)}% over in-process), producer ${mean('producer').toFixed(1)}, Redis ${mean('redis').toFixed(1)}`);
+      `(${(100 * (mean('worker') / mean('inProcess') - 1)).toFixed(1)}% over in-process), producer ${mean('producer').toFixed(1)} (with this benchmark's INFO sampling), Redis ${mean('redis').toFixed(1)}`);
   }
   console.log(`${failedOne} failed`);
   console.log(`Redis per image (transport bytes): ${commandsPerImage.toFixed(1)} commands (producer, worker and collector together); ` +
