@@ -143,7 +143,10 @@ test('the service under 8 concurrent clients, heatmaps as PNG and float32 includ
   const server = await startServer(detector, { port: 0 });
   try {
     expect(await (await clients(server.url, 16)).run()).toEqual(new Array(16).fill(200)); // warm-up
-    const measured = await clients(server.url, files.length);
+    // Three passes over the images: enough loop turns that a p99 is not one of the few longest (24
+    // requests gave a p99 of 11.6 ms that was the second-longest turn of the run in one CI run).
+    const requests = 3 * files.length;
+    const measured = await clients(server.url, requests);
     let statuses: number[] = [];
     const t = performance.now();
     const d = await measureLoop(async () => {
@@ -151,7 +154,7 @@ test('the service under 8 concurrent clients, heatmaps as PNG and float32 includ
     });
     const seconds = (performance.now() - t) / 1000;
     console.log(`serving ${statuses.length} requests at concurrency 8 (${(statuses.length / seconds).toFixed(1)} img/s): ${describeDelay(d)}`);
-    expect(statuses).toEqual(new Array(files.length).fill(200));
+    expect(statuses).toEqual(new Array(requests).fill(200));
     // The service's longest turn is not yet reliably within 50 ms on this loaded 2-core machine: with
     // the clients' fork out of the measurement its own CPU measured 17-41 ms in six runs but 62.8 and
     // 101.4 ms in two (77-84% CPU wait). Seen in the long turns: requests arriving together, the
