@@ -26,7 +26,7 @@ interface AcOptions {
   requests: { method: string; path: string; headers: Record<string, string>; setupRequest(r: AcRequest): AcRequest; onResponse?(status: number): void }[];
 }
 interface AcResult {
-  duration: number; errors: number; timeouts: number; non2xx: number; '2xx': number;
+  errors: number; timeouts: number; non2xx: number; '2xx': number;
   latency: { p50: number; p99: number; average: number };
 }
 // autocannon has no type declarations of its own; this is the part of its API used here.

@@ -177,7 +177,6 @@ async function warmUp(detector: AnomalyDetector): Promise<void> {
   for await (const r of scoreImages(detector, [blank], { onError: 'throw' })) void r;
 }
 
-/** Loads the detector, connects to Redis and starts taking jobs. */
 const CLOSE_GRACE_MS = 5000;
 
 /** Whether `p` settled within `ms` (its outcome is not needed: a stop goes on either way). */
@@ -193,6 +192,7 @@ async function settled(p: Promise<unknown>, ms: number): Promise<boolean> {
   }
 }
 
+/** Loads the detector, connects to Redis and starts taking jobs. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const o = resolveOptions(options);
   const root = o.root === null ? null : await realpath(o.root).catch((e: Error) => {
