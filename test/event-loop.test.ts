@@ -47,10 +47,10 @@ afterAll(async () => {
 });
 
 /**
- * The targets, on the figures the machine's load leaves meaningful. assertMax false: the p99s only
- * (the service's: see the test).
+ * The targets, on the figures the machine's load leaves meaningful. cpuMaxBelow: the run-queue share
+ * under which the maxima are asserted (the service's: see the test).
  */
-function expectLoopFree(d: LoopDelay, assertMax = true): void {
+function expectLoopFree(d: LoopDelay, cpuMaxBelow = 0.9): void {
   // A machine so loaded that the main thread mostly waits for a CPU cannot tell the process's own
   // stalls from the scheduler's: lock holders and the collector's helper threads get preempted too,
   // and what arrived while the thread waited is all handled in the one turn it gets back.
@@ -60,6 +60,7 @@ function expectLoopFree(d: LoopDelay, assertMax = true): void {
   }
   // The process's own work in any one loop turn, garbage collections included (load only adds to it).
   expect(d.cpuP99).toBeLessThanOrEqual(10);
+  const assertMax = d.runQueueShare < cpuMaxBelow;
   if (assertMax) expect(d.cpuMax).toBeLessThanOrEqual(50);
   // The delay less the wait for a CPU also counts the thread's sleeps on locks and on the collector's
   // helper threads, which a busy machine preempts: asserted where it leaves CPU to spare.
@@ -155,14 +156,13 @@ test('the service under 8 concurrent clients, heatmaps as PNG and float32 includ
     const seconds = (performance.now() - t) / 1000;
     console.log(`serving ${statuses.length} requests at concurrency 8 (${(statuses.length / seconds).toFixed(1)} img/s): ${describeDelay(d)}`);
     expect(statuses).toEqual(new Array(requests).fill(200));
-    // The service's longest turn is not yet reliably within 50 ms on this loaded 2-core machine: with
-    // the clients' fork out of the measurement its own CPU measured 17-41 ms in six runs but 62.8 and
-    // 101.4 ms in two (77-84% CPU wait). Seen in the long turns: requests arriving together, the
-    // synchronous input copy of the native score call (17-22 ms), the per-image map copies of a
-    // batch's results, answers with maps; what filled the 60-100 ms ones was not caught by a profile
-    // (benchmarks/RESULTS.md). Its p99s are asserted; its max is printed above, an open target of
-    // issue 12.
-    expectLoopFree(d, false);
+    // The service's maxima are asserted where the main thread waited for a CPU under half the time:
+    // with the clients' fork out of the measurement its longest turn took 17-41 ms of its own CPU in
+    // six runs at 27-73% CPU wait, but 62.8 and 101.4 ms in two at 77-84%, where a turn also holds
+    // everything that arrived while the thread waited. Seen in the long turns: requests arriving
+    // together, the synchronous input copy of the native score call (17-22 ms), the per-image map
+    // copies of a batch's results, answers with maps (benchmarks/RESULTS.md; open in issue 12).
+    expectLoopFree(d, 0.5);
   } finally {
     await server.close();
   }
