@@ -8,7 +8,7 @@
 // the best in-process rate of the whole run.
 //
 //   node dist/benchmarks/serve.js [--images 128] [--batch 8] [--threads N] [--size 256] [--concurrency 1,8,32]
-//     [--pipeline-depth n (the server's --pipeline-depth; default its own)] [--batching on,off]
+//     [--pipeline-depth n (the server's --pipeline-depth; default its own)] [--max-wait-ms n (the server's)] [--batching on,off]
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import * as os from 'node:os';
@@ -55,11 +55,14 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     images: { type: 'string', default: '128' }, batch: { type: 'string', default: '8' },
     threads: { type: 'string', default: String(os.availableParallelism()) }, size: { type: 'string', default: '256' },
-    concurrency: { type: 'string', default: '1,8,32' }, 'pipeline-depth': { type: 'string' }, batching: { type: 'string', default: 'on,off' },
+    concurrency: { type: 'string', default: '1,8,32' }, 'pipeline-depth': { type: 'string' }, 'max-wait-ms': { type: 'string' }, batching: { type: 'string', default: 'on,off' },
   } });
   const count = Number(values.images), batchSize = Number(values.batch), threads = Number(values.threads), size = Number(values.size);
   const levels = values.concurrency.split(',').map(Number);
-  const depth = values['pipeline-depth'] === undefined ? [] : ['--pipeline-depth', values['pipeline-depth']];
+  const depth = [
+    ...(values['pipeline-depth'] === undefined ? [] : ['--pipeline-depth', values['pipeline-depth']]),
+    ...(values['max-wait-ms'] === undefined ? [] : ['--max-wait-ms', values['max-wait-ms']]),
+  ];
   const batchings = values.batching.split(',') as ('on' | 'off')[];
   const dataset = await openDataset({ root: path.join(SHARED, 'data'), layout: 'mvtec' });
   const detector = await train({
@@ -137,7 +140,7 @@ async function main(): Promise<void> {
   const inProcess = Math.max(...before, ...after);
 
   console.log(`hgad bench:serve — ${count} requests of one test image each (${dataset.classes.join(', ')}) at ${size}px, batch ${batchSize}, ` +
-    `${threads} threads, pipeline depth ${values['pipeline-depth'] ?? 'default (2)'}, ${os.cpus()[0]?.model ?? 'cpu'} (${os.availableParallelism()} cores); autocannon in the benchmark's process, ` +
+    `${threads} threads, pipeline depth ${values['pipeline-depth'] ?? 'default (2)'}, partial batches wait ${values['max-wait-ms'] ?? 'default (5)'} ms, ${os.cpus()[0]?.model ?? 'cpu'} (${os.availableParallelism()} cores); autocannon in the benchmark's process, ` +
     `the server in its own; load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   console.log(`in-process scoreImages (reference: the best): ${before[0].toFixed(1)} / ${before[1].toFixed(1)} img/s from files / Buffers before ` +
     `the service runs, ${after[0].toFixed(1)} / ${after[1].toFixed(1)} after`);

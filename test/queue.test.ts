@@ -269,6 +269,8 @@ run('scoring on a BullMQ queue', () => {
           ['job.format', { ...good, format: 99 }],
           ['job.image', { ...good, image: { url: 'http://example.invalid/x.png' } }],
           ['job.image.bytes', { ...good, image: { bytes: '%%%%' } }],
+          // the right length, one character outside base64's alphabet
+          ['job.image.bytes', { ...good, image: { bytes: `${good.image.bytes.slice(0, 100)}%${good.image.bytes.slice(101)}` } }],
           ['job.image.ref', { ...good, image: { ref: '../outside.png' } }],
           ['job.threshold', { ...good, threshold: 'high' }],
           ['job.extra', { ...good, extra: 1 }],

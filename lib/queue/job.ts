@@ -35,7 +35,6 @@ export interface ScoringJobData {
 }
 
 const SUBMISSION = /^[A-Za-z0-9_-]{1,64}$/;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const DATA_KEYS = ['format', 'model', 'submission', 'index', 'id', 'image', 'className', 'threshold', 'heatmap'];
 
 export function checkSubmissionId(parameter: string, v: unknown): string {
@@ -80,8 +79,9 @@ export function parseJobData(data: unknown, maxImageBytes: number): ScoringJobDa
   const keys = Object.keys(im).sort().join(',');
   const base64 = (key: string): void => {
     const v = im[key];
-    // 4/3 of the bytes, rounded up to whole groups of four characters
-    if (typeof v !== 'string' || v.length === 0 || v.length % 4 !== 0 || !BASE64.test(v)) {
+    // 4/3 of the bytes, rounded up to whole groups of four characters; the characters themselves are
+    // checked by decodeBase64 as it decodes (a regular expression over 50 KiB cost 0.5 ms per job).
+    if (typeof v !== 'string' || v.length === 0 || v.length % 4 !== 0) {
       throw new HgadArgumentError(`job.image.${key}`, 'base64 data', v);
     }
     if ((v.length / 4) * 3 > maxImageBytes + 2) throw new HgadArgumentError(`job.image.${key}`, `at most ${maxImageBytes} bytes (--max-image-bytes)`, `${(v.length / 4) * 3} bytes`);
@@ -94,6 +94,18 @@ export function parseJobData(data: unknown, maxImageBytes: number): ScoringJobDa
     throw new HgadArgumentError('job.image', '{ bytes }, { raw, width, height, channels } or { ref }', `keys ${keys}`);
   }
   return d as unknown as ScoringJobData;
+}
+
+/**
+ * The bytes of a base64 field checked by parseJobData. Node's decoder (which also takes the URL-safe
+ * alphabet) skips other characters and stops at misplaced padding, so any of them leaves the output
+ * shorter than the length that the string's size and padding promise.
+ */
+export function decodeBase64(parameter: string, v: string): Buffer {
+  const padding = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0;
+  const bytes = Buffer.from(v, 'base64');
+  if (bytes.length !== (v.length / 4) * 3 - padding) throw new HgadArgumentError(parameter, 'base64 data', `${v.slice(0, 32)}${v.length > 32 ? '...' : ''}`);
+  return bytes;
 }
 
 /**

@@ -24,7 +24,7 @@ import { checkThreshold } from '../score/threshold';
 import { checkInteger, checkKeys } from '../validate';
 import { checkRedisUrl, connectionOptions, reachable, redactUrl } from './connection';
 import { checkQueueName, defaultQueueName, modelFingerprint } from './fingerprint';
-import { failureReason, JOB_NAME, parseJobData, ScoringJobData } from './job';
+import { decodeBase64, failureReason, JOB_NAME, parseJobData, ScoringJobData } from './job';
 import { WorkerMetrics } from './metrics';
 
 export interface WorkerOptions {
@@ -219,8 +219,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const image = d.image;
     let input: ImageInput;
     if ('ref' in image) input = { data: await readReference(root, image.ref, o.maxImageBytes), ...labels };
-    else if ('raw' in image) input = { data: Buffer.from(image.raw, 'base64'), width: image.width, height: image.height, channels: image.channels, ...labels };
-    else input = { data: Buffer.from(image.bytes, 'base64'), ...labels };
+    else if ('raw' in image) input = { data: decodeBase64('job.image.raw', image.raw), width: image.width, height: image.height, channels: image.channels, ...labels };
+    else input = { data: decodeBase64('job.image.bytes', image.bytes), ...labels };
     // The checks scoreImages makes up front (class names, raw sizes), here, so that one bad job cannot
     // fail the batch it would join.
     inputsOf(detector, [input], o.maxPixels);
