@@ -6,6 +6,10 @@
 // A second kind, 'subtle' (test/subtle): a copy of each held-out image with a small soft-edged spot or a
 // thin crack whose brightness is changed by 20-45% - the size and contrast of real blowholes, cracks and
 // frays, which the large pasted patches do not resemble (they ranked settings unlike the test split).
+// A third, 'uneven' (test/uneven): a broad soft-edged region (a third to two thirds of the side) whose
+// texture is smoothed and whose brightness moves by 8-20%, like magnetic_tile's uneven grinding, which
+// neither other kind resembles and on which settings chosen on them did not transfer (RESULTS.md,
+// "issue 10, session 4").
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
@@ -15,10 +19,10 @@ import type { Dataset, Sample } from '../lib/data';
 import { mulberry32, shuffled } from '../lib/data/random';
 
 /** The defect kinds of the split, as their folder names (Sample.defect). */
-export const SYNTHETIC_KINDS = { cutPaste: 'synthetic', subtle: 'subtle' } as const;
+export const SYNTHETIC_KINDS = { cutPaste: 'synthetic', subtle: 'subtle', uneven: 'uneven' } as const;
 
 export interface ValidationSplit {
-  /** An MVTec-layout tree: <class>/train/good, <class>/test/{good,synthetic,subtle}, <class>/ground_truth/{synthetic,subtle}. */
+  /** An MVTec-layout tree: <class>/train/good, <class>/test/{good,synthetic,subtle,uneven}, <class>/ground_truth/{synthetic,subtle,uneven}. */
   root: string;
   trainImages: number;
   testImages: number;
@@ -94,6 +98,34 @@ async function subtleDefect(target: Sample, rand: () => number, image: string, m
   await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
 }
 
+/** A broad elliptical region, feathered over half its radius, blended towards a blurred copy and darkened or brightened. */
+async function unevenDefect(target: Sample, rand: () => number, image: string, mask: string): Promise<void> {
+  const { data, info } = await sharp(target.path).raw().toBuffer({ resolveWithObject: true });
+  const w = info.width, h = info.height, ch = info.channels;
+  const side = Math.min(w, h);
+  const smooth = await sharp(data, { raw: { width: w, height: h, channels: ch } }).blur(Math.max(0.5, side * (0.006 + 0.008 * rand()))).raw().toBuffer();
+  const rx = side * (0.17 + 0.17 * rand()), ry = side * (0.17 + 0.17 * rand());
+  const cx = rx * 0.5 + rand() * Math.max(1, w - rx), cy = ry * 0.5 + rand() * Math.max(1, h - ry);
+  const factor = rand() < 0.5 ? 0.8 + 0.12 * rand() : 1.08 + 0.12 * rand();
+  const out = Buffer.from(data);
+  const m = Buffer.alloc(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const d = Math.hypot((x - cx) / rx, (y - cy) / ry);
+      const v = d <= 0.5 ? 1 : Math.max(0, 1 - (d - 0.5) * 2);
+      if (v === 0) continue;
+      const i = y * w + x;
+      for (let c = 0; c < Math.min(ch, 3); c++) {
+        const blended = data[i * ch + c]! * (1 - v) + smooth[i * ch + c]! * v;
+        out[i * ch + c] = Math.min(255, Math.round(blended * (1 + (factor - 1) * v)));
+      }
+      if (v >= 0.5) m[i] = 255;
+    }
+  }
+  await sharp(out, { raw: { width: w, height: h, channels: ch } }).png().toFile(image);
+  await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+}
+
 /** Builds the split under `root` (emptied first). */
 export async function buildValidationSplit(dataset: Dataset, classes: string[], root: string, seed: number,
   fraction = 0.2): Promise<ValidationSplit> {
@@ -103,12 +135,14 @@ export async function buildValidationSplit(dataset: Dataset, classes: string[], 
     const all = shuffled(dataset.samples('train', c), seed * 7919 + c.length);
     const n = Math.max(2, Math.round(all.length * fraction));
     const held = all.slice(0, n), train = all.slice(n);
-    const dirs = ['train/good', 'test/good', 'test/synthetic', 'ground_truth/synthetic', 'test/subtle', 'ground_truth/subtle']
+    const dirs = ['train/good', 'test/good', 'test/synthetic', 'ground_truth/synthetic', 'test/subtle', 'ground_truth/subtle', 'test/uneven',
+      'ground_truth/uneven']
       .map((d) => path.join(root, c, d));
     for (const d of dirs) await fs.mkdir(d, { recursive: true });
     for (const s of train) await fs.symlink(s.path, path.join(dirs[0]!, path.basename(s.path)));
     const rand = mulberry32(seed * 31 + 7);
     const randSubtle = mulberry32(seed * 31 + 11);
+    const randUneven = mulberry32(seed * 31 + 13);
     for (let i = 0; i < held.length; i++) {
       const s = held[i]!;
       const stem = `${i.toString().padStart(4, '0')}`;
@@ -116,9 +150,10 @@ export async function buildValidationSplit(dataset: Dataset, classes: string[], 
       await syntheticDefect(s, held[(i + 1) % held.length]!, rand, path.join(dirs[2]!, `${stem}.png`),
         path.join(dirs[3]!, `${stem}_mask.png`));
       await subtleDefect(s, randSubtle, path.join(dirs[4]!, `${stem}.png`), path.join(dirs[5]!, `${stem}_mask.png`));
+      await unevenDefect(s, randUneven, path.join(dirs[6]!, `${stem}.png`), path.join(dirs[7]!, `${stem}_mask.png`));
     }
     trainImages += train.length;
-    testImages += 3 * held.length;
+    testImages += 4 * held.length;
   }
   return { root, trainImages, testImages };
 }

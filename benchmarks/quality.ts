@@ -11,7 +11,8 @@
 //   node dist/benchmarks/quality.js [--seeds 0,1] [--epochs 3] [--passes 4] [--lr 1e-3] [--warmup 1]
 //     [--phase1 1] [--size 256] [--taps a,b,c] [--batch 8] [--threads N] [--limit-per-defect n]
 //     [--variants unified,per-class,single,inter,nn] [--nn-cap 16384] [--nn-only] [--no-append]
-//     [--validate]   settings check on a split of the TRAINING images (quality-validation.ts)
+//     [--validate]   settings check on a split of the TRAINING images (quality-validation.ts), where
+//                    [--combines logp*nent,logp] [--densities latent,full] are measured on each detector
 //     [--precision-guard] [--limit-per-class n]   the bf16 quality guard instead (precision-guard.ts):
 //                    one unified HGAD model per arm, seed = the first of --seeds
 import { promises as fs } from 'node:fs';
@@ -23,6 +24,7 @@ import type { Prior } from '../lib/config';
 import { Dataset, openDataset } from '../lib/data';
 import { evaluateDetector } from '../lib/eval/run';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
+import { Density, DENSITIES } from '../lib/model';
 import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
 import type { BackboneChoice } from '../lib/pipeline/backbone-spec';
@@ -79,6 +81,7 @@ interface Settings {
   limitPerClass: number | undefined;
   variants: string[];
   combines: MapCombine[] | null;
+  densities: Density[] | null;
   nnCap: number;
 }
 
@@ -102,6 +105,10 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     combines: values.combines === undefined ? null : String(values.combines).split(',').map((c) => {
       if (!(MAP_COMBINES as readonly string[]).includes(c)) throw new Error(`--combines: unknown map combination ${c}`);
       return c as MapCombine;
+    }),
+    densities: values.densities === undefined ? null : String(values.densities).split(',').map((d) => {
+      if (!(DENSITIES as readonly string[]).includes(d)) throw new Error(`--densities: unknown density ${d}`);
+      return d as Density;
     }),
   };
 }
@@ -256,7 +263,7 @@ function defectView(dataset: Dataset, kind: string): Dataset {
   };
 }
 
-const VALIDATION_KINDS = [SYNTHETIC_KINDS.cutPaste, SYNTHETIC_KINDS.subtle];
+const VALIDATION_KINDS = [SYNTHETIC_KINDS.cutPaste, SYNTHETIC_KINDS.subtle, SYNTHETIC_KINDS.uneven];
 const kindLine = (m: Record<string, Metrics>): string =>
   Object.entries(m).map(([c, x]) => `${c} image ${pct(x.image)} pixel ${pct(x.pixel)} aupro ${pct(x.aupro)}`).join('; ');
 
@@ -282,10 +289,12 @@ async function validate(s: Settings): Promise<void> {
         const t = await trainOne(val, classes, v.prior, seed, s);
         // The map combination is a scoring setting: every one asked for is measured on the same detector.
         for (const combine of s.combines ?? [t.detector.spec.map.combine]) {
-          t.detector.spec = { ...t.detector.spec, map: { ...t.detector.spec.map, combine } };
-          for (const kind of VALIDATION_KINDS) {
-            const m = await evaluateClasses(t.detector, defectView(val, kind), classes, s, 'batch');
-            console.log(`validation ${v.label} seed ${seed} map ${combine} [${kind}] (${t.seconds.toFixed(0)} s): ${kindLine(m)}`);
+          for (const density of s.densities ?? [t.detector.spec.map.density]) {
+            t.detector.spec = { ...t.detector.spec, map: { ...t.detector.spec.map, combine, density } };
+            for (const kind of VALIDATION_KINDS) {
+              const m = await evaluateClasses(t.detector, defectView(val, kind), classes, s, 'batch');
+              console.log(`validation ${v.label} seed ${seed} map ${combine}, ${density} density [${kind}] (${t.seconds.toFixed(0)} s): ${kindLine(m)}`);
+            }
           }
         }
         await t.detector.dispose();
@@ -325,7 +334,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seeds: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, phase1: { type: 'string' }, size: { type: 'string' }, taps: { type: 'string' },
-    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' }, 'local-average': { type: 'string' },
+    backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' }, densities: { type: 'string' }, 'local-average': { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
     'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' },

@@ -22,8 +22,22 @@ export interface ForwardResult {
   logDet: Float32Array;
 }
 
+/**
+ * Which log-density logp is: 'full', the flow's log p_X(x) = log p_Z(z) + log|det J| (HGAD.md
+ * section 6, the authors' maps); 'latent', the mixture's log p_Z(z) alone. The log-determinant measures
+ * how much the flow stretches space around x; it varies far more across normal positions than the
+ * latent term does, and on validation splits it ranked subtle defects worse (benchmarks/RESULTS.md).
+ */
+export type Density = 'full' | 'latent';
+export const DENSITIES: readonly Density[] = ['full', 'latent'];
+
+export interface ScoreCallOptions {
+  /** Default 'full'. */
+  density?: Density;
+}
+
 export interface ScoreResult {
-  /** Per-vector log-likelihood under the image's class, divided by C (HGAD.md section 6). */
+  /** Per-vector log-density under the image's class, divided by C (HGAD.md section 6; options.density). */
   logp: Float32Array;
   /** Per-vector negative entropy of the class posterior softmax(-d/2). */
   negEntropy: Float32Array;
@@ -351,9 +365,13 @@ export class HgadModel {
    * Per-vector scoring outputs. classIndex: one class (index or name) for every image, one per image
    * (Int32Array), or omitted to infer each image's class from its mean class logits.
    */
-  async score(level: number, x: FeatureBatch, classIndex?: number | string | Int32Array): Promise<ScoreResult> {
+  async score(level: number, x: FeatureBatch, classIndex?: number | string | Int32Array, options: ScoreCallOptions = {}): Promise<ScoreResult> {
     const b = this.batch(level, x);
     const classes = classIndex === undefined ? null : this.imageClasses('classIndex', classIndex, b.batch);
+    if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
+    checkKeys('options', options, ['density']);
+    const density = options.density ?? 'full';
+    if (!DENSITIES.includes(density)) throw new HgadArgumentError('options.density', `one of ${DENSITIES.join(', ')}`, density);
     const length = b.data.length;
     return this.run(async () => {
       checkAttached('x.data', b.data, length);
@@ -368,7 +386,7 @@ export class HgadModel {
         precision: this.resolvedPrecision.inference,
       };
       await this.core.score(level, b.data, b.batch, b.height, b.width, classes, out.logp, out.negEntropy,
-        out.classLogits, out.classIndex, out.classPosterior);
+        out.classLogits, out.classIndex, out.classPosterior, density === 'full');
       return out;
     });
   }

@@ -88,7 +88,7 @@ export interface NativeModel {
   inverse(level: number, z: Float32Array, batch: number, height: number, width: number, x: Float32Array): Promise<void>;
   score(level: number, x: Float32Array, batch: number, height: number, width: number, classIndex: Int32Array | null,
     logp: Float32Array, negEntropy: Float32Array, classLogits: Float32Array, classOut: Int32Array,
-    classPosterior: Float32Array | null): Promise<void>;
+    classPosterior: Float32Array | null, withLogDet?: boolean): Promise<void>;
   gradients(level: number, x: Float32Array, batch: number, height: number, width: number, labels: Int32Array,
     perVector: boolean, weights: Float64Array, inputGrad: Float32Array | null, lr: number | null,
     latentLogDet?: Float32Array | null): Promise<NativeLosses>;

@@ -343,7 +343,7 @@ test('the header summarises the detector, the command, the images and the normal
       classes: ['alpha', 'gamma'],
       spec: {
         backbone: { model: 'mobilenetv2-int8', sha256: null, taps: ['t1', 't2'], scales: null, inputSize: 256, mean: [0, 0, 0], std: [1, 1, 1] },
-        map: { size: 64, sigma: 4, combine: 'logp*nent' },
+        map: { size: 64, sigma: 4, combine: 'logp*nent', density: 'full' },
         calibration: { logpShift: [], nentShift: [], logpTop: 0, nentTop: 0, thresholds: {}, images: 20, quantile: 0.99 },
       },
       config: { levels: [{ channels: 4 }, { channels: 8 }] as never, couplingLayers: 8, centersPerClass: 10 },

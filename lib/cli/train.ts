@@ -45,6 +45,8 @@ Training (defaults: the preset's recommended schedule, else HGAD.md's, in bracke
   --precision <p>           GEMM precision of the training steps: fp32 (default), bf16 (mixed precision:
                             bf16 GEMM inputs, float accumulation, float weights and Adam state; needs
                             AVX512-BF16 or AMX-BF16) or auto (bf16 where the CPU has it)
+  --density <d>             what the anomaly maps read: latent (default; the mixture's log-density of
+                            the flow's output) or full (the authors': plus the flow's log-determinant)
   --checkpoint <file>       save a resumable checkpoint after every pass
   --resume <file>           continue from a checkpoint of the same run
 Output
@@ -66,14 +68,14 @@ export const TRAIN_OPTIONS: OptionSpec = {
   backbone: { type: 'string' }, taps: { type: 'string' }, scales: { type: 'string' }, 'input-size': { type: 'string' },
   epochs: { type: 'string' }, passes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
-  'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' },
+  'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' }, density: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
   from: { type: 'string' }, 'add-classes': { type: 'string' },
 };
 
 /** Flags that shape a new detector: meaningless when adding classes to one (--from). */
-const NOT_WITH_FROM = ['classes', 'prior', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'checkpoint', 'resume'];
+const NOT_WITH_FROM = ['classes', 'prior', 'density', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'checkpoint', 'resume'];
 
 function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -119,6 +121,7 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     backbone: backboneFrom(p),
     reduction: reductionFrom(p),
     prior: choice(p, 'prior', ['hgad', 'single-gaussian', 'inter-only'] as const),
+    density: choice(p, 'density', ['latent', 'full'] as const),
     schedule,
     flow,
     batchSize: int(p, 'batch-size', 1, 4096),

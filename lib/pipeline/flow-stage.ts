@@ -1,7 +1,7 @@
 // The flow stage of the pipeline: every level of one batch of feature maps through the model, with
 // one class per image decided across all levels (given by the caller, or inferred from the class
 // posteriors averaged over the levels, so every level scores an image under the same class).
-import type { HgadModel } from '../model';
+import type { Density, HgadModel } from '../model';
 import type { LevelMaps } from '../score/maps';
 import type { FeatureBatch } from '../validate';
 
@@ -14,11 +14,12 @@ export interface FlowStageResult {
   classPosterior: Float32Array;
 }
 
-export async function flowStage(model: HgadModel, features: FeatureBatch[], given: Int32Array | null): Promise<FlowStageResult> {
+export async function flowStage(model: HgadModel, features: FeatureBatch[], given: Int32Array | null,
+  density: Density = 'full'): Promise<FlowStageResult> {
   const Y = model.config.classes.length;
   const batch = features[0]!.batch;
   const scores = [];
-  for (let l = 0; l < features.length; l++) scores.push(await model.score(l, features[l]!, given ?? undefined));
+  for (let l = 0; l < features.length; l++) scores.push(await model.score(l, features[l]!, given ?? undefined, { density }));
   // Per image and class: the posterior averaged over levels (batch * classes * levels numbers).
   const posterior = new Float32Array(batch * Y);
   for (const s of scores) for (let i = 0; i < posterior.length; i++) posterior[i]! += s.classPosterior[i]! / scores.length;
@@ -33,7 +34,7 @@ export async function flowStage(model: HgadModel, features: FeatureBatch[], give
     // A level whose own choice disagrees for some image is scored again under the common classes.
     for (let l = 0; l < scores.length; l++) {
       const own = scores[l]!.classIndex;
-      if (own.some((c, b) => c !== classIndex![b])) scores[l] = await model.score(l, features[l]!, classIndex);
+      if (own.some((c, b) => c !== classIndex![b])) scores[l] = await model.score(l, features[l]!, classIndex, { density });
     }
   }
   const confidence = new Float32Array(batch);

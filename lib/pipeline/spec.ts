@@ -5,6 +5,7 @@
 import { describe, HgadError, HgadModelFileError } from '../errors';
 import { MAX_SIZE, MIN_SIZE, tripleProblem } from '../features/backbone';
 import { PRESETS } from '../features/presets';
+import { Density, DENSITIES } from '../model';
 import { MAX_SIGMA } from '../score/maps';
 import { resolveSchedule } from '../train/schedule';
 import type { ReductionSpec } from './reduction';
@@ -109,7 +110,8 @@ export interface HistoryEntry {
 export interface PipelineSpec {
   version: number;
   backbone: BackboneSpec;
-  map: { size: number; sigma: number; combine: MapCombine };
+  /** density: which log-density the maps read (HgadModel.score); files without it: 'full'. */
+  map: { size: number; sigma: number; combine: MapCombine; density: Density };
   calibration: Calibration | null;
   training: TrainingState | null;
   /** Channel reduction before the flow (its tensors are stored beside the flow's); null: none. */
@@ -137,7 +139,10 @@ export const LOGP_SHIFT_LIMIT = 1e6;
 const ROUNDING = 1e-5;
 
 export function encodeSpec(spec: PipelineSpec): string {
-  const { history, staleThresholds, ...rest } = spec;
+  const { history, staleThresholds, map, ...body } = spec;
+  // 'full' maps are written as before the setting existed, so earlier versions of hgad still read them.
+  const { density, ...before } = map;
+  const rest = { ...body, map: density === 'full' ? before : map };
   const extended = (history?.length ?? 0) > 0 || (staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
   return JSON.stringify(extended
     ? { ...rest, version: EXTENDED_PIPELINE_VERSION, history: history ?? [], staleThresholds: staleThresholds ?? [] }
@@ -157,7 +162,7 @@ const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', '
 /** The widest level the reduction takes (the native feature operations' own limit). */
 const MAX_CHANNELS = 1 << 16;
 const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
-const MAP_KEYS = ['size', 'sigma', 'combine'];
+const MAP_KEYS = ['size', 'sigma', 'combine', 'density'];
 const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile', 'classConstants'];
 const CALIBRATION_REQUIRED = CALIBRATION_KEYS.filter((k) => k !== 'classConstants');
 const CLASS_CONSTANT_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'images'];
@@ -249,10 +254,12 @@ function decodeMap(v: unknown, classes: readonly string[], bad: Bad): PipelineSp
   // entropy is 0 everywhere (the product would be a constant map).
   const combine = m.combine ?? (classes.length === 1 ? 'logp' : 'logp*nent');
   if (!(MAP_COMBINES as readonly unknown[]).includes(combine)) bad(`map.combine must be one of ${MAP_COMBINES.join(', ')}`);
+  const density = m.density ?? 'full';
+  if (!(DENSITIES as readonly unknown[]).includes(density)) bad(`map.density must be one of ${DENSITIES.join(', ')}`);
   const size = integer(m.size, 'map.size', MAP_SIZE_RANGE[0], MAP_SIZE_RANGE[1], bad);
   // A kernel wider than the map only reflects the map onto itself; the limit also bounds the blur's work.
   const sigma = number(m.sigma, 'map.sigma', 0, Math.min(MAX_SIGMA, size), bad);
-  return { size, sigma, combine: combine as MapCombine };
+  return { size, sigma, combine: combine as MapCombine, density: density as Density };
 }
 
 /**

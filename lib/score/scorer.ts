@@ -240,10 +240,10 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
       given = Int32Array.from(batch.samples, classOf);
     } else if (flags.some(Boolean)) {
       // The flow takes either a class for every image or none: infer all, then keep the given ones.
-      const inferred = await flowStage(detector.model, features, null);
+      const inferred = await flowStage(detector.model, features, null, detector.spec.map.density);
       given = Int32Array.from(batch.samples, (sample, b) => (flags[b] ? classOf(sample) : inferred.classIndex[b]!));
     }
-    return { batch, flow: await flowStage(detector.model, features, given), given: flags };
+    return { batch, flow: await flowStage(detector.model, features, given, detector.spec.map.density), given: flags };
   };
   const batches = imageBatches(samples, {
     batchSize: o.batchSize, size: { width: size, height: size }, concurrency: o.concurrency,

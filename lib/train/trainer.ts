@@ -8,7 +8,7 @@ import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../dat
 import { hashString, shuffled } from '../data/random';
 import { HgadArgumentError, HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
-import { HgadModel, LossTerms } from '../model';
+import { Density, DENSITIES, HgadModel, LossTerms } from '../model';
 import { checkPrecision, DEFAULT_TRAINING_PRECISION, PrecisionChoice } from '../precision';
 import { PRESETS } from '../features/presets';
 import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
@@ -58,6 +58,12 @@ export interface TrainOptions {
   thresholdQuantile?: number;
   /** Side of the anomaly maps. Default 256 (the authors' mask size). */
   mapSize?: number;
+  /**
+   * The log-density the anomaly maps read: 'latent' (default), the mixture's log p_Z(z); 'full', the
+   * authors' log p_X(x) = log p_Z(z) + log|det J|. Chosen on validation splits (benchmarks/RESULTS.md,
+   * "issue 10, session 4"): the log-determinant's spread across normal positions hides subtle defects.
+   */
+  density?: Density;
   threads?: number;
   /**
    * GEMM precision of the training steps (lib/precision.ts): 'bf16' is mixed precision (bf16 GEMM
@@ -84,8 +90,11 @@ export interface TrainOptions {
   reduction?: ReductionOptions | false;
 }
 
+/** The density new detectors' maps read (TrainOptions.density). */
+export const DEFAULT_DENSITY: Density = 'latent';
+
 const TRAIN_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'prior', 'schedule', 'batchSize', 'seed', 'flow', 'holdout',
-  'thresholdQuantile', 'mapSize', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
+  'thresholdQuantile', 'mapSize', 'density', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
 const FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'clamp', 'posEmbedDim'];
 
 /** What a training run settles before its first step; train() and extend() each add their own. */
@@ -164,7 +173,11 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   // With one Gaussian per image (single-Gaussian prior, or one class) the negative entropy is the same
   // constant everywhere and its map carries nothing.
   const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
-  const spec: PipelineSpec = { version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine }, calibration: null, training: null, reduction: null };
+  const density = options.density ?? DEFAULT_DENSITY;
+  if (!DENSITIES.includes(density)) throw new HgadArgumentError('density', `one of ${DENSITIES.join(', ')}`, density);
+  const spec: PipelineSpec = {
+    version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine, density }, calibration: null, training: null, reduction: null,
+  };
   const bb = await openBackbone(backbone, plan.threads);
   const inChannels = bb.levels.map((l) => l.channels);
   let reduction: FeatureReduction | null = null;

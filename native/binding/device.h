@@ -62,7 +62,7 @@ class DeviceBackend {
   void forward(int64_t, const hgad::FeatureShape&, const float*, float*, float*) { none(); }
   void inverse(int64_t, const hgad::FeatureShape&, const float*, float*) { none(); }
   void score(int64_t, const hgad::FeatureShape&, const float*, const int32_t*, float*, float*, float*, int32_t*,
-             float*) {
+             float*, bool) {
     none();
   }
   hgad::Losses gradients(int64_t, const hgad::FeatureShape&, const float*, const hgad::Labels&, const float*,

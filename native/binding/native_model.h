@@ -466,9 +466,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       else level->inverse(fs, z, x, model->threads());
     }
     void score(const hgad::FeatureShape& fs, const float* x, const int32_t* cls, float* logp, float* nent,
-               float* logits, int32_t* cls_out, float* post) const {
-      if (device) device->score(index, fs, x, cls, logp, nent, logits, cls_out, post);
-      else level->score(fs, x, cls, logp, nent, logits, cls_out, post, model->threads());
+               float* logits, int32_t* cls_out, float* post, bool with_logdet = true) const {
+      if (device) device->score(index, fs, x, cls, logp, nent, logits, cls_out, post, with_logdet);
+      else level->score(fs, x, cls, logp, nent, logits, cls_out, post, model->threads(), with_logdet);
     }
     // Scoring one all-zero image of this height and width gives finite logp and negative entropy.
     bool zero_score_finite(const hgad::FeatureShape& fs) const {
@@ -559,12 +559,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       outs.push_back(output(typed<Napi::Float32Array>(info[10], napi_float32_array, "classPosterior", b.shape.batch * Y),
                             post, "classPosterior"));
     }
+    // (..., classPosterior | null, withLogDet: false for the latent density alone)
+    if (given(info[11]) && !info[11].IsBoolean()) throw Napi::TypeError::New(env, "Expected a boolean for withLogDet");
+    const bool with_logdet = !given(info[11]) || info[11].As<Napi::Boolean>().Value();
     const Runner run = runner(b);
     return queue_job(env, model_, std::move(outs), [=]() {
       const float* px = x->data.get();
       hgad::check_finite(px, n * b.channels, "x.data");
       run.score(b.shape, px, cls ? cls->data.get() : nullptr, logp->data.get(), nent->data.get(), logits->data.get(),
-                cls_out->data.get(), post ? post->data.get() : nullptr);
+                cls_out->data.get(), post ? post->data.get() : nullptr, with_logdet);
       try {
         hgad::check_output_finite(logp->data.get(), n, 1, "x.data");
         hgad::check_output_finite(nent->data.get(), n, 1, "x.data");

@@ -132,8 +132,10 @@ class Level {
   // image_class: one class per image, or null to infer it from the mean class logits of the image.
   // class_posterior (nullable, batch x Y): the mean over an image's positions of softmax(class logits),
   // a bounded measure of how confidently the image belongs to each class.
+  // with_logdet false: logp leaves out the flow's log|det J| (the latent density alone, per channel);
+  // class logits and negative entropy do not depend on it.
   void score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
-             T* class_logits, int32_t* class_out, T* class_posterior, int threads);
+             T* class_logits, int32_t* class_out, T* class_posterior, int threads, bool with_logdet = true);
   // Loss terms and the gradient of sum_t weights[t] * term_t into grads(); dx (nullable) gets the
   // gradient w.r.t. the input. latent_logdet non-null: x holds the flow's outputs z (from forward())
   // and latent_logdet their log-dets, so only the mixture runs (the flow must be frozen, dx null).

@@ -69,7 +69,7 @@ void Level<T>::inverse(const FeatureShape& fs, const T* z, T* x, int threads) {
 
 template <typename T>
 void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_class, T* logp, T* neg_entropy,
-                     T* class_logits, int32_t* class_out, T* class_posterior, int threads) {
+                     T* class_logits, int32_t* class_out, T* class_posterior, int threads, bool with_logdet) {
   if (image_class) check_classes(image_class, fs.batch, cfg_.classes, "classIndex");
   begin_inference(fs, threads);
   const Tiling tl(fs, tile_rows);
@@ -78,6 +78,7 @@ void Level<T>::score(const FeatureShape& fs, const T* x, const int32_t* image_cl
   const MixtureParams<T> mp{C, Y, M, centres_.data(), cnorm_.data(), logpi_.data(), logpi_intra_.data()};
   for_each_tile(ws_, tl, threads, [&](int, Workspace<T>& w, const Tile& tile) {
     const T* z = flow_tile(w, tile, HW, x);
+    if (!with_logdet) std::fill(w.ld.begin(), w.ld.begin() + tile.rows(), T(0));
     mixture_distances(mp, tile.rows(), z, w.zn.data(), w.D.data());
     for (int64_t r = 0; r < tile.rows(); ++r) {
       const int64_t g = tile.global_row(r, HW);

@@ -81,9 +81,11 @@ void Backend::inverse(int64_t level, const FeatureShape& fs, const float* z, flo
   state_->level(level).inverse(fs, z, x);
 }
 void Backend::score(int64_t level, const FeatureShape& fs, const float* x, const int32_t* image_class, float* logp,
-                    float* neg_entropy, float* class_logits, int32_t* class_out, float* class_posterior) {
+                    float* neg_entropy, float* class_logits, int32_t* class_out, float* class_posterior,
+                    bool with_logdet) {
   HGAD_ON_DEVICE;
-  state_->level(level).score(fs, x, image_class, logp, neg_entropy, class_logits, class_out, class_posterior);
+  state_->level(level).score(fs, x, image_class, logp, neg_entropy, class_logits, class_out, class_posterior,
+                             with_logdet);
 }
 Losses Backend::gradients(int64_t level, const FeatureShape& fs, const float* x, const Labels& labels,
                           const float* weights, float* dx) {

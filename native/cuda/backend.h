@@ -37,7 +37,7 @@ class Backend {
   void forward(int64_t level, const FeatureShape& fs, const float* x, float* z, float* logdet);
   void inverse(int64_t level, const FeatureShape& fs, const float* z, float* x);
   void score(int64_t level, const FeatureShape& fs, const float* x, const int32_t* image_class, float* logp,
-             float* neg_entropy, float* class_logits, int32_t* class_out, float* class_posterior);
+             float* neg_entropy, float* class_logits, int32_t* class_out, float* class_posterior, bool with_logdet);
   Losses gradients(int64_t level, const FeatureShape& fs, const float* x, const Labels& labels, const float* weights,
                    float* dx);
   void adam_step(int64_t level, double lr);

@@ -323,7 +323,8 @@ void CudaLevel::inverse(const FeatureShape& fs, const float* z, float* x) {
 }
 
 void CudaLevel::score(const FeatureShape& fs, const float* x, const int32_t* image_class, float* logp,
-                      float* neg_entropy, float* class_logits, int32_t* class_out, float* class_posterior) {
+                      float* neg_entropy, float* class_logits, int32_t* class_out, float* class_posterior,
+                      bool with_logdet) {
   if (image_class) check_classes(image_class, fs.batch, Y_, "classIndex");
   push();
   prepare();
@@ -340,6 +341,7 @@ void CudaLevel::score(const FeatureShape& fs, const float* x, const int32_t* ima
     upload_tile(ctx_, tile, HW, C, x, act0);
     const float* z = flow_rows(R, tile.tp(), pe + tile.p0 * P_, act0, act0 + tl.nb * tl.tp * C);
     mixture_distances(ctx_, mp, R, z, zn_.get(), D_.get());
+    if (!with_logdet) HGAD_CUDA_CHECK(cudaMemsetAsync(ld_.get(), 0, sizeof(float) * R, ctx_.stream()));
     mixture_score_rows(ctx_, mp, R, D_.get(), zn_.get(), ld_.get(), class_logits_.get(), neg_entropy_.get(),
                        logp_all_.get());
     download_tile(ctx_, tile, HW, Y, class_logits_.get(), class_logits);

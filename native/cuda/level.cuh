@@ -27,8 +27,9 @@ class CudaLevel {
 
   void forward(const FeatureShape& fs, const float* x, float* z, float* logdet);
   void inverse(const FeatureShape& fs, const float* z, float* x);
+  // with_logdet false: logp without the flow's log|det J| (Level::score).
   void score(const FeatureShape& fs, const float* x, const int32_t* image_class, float* logp, float* neg_entropy,
-             float* class_logits, int32_t* class_out, float* class_posterior);
+             float* class_logits, int32_t* class_out, float* class_posterior, bool with_logdet = true);
   Losses gradients(const FeatureShape& fs, const float* x, const Labels& labels, const float* weights, float* dx);
   void adam_step(double lr);
 

@@ -13,9 +13,11 @@ HGAD_TEST(score_matches_direct_mixture_density) {
   const int64_t N = fs.vectors(), C = 7, Y = 3, M = 3;
   std::vector<double> x = hgadtest::random_vector<double>(N * C, 12), z(N * C), ld(N);
   lv.forward(fs, x.data(), z.data(), ld.data(), 1);
-  std::vector<double> logp(N), nent(N), logits(N * Y);
+  std::vector<double> logp(N), nent(N), logits(N * Y), latent(N), nent2(N), logits2(N * Y);
   std::vector<int32_t> cls = {2, 0}, out(2);
   lv.score(fs, x.data(), cls.data(), logp.data(), nent.data(), logits.data(), out.data(), nullptr, 2);
+  lv.score(fs, x.data(), cls.data(), latent.data(), nent2.data(), logits2.data(), out.data(), nullptr, 2, false);
+  CHECK(nent2 == nent && logits2 == logits, "the density does not change class logits or negative entropy");
   const double* mu = lv.data(*lv.find("mu"));
   const double* delta = lv.data(*lv.find("delta"));
   const double* phi = lv.data(*lv.find("phi"));
@@ -36,6 +38,7 @@ HGAD_TEST(score_matches_direct_mixture_density) {
     }
     const double direct = (std::log(density) + ld[i]) / C;
     worst = std::max(worst, std::fabs(direct - logp[i]));
+    worst = std::max(worst, std::fabs(std::log(density) / C - latent[i]));  // with_logdet false
     // class logits and negative entropy
     double zphi = 0, q[3], qs = 0;
     for (int64_t k = 0; k < Y; ++k) zphi += std::exp(phi[k]);

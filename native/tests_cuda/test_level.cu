@@ -52,6 +52,10 @@ HGAD_TEST(level_forward_inverse_score_match_cpu) {
       CHECK_CLOSE(gcl, cl, "score classLogits");
       CHECK_CLOSE(gpost, post, "score classPosterior");
       CHECK(gout == out, "class index differs (tile rows %lld)", static_cast<long long>(rows));
+      // the latent density alone (with_logdet false)
+      p.cpu.score(fs, x.data(), c, lp.data(), ne.data(), cl.data(), out.data(), post.data(), 1, false);
+      p.gpu.score(fs, x.data(), c, glp.data(), gne.data(), gcl.data(), gout.data(), gpost.data(), false);
+      CHECK_CLOSE(glp, lp, "score logp, latent density");
     }
   }
 }
