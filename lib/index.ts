@@ -1,9 +1,9 @@
 // The public API. The pipeline (images -> anomaly maps): train() and AnomalyDetector with scoreImages
 // and evaluateDetector; the engine underneath: HgadModel over feature maps.
-export { HgadModel, LOSS_TERMS, cudaInfo } from './model';
+export { HgadModel, LOSS_TERMS, DENSITIES, cudaInfo } from './model';
 export type {
   CudaInfo, ForwardResult, ScoreResult, TrainStepOptions, GradientOptions, GradientResult, LossTerms, LossTerm, TensorInfo,
-  LoadOptions, ModelPrecision, PrecisionOptions,
+  LoadOptions, ModelPrecision, PrecisionOptions, Density, ScoreCallOptions,
 } from './model';
 export { cpuPrecision, PRECISION_CHOICES, DEFAULT_INFERENCE_PRECISION, DEFAULT_TRAINING_PRECISION } from './precision';
 export type { Precision, PrecisionChoice, CpuPrecisionInfo } from './precision';
@@ -20,7 +20,7 @@ export { AnomalyDetector } from './pipeline/detector';
 export type { DetectorLoadOptions, DetectorSaveOptions } from './pipeline/detector';
 export type { PipelineSpec, BackboneSpec, Calibration, TrainingState, HistoryEntry } from './pipeline/spec';
 export type { BackboneChoice } from './pipeline/backbone-spec';
-export { train } from './train/trainer';
+export { train, DEFAULT_DENSITY } from './train/trainer';
 export type { TrainOptions, FlowOptions } from './train/trainer';
 export { extendDetector } from './train/extend';
 export type { ExtendOptions } from './train/extend';
