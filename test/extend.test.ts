@@ -191,6 +191,19 @@ describe('extendDetector', () => {
     }
   }, 120000);
 
+  test("combine: 'logp' keeps the new class on logp maps (nothing per class to store: version 2)", async () => {
+    const ext = await extendDetector(one, { data: dataset, classes: ['carpet'], combine: 'logp', schedule: { metaEpochs: 1 } });
+    try {
+      expect(ext.spec.map).toEqual(one.spec.map);
+      expect(combineOf(ext.spec.map, 'carpet')).toBe('logp');
+      expect(ext.spec.version).toBe(2);
+      const carpetTest = dataset.samples('test', 'carpet');
+      expect(sameBits(await scores(ext, carpetTest), await scoresBy(ext, carpetTest, 'carpet', 'logp'))).toBe(true);
+    } finally {
+      await ext.dispose();
+    }
+  }, 120000);
+
   test('errors name their parameter', async () => {
     const code = async (p: Promise<unknown>): Promise<[string, string | undefined]> => {
       const e = await rejection(p);
@@ -206,6 +219,7 @@ describe('extendDetector', () => {
       .toEqual(['INVALID_ARGUMENT', 'backbone.model']);
     expect(await code(extendDetector(one, { data: dataset, classes: ['carpet'], flow: {} } as never))).toEqual(['INVALID_ARGUMENT', 'options.flow']);
     expect(await code(extendDetector(one, { data: dataset, classes: ['carpet'], holdout: 1 }))).toEqual(['INVALID_ARGUMENT', 'holdout']);
+    expect(await code(extendDetector(one, { data: dataset, classes: ['carpet'], combine: 'nent' as never }))).toEqual(['INVALID_ARGUMENT', 'combine']);
     const [scheduleCode, scheduleParameter] = await code(extendDetector(one, { data: dataset, classes: ['carpet'], schedule: { passes: 2 } as never }));
     expect(scheduleCode).toBe('INVALID_ARGUMENT');
     expect(scheduleParameter).toMatch(/^schedule/);

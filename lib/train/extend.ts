@@ -23,7 +23,7 @@ import { callNative, featureOps } from '../native-ops';
 import { oneAhead } from '../pipeline/ahead';
 import { BackboneChoice, specFromChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
-import { combineOf, specVersion } from '../pipeline/spec';
+import { combineOf, MAP_COMBINES, specVersion } from '../pipeline/spec';
 import type { ClassConstants, HistoryEntry, MapCombine, MapSpec, PipelineSpec } from '../pipeline/spec';
 import { quantile } from '../score/calibrate';
 import { measureConstants } from '../score/scorer';
@@ -45,6 +45,11 @@ export interface ExtendOptions {
    * size and reduction (the flow was trained on those features); a different one is an error.
    */
   backbone?: BackboneChoice;
+  /**
+   * How the new classes' maps combine the logp and negative-entropy maps. Default 'logp*nent' (HGAD.md
+   * section 6): the detector has several classes once they are added. The old classes keep their own.
+   */
+  combine?: MapCombine;
   /** Default: the schedule the detector was trained with (its training state). */
   schedule?: ScheduleOptions;
   /** Default: the detector's training batch size. */
@@ -65,13 +70,14 @@ export interface ExtendOptions {
   signal?: AbortSignal;
 }
 
-const EXTEND_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'schedule', 'batchSize', 'seed', 'holdout', 'thresholdQuantile',
+const EXTEND_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'combine', 'schedule', 'batchSize', 'seed', 'holdout', 'thresholdQuantile',
   'threads', 'featureCacheBytes', 'onProgress', 'progressBar', 'signal'];
 
 interface Plan extends TrainingPlan {
   dataRoot: string | null;
   oldClasses: string[];
   newClasses: string[];
+  combine: MapCombine;
   quantile: number;
   budget: number;
 }
@@ -129,6 +135,8 @@ async function planOf(detector: AnomalyDetector, options: ExtendOptions): Promis
     if (classes.indexOf(c) !== i) throw new HgadArgumentError(`classes[${i}]`, 'each new class once', c);
   });
   if (options.limitPerClass !== undefined) checkInteger('limitPerClass', options.limitPerClass, 1, 1 << 30);
+  const combine = options.combine ?? 'logp*nent';
+  if (!(MAP_COMBINES as readonly unknown[]).includes(combine)) throw new HgadArgumentError('combine', MAP_COMBINES.map((c) => `'${c}'`).join(' or '), combine);
   const t = detector.spec.training!;
   const seed = options.seed ?? t.seed;
   checkInteger('seed', seed, 0, 2 ** 31 - 1);
@@ -165,7 +173,7 @@ async function planOf(detector: AnomalyDetector, options: ExtendOptions): Promis
   const { train, holdout } = fraction > 0 ? splitHoldout(all, fraction, seed) : { train: all, holdout: [] };
   const digest = createHash('sha256').update(JSON.stringify([classes, train.map((s) => [s.path, s.className])])).digest('hex');
   return {
-    dataRoot: isDataset ? null : (data as { root: string }).root, oldClasses: old, newClasses: [...classes], train, holdout, schedule,
+    dataRoot: isDataset ? null : (data as { root: string }).root, oldClasses: old, newClasses: [...classes], combine, train, holdout, schedule,
     batchSize, seed, threads, quantile: q, budget, digest,
   };
 }
@@ -303,16 +311,15 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
 
 /**
  * The map settings with the new classes' combination: the old classes keep theirs (so their maps stay
- * bit for bit); the new classes use 'logp*nent', the product map of HGAD.md section 6, since the
- * detector now has several classes and their negative entropy carries the class posterior (a
- * single-Gaussian detector, whose negative entropy is constant, cannot be extended). Only classes whose
- * combination differs from map.combine are listed in map.classCombine: extending a detector of several
- * classes changes nothing here.
+ * bit for bit); the new classes use plan.combine, by default 'logp*nent', the product map of HGAD.md
+ * section 6, since the detector now has several classes and their negative entropy carries the class
+ * posterior (a single-Gaussian detector, whose negative entropy is constant, cannot be extended). Only
+ * classes whose combination differs from map.combine are listed in map.classCombine: extending a
+ * detector of several classes with the default changes nothing here.
  */
 function mapWithNewClasses(map: MapSpec, plan: Plan): MapSpec {
-  const combine: MapCombine = 'logp*nent';
   const classCombine: Record<string, MapCombine> = { ...(map.classCombine ?? {}) };
-  for (const c of plan.newClasses) if (combine !== map.combine) classCombine[c] = combine;
+  for (const c of plan.newClasses) if (plan.combine !== map.combine) classCombine[c] = plan.combine;
   return { ...map, ...(Object.keys(classCombine).length > 0 ? { classCombine } : {}) };
 }
 
