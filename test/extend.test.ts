@@ -337,7 +337,15 @@ describe('hgad train --from --add-classes', () => {
     expect(ok.stdout).toMatch(/classes: pill, carpet;/);
     const back = await AnomalyDetector.load(join(dir, 'cli-ok.hgad'));
     expect(back.spec.history![0]!.schedule.metaEpochs).toBe(1);
+    expect(back.spec.map.classCombine).toEqual({ carpet: 'logp*nent' });
     await back.dispose();
+    const logp = await hgad('train', '--from', oneFile, '--add-classes', 'carpet', '--data', root, '--out', join(dir, 'cli-logp.hgad'), '--epochs', '1',
+      '--combine', 'logp');
+    expect(logp.code).toBe(0);
+    const backLogp = await AnomalyDetector.load(join(dir, 'cli-logp.hgad'));
+    expect(backLogp.spec.map.classCombine).toBeUndefined();
+    expect(backLogp.spec.map.combine).toBe('logp');
+    await backLogp.dispose();
 
     const exists = await hgad('train', '--from', oneFile, '--add-classes', 'pill', '--data', root, '--out', out);
     expect(exists.code).not.toBe(0);
@@ -351,6 +359,12 @@ describe('hgad train --from --add-classes', () => {
     const noFrom = await hgad('train', '--add-classes', 'carpet', '--data', root, '--out', out);
     expect(noFrom.code).not.toBe(0);
     expect(noFrom.stderr).toMatch(/--from/);
+    const badCombine = await hgad('train', '--from', oneFile, '--add-classes', 'carpet', '--data', root, '--out', out, '--combine', 'nent');
+    expect(badCombine.code).not.toBe(0);
+    expect(badCombine.stderr).toMatch(/--combine/);
+    const combineNoFrom = await hgad('train', '--classes', 'carpet', '--data', root, '--out', out, '--combine', 'logp');
+    expect(combineNoFrom.code).not.toBe(0);
+    expect(combineNoFrom.stderr).toMatch(/--combine/);
     expect(existsSync(out)).toBe(false);
     expect((await readdir(dir)).filter((f) => f.includes('tmp'))).toEqual([]);
   }, 120000);
