@@ -18,7 +18,7 @@ export type { SaveOptions } from './io/model-file';
 // Pipeline
 export { AnomalyDetector } from './pipeline/detector';
 export type { DetectorLoadOptions, DetectorSaveOptions } from './pipeline/detector';
-export type { PipelineSpec, BackboneSpec, Calibration, TrainingState, HistoryEntry } from './pipeline/spec';
+export type { PipelineSpec, BackboneSpec, Calibration, TrainingState, HistoryEntry, MapSpec, MapCombine } from './pipeline/spec';
 export type { BackboneChoice } from './pipeline/backbone-spec';
 export { train, DEFAULT_DENSITY } from './train/trainer';
 export type { TrainOptions, FlowOptions } from './train/trainer';

@@ -7,13 +7,15 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Dataset, openDataset, Sample } from '../lib/data';
+import { Dataset, imageBatches, openDataset, Sample } from '../lib/data';
 import { generateDemoDataset } from '../lib/demo';
 import { HgadArgumentError, HgadError } from '../lib/errors';
 import { auroc } from '../lib/eval/metrics';
 import { HgadModel } from '../lib/model';
 import { AnomalyDetector } from '../lib/pipeline/detector';
-import { decodeSpec, encodeSpec, HistoryEntry } from '../lib/pipeline/spec';
+import { flowStage } from '../lib/pipeline/flow-stage';
+import { combineOf, decodeSpec, encodeSpec, HistoryEntry, MapCombine } from '../lib/pipeline/spec';
+import { anomalyMaps } from '../lib/score/maps';
 import { scoreImages } from '../lib/score/scorer';
 import { extendDetector } from '../lib/train/extend';
 import { train, TrainOptions } from '../lib/train/trainer';
@@ -36,9 +38,25 @@ function options(classes: string[]): TrainOptions {
   };
 }
 
-async function scores(d: AnomalyDetector, samples: Sample[]): Promise<Float32Array> {
+async function scores(d: AnomalyDetector, samples: Sample[], normalization: 'calibrated' | 'batch' = 'calibrated'): Promise<Float32Array> {
   const out: number[] = [];
-  for await (const r of scoreImages(d, samples.map((s) => ({ path: s.path, className: s.className })), { onError: 'throw' })) out.push(r.imageScore);
+  const inputs = samples.map((s) => ({ path: s.path, className: s.className }));
+  for await (const r of scoreImages(d, inputs, { onError: 'throw', normalization, batchSize: 4 })) out.push(r.imageScore);
+  return Float32Array.from(out);
+}
+
+/**
+ * Image scores made by hand from the flow's outputs: the images' classes given, the class's own map
+ * constants and the combination asked for (what calibrated scoring must do for an added class).
+ */
+async function scoresBy(d: AnomalyDetector, samples: Sample[], className: string, combine: MapCombine): Promise<Float32Array> {
+  const out: number[] = [];
+  const constants = d.spec.calibration!.classConstants![className]!;
+  const size = { height: d.mapSize, width: d.mapSize, sigma: d.spec.map.sigma };
+  for await (const batch of imageBatches(samples, { batchSize: 4, size: d.inputSize })) {
+    const flow = await flowStage(d.model, await d.features(batch.pixels, batch.batch), new Int32Array(batch.batch).fill(d.classes.indexOf(className)));
+    out.push(...(await anomalyMaps(flow.levels, batch.batch, constants, size, combine)).scores);
+  }
   return Float32Array.from(out);
 }
 
@@ -77,20 +95,38 @@ describe('extendDetector', () => {
     const ext = await extendDetector(one, { data: dataset, classes: ['carpet'] });
     try {
       expect(ext.classes).toEqual(['pill', 'carpet']);
+      // The old class keeps its logp maps; the new class, in a detector of two classes now, multiplies
+      // in the negative entropy.
       expect(ext.spec.map.combine).toBe('logp');
+      expect(ext.spec.map.classCombine).toEqual({ carpet: 'logp*nent' });
+      expect(combineOf(ext.spec.map, 'pill')).toBe('logp');
+      expect(combineOf(ext.spec.map, 'carpet')).toBe('logp*nent');
+      expect(ext.spec.version).toBe(3);
       // Every old tensor, and the old class's rows of the class tensors, are the old ones.
       for (const t of one.model.tensorInfo()) {
         const a = await one.model.getTensor(t.name), b = await ext.model.getTensor(t.name);
         expect(sameBits(a, b.subarray(0, a.length))).toBe(true);
       }
       const pillTest = dataset.samples('test', 'pill');
-      expect(sameBits(await scores(one, pillTest), await scores(ext, pillTest))).toBe(true);
+      const carpetTest = dataset.samples('test', 'carpet');
+      const pillBefore = await scores(one, pillTest), pillBatchBefore = await scores(one, pillTest, 'batch');
+      expect(sameBits(pillBefore, await scores(ext, pillTest))).toBe(true);
+      expect(sameBits(pillBatchBefore, await scores(ext, pillTest, 'batch'))).toBe(true);
+      // Scored in the same batches as the new class's images (calibrated, and 'batch' normalisation,
+      // which normalises each map combination's images together): still the same bits.
+      const mixed = pillTest.flatMap((x, i) => [x, carpetTest[i]!]);
+      const even = (a: Float32Array): Float32Array => a.filter((_, i) => i % 2 === 0);
+      expect(sameBits(pillBefore, even(await scores(ext, mixed)))).toBe(true);
+      expect(sameBits(pillBatchBefore, even(await scores(ext, mixed, 'batch')))).toBe(true);
       expect(ext.spec.calibration!.thresholds.pill).toBe(one.spec.calibration!.thresholds.pill);
       expect(ext.spec.staleThresholds).toEqual([]);
+      // The new class's calibrated scores are its own constants' logp*nent maps, alone or mixed in.
+      const carpetScores = await scores(ext, carpetTest);
+      expect(sameBits(carpetScores, await scoresBy(ext, carpetTest, 'carpet', 'logp*nent'))).toBe(true);
+      expect(sameBits(carpetScores, await scoresBy(ext, carpetTest, 'carpet', 'logp'))).toBe(false);
+      expect(sameBits(carpetScores, (await scores(ext, mixed)).filter((_, i) => i % 2 === 1))).toBe(true);
       // The new class: a threshold and map constants of its own, and its defects score above its good images.
-      const carpetTest = dataset.samples('test', 'carpet');
-      const s = await scores(ext, carpetTest);
-      expect(await auroc(s, Uint8Array.from(carpetTest, (x) => x.label))).toBeGreaterThanOrEqual(0.75);
+      expect(await auroc(carpetScores, Uint8Array.from(carpetTest, (x) => x.label))).toBeGreaterThanOrEqual(0.75);
       expect(ext.spec.calibration!.thresholds.carpet).toBeGreaterThan(0);
       expect(ext.spec.calibration!.classConstants!.carpet!.images).toBe(1);
       // The class is inferred right for the new class's images.
@@ -117,6 +153,10 @@ describe('extendDetector', () => {
       }
       expect(ext.spec.staleThresholds).toEqual(['pill', 'wood']);
       expect(ext.spec.calibration!.thresholds.pill).toBe(two.spec.calibration!.thresholds.pill);
+      // Every class, old and new, makes logp*nent maps: nothing per class to store, still version 2.
+      expect(ext.spec.map).toEqual(two.spec.map);
+      expect(combineOf(ext.spec.map, 'carpet')).toBe('logp*nent');
+      expect(JSON.parse(encodeSpec(ext.spec)).version).toBe(2);
     } finally {
       await ext.dispose();
     }
@@ -130,7 +170,9 @@ describe('extendDetector', () => {
     expect(JSON.parse((await HgadModel.load(oneFile)).metadata.pipeline!).version).toBe(1);
     const back = await AnomalyDetector.load(file);
     try {
-      expect(JSON.parse(back.model.metadata.pipeline!).version).toBe(2);
+      expect(JSON.parse(back.model.metadata.pipeline!).version).toBe(3);
+      expect(back.spec.version).toBe(3);
+      expect(back.spec.map).toEqual({ ...one.spec.map, classCombine: { carpet: 'logp*nent' } });
       expect(back.spec.history).toHaveLength(1);
       const h = back.spec.history![0]!;
       expect(h).toMatchObject({ action: 'extend', classes: ['carpet'], data: root, trainImages: 7, calibrationImages: 1, seed: 1, batchSize: 4 });
@@ -140,11 +182,25 @@ describe('extendDetector', () => {
       const again = await extendDetector(back, { data: dataset, classes: ['nut'], schedule: { metaEpochs: 1 } });
       expect(again.classes).toEqual(['pill', 'carpet', 'nut']);
       expect(again.spec.history!.map((e) => e.classes)).toEqual([['carpet'], ['nut']]);
-      // Now three classes with logp maps: still nothing stale.
-      expect(again.spec.staleThresholds).toEqual([]);
+      // pill keeps its logp maps (not stale); carpet's logp*nent maps now have nut in their posterior.
+      expect(again.spec.map.classCombine).toEqual({ carpet: 'logp*nent', nut: 'logp*nent' });
+      expect(again.spec.staleThresholds).toEqual(['carpet']);
       await again.dispose();
     } finally {
       await back.dispose();
+    }
+  }, 120000);
+
+  test("combine: 'logp' keeps the new class on logp maps (nothing per class to store: version 2)", async () => {
+    const ext = await extendDetector(one, { data: dataset, classes: ['carpet'], combine: 'logp', schedule: { metaEpochs: 1 } });
+    try {
+      expect(ext.spec.map).toEqual(one.spec.map);
+      expect(combineOf(ext.spec.map, 'carpet')).toBe('logp');
+      expect(ext.spec.version).toBe(2);
+      const carpetTest = dataset.samples('test', 'carpet');
+      expect(sameBits(await scores(ext, carpetTest), await scoresBy(ext, carpetTest, 'carpet', 'logp'))).toBe(true);
+    } finally {
+      await ext.dispose();
     }
   }, 120000);
 
@@ -163,6 +219,7 @@ describe('extendDetector', () => {
       .toEqual(['INVALID_ARGUMENT', 'backbone.model']);
     expect(await code(extendDetector(one, { data: dataset, classes: ['carpet'], flow: {} } as never))).toEqual(['INVALID_ARGUMENT', 'options.flow']);
     expect(await code(extendDetector(one, { data: dataset, classes: ['carpet'], holdout: 1 }))).toEqual(['INVALID_ARGUMENT', 'holdout']);
+    expect(await code(extendDetector(one, { data: dataset, classes: ['carpet'], combine: 'nent' as never }))).toEqual(['INVALID_ARGUMENT', 'combine']);
     const [scheduleCode, scheduleParameter] = await code(extendDetector(one, { data: dataset, classes: ['carpet'], schedule: { passes: 2 } as never }));
     expect(scheduleCode).toBe('INVALID_ARGUMENT');
     expect(scheduleParameter).toMatch(/^schedule/);
@@ -222,6 +279,53 @@ describe('detector file, pipeline version 2', () => {
     bad((o) => { o.calibration.classConstants.carpet.logpTop = 1000; }, /classConstants\.carpet\.logpTop/);
     bad((o) => { o.calibration.thresholds.carpet = 10; }, /thresholds\.carpet/);
   });
+
+  test('version 3: map.classCombine is read back and checked; version-2 files without it still load', () => {
+    const classes = ['pill', 'carpet'];
+    const L = one.model.config.levels.length;
+    const cal = one.spec.calibration!;
+    const entry: HistoryEntry = {
+      action: 'extend', at: '2026-12-01T02:00:00.000Z', classes: ['carpet'], data: null, trainImages: 7, calibrationImages: 1,
+      trainDigest: 'b'.repeat(64), schedule: one.spec.training!.schedule, seed: 1, batchSize: 4, seconds: 1,
+    };
+    const constants = { logpShift: cal.logpShift, nentShift: cal.nentShift.map(() => -0.5), logpTop: 1.5, nentTop: 1.2, images: 1 };
+    const spec = {
+      ...one.spec, map: { ...one.spec.map, classCombine: { carpet: 'logp*nent' as const } }, history: [entry], staleThresholds: [],
+      // carpet's threshold lies above its logpTop: possible only for its product maps (bound logpTop * nentTop).
+      calibration: { ...cal, thresholds: { ...cal.thresholds, carpet: 1.7 }, classConstants: { carpet: constants } },
+    };
+    const text = encodeSpec(spec);
+    expect(JSON.parse(text).version).toBe(3);
+    const back = decodeSpec(text, 'f', L, classes);
+    expect(back.version).toBe(3);
+    expect(back.map.classCombine).toEqual({ carpet: 'logp*nent' });
+    expect(combineOf(back.map, 'pill')).toBe('logp');
+    expect(combineOf(back.map, 'carpet')).toBe('logp*nent');
+    expect(back.calibration!.thresholds.carpet).toBe(1.7);
+    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => {
+      const o = JSON.parse(text);
+      mutate(o);
+      expect(() => decodeSpec(JSON.stringify(o), 'f', L, classes)).toThrow(message);
+    };
+    bad((o) => { o.version = 2; }, /map\.classCombine needs version 3/);
+    bad((o) => { o.map.classCombine = { bottle: 'logp' }; }, /map\.classCombine\.bottle is not a known field/);
+    bad((o) => { o.map.classCombine.carpet = 'nent'; }, /map\.classCombine\.carpet must be one of/);
+    bad((o) => { o.map.classCombine = ['logp']; }, /map\.classCombine must be an object/);
+    bad((o) => { delete o.staleThresholds; }, /version 3 needs history and staleThresholds/);
+    bad((o) => { o.version = 4; }, /version number 4 is not supported/);
+    // Under 'logp' maps (as a file from before version 3 reads carpet) 1.7 is above carpet's logpTop.
+    bad((o) => { o.map.classCombine.carpet = 'logp'; }, /thresholds\.carpet/);
+    // A version-2 file written by an hgad before per-class combinations: every class reads map.combine.
+    const v2 = JSON.parse(text);
+    delete v2.map.classCombine;
+    v2.version = 2;
+    v2.calibration.thresholds.carpet = 1.2;
+    const old = decodeSpec(JSON.stringify(v2), 'f', L, classes);
+    expect(old.version).toBe(2);
+    expect(old.map.classCombine).toBeUndefined();
+    expect(combineOf(old.map, 'carpet')).toBe('logp');
+    expect(JSON.parse(encodeSpec(old)).version).toBe(2);
+  });
 });
 
 describe('hgad train --from --add-classes', () => {
@@ -233,7 +337,15 @@ describe('hgad train --from --add-classes', () => {
     expect(ok.stdout).toMatch(/classes: pill, carpet;/);
     const back = await AnomalyDetector.load(join(dir, 'cli-ok.hgad'));
     expect(back.spec.history![0]!.schedule.metaEpochs).toBe(1);
+    expect(back.spec.map.classCombine).toEqual({ carpet: 'logp*nent' });
     await back.dispose();
+    const logp = await hgad('train', '--from', oneFile, '--add-classes', 'carpet', '--data', root, '--out', join(dir, 'cli-logp.hgad'), '--epochs', '1',
+      '--combine', 'logp');
+    expect(logp.code).toBe(0);
+    const backLogp = await AnomalyDetector.load(join(dir, 'cli-logp.hgad'));
+    expect(backLogp.spec.map.classCombine).toBeUndefined();
+    expect(backLogp.spec.map.combine).toBe('logp');
+    await backLogp.dispose();
 
     const exists = await hgad('train', '--from', oneFile, '--add-classes', 'pill', '--data', root, '--out', out);
     expect(exists.code).not.toBe(0);
@@ -247,6 +359,12 @@ describe('hgad train --from --add-classes', () => {
     const noFrom = await hgad('train', '--add-classes', 'carpet', '--data', root, '--out', out);
     expect(noFrom.code).not.toBe(0);
     expect(noFrom.stderr).toMatch(/--from/);
+    const badCombine = await hgad('train', '--from', oneFile, '--add-classes', 'carpet', '--data', root, '--out', out, '--combine', 'nent');
+    expect(badCombine.code).not.toBe(0);
+    expect(badCombine.stderr).toMatch(/--combine/);
+    const combineNoFrom = await hgad('train', '--classes', 'carpet', '--data', root, '--out', out, '--combine', 'logp');
+    expect(combineNoFrom.code).not.toBe(0);
+    expect(combineNoFrom.stderr).toMatch(/--combine/);
     expect(existsSync(out)).toBe(false);
     expect((await readdir(dir)).filter((f) => f.includes('tmp'))).toEqual([]);
   }, 120000);

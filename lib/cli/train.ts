@@ -3,6 +3,7 @@ import { HgadArgumentError } from '../errors';
 import { PRESETS } from '../features/presets';
 import type { BackboneChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
+import { MAP_COMBINES } from '../pipeline/spec';
 import { ExtendOptions, extendDetector } from '../train/extend';
 import { train, TrainOptions } from '../train/trainer';
 import { choice, int, intList, list, num, OptionSpec, parse, Parsed, required, str } from './args';
@@ -56,6 +57,7 @@ Adding classes to a trained detector (no retraining; README, Adding classes)
   hgad train --from model.hgad --add-classes a,b --data <root> --out new.hgad
   --from <file>             the trained detector to add classes to (it is not changed)
   --add-classes <a,b,...>   the new classes (names the detector does not have)
+  --combine <c>             the new classes' maps: logp*nent (default: the product map) or logp
 The flow and the detector's classes stay frozen (their scores and thresholds do not change); the new
 classes' centres are trained on their images and their thresholds calibrated on held-out ones. The
 backbone, input size and reduction are the detector's (--backbone, --input-size, --taps, --scales are
@@ -71,7 +73,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' }, density: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
-  from: { type: 'string' }, 'add-classes': { type: 'string' },
+  from: { type: 'string' }, 'add-classes': { type: 'string' }, combine: { type: 'string' },
 };
 
 /** Flags that shape a new detector: meaningless when adding classes to one (--from). */
@@ -164,6 +166,7 @@ export function extendOptionsFrom(p: Parsed, detector: AnomalyDetector): ExtendO
     seed: int(p, 'seed', 0, 2 ** 31 - 1),
     threads: int(p, 'threads', 1, 1024),
     holdout: num(p, 'holdout', 0, 0.99),
+    combine: choice(p, 'combine', MAP_COMBINES),
   });
 }
 
@@ -186,6 +189,9 @@ export async function trainCommand(args: string[]): Promise<number> {
   const from = str(p, 'from');
   if (from === undefined && p.values['add-classes'] !== undefined) {
     throw new HgadArgumentError('--add-classes', 'a detector to add them to (--from model.hgad)', p.values['add-classes']);
+  }
+  if (from === undefined && p.values.combine !== undefined) {
+    throw new HgadArgumentError('--combine', 'nothing without --from (a new detector chooses its maps by its class count and prior)', p.values.combine);
   }
   if (from !== undefined) {
     const threads = int(p, 'threads', 1, 1024);

@@ -19,7 +19,13 @@ export const PIPELINE_VERSION = 1;
  * extended stay readable by earlier hgad.
  */
 export const EXTENDED_PIPELINE_VERSION = 2;
-export const READABLE_PIPELINE_VERSIONS = [PIPELINE_VERSION, EXTENDED_PIPELINE_VERSION];
+/**
+ * Version 3 added `map.classCombine` (classes whose maps combine otherwise than `map.combine`: classes
+ * added to a one-class detector). Only detectors that have it are written as version 3, so the other
+ * extended detectors stay readable by hgad that reads version 2.
+ */
+export const CLASS_COMBINE_PIPELINE_VERSION = 3;
+export const READABLE_PIPELINE_VERSIONS = [PIPELINE_VERSION, EXTENDED_PIPELINE_VERSION, CLASS_COMBINE_PIPELINE_VERSION];
 
 export interface BackboneSpec {
   /** Preset name, 'demo', or a path to an .onnx file (then sha256 is required). */
@@ -107,11 +113,32 @@ export interface HistoryEntry {
   seconds: number;
 }
 
+export interface MapSpec {
+  size: number;
+  sigma: number;
+  /** How the maps of every class not in classCombine are made. */
+  combine: MapCombine;
+  /** Which log-density the maps read (HgadModel.score); files without it: 'full'. */
+  density: Density;
+  /**
+   * Classes whose maps combine otherwise than `combine` (version 3). extendDetector adds the new
+   * classes here when they differ: the classes added to a one-class detector use 'logp*nent' (the
+   * detector now has several classes, so their negative entropy carries something) while the original
+   * class keeps its 'logp' maps bit for bit. Absent: every class uses `combine`.
+   */
+  classCombine?: Record<string, MapCombine>;
+}
+
+/** The map combination of `className`'s maps: its own (map.classCombine), else map.combine. */
+export function combineOf(map: MapSpec, className: string): MapCombine {
+  const own = map.classCombine;
+  return own !== undefined && Object.prototype.hasOwnProperty.call(own, className) ? own[className]! : map.combine;
+}
+
 export interface PipelineSpec {
   version: number;
   backbone: BackboneSpec;
-  /** density: which log-density the maps read (HgadModel.score); files without it: 'full'. */
-  map: { size: number; sigma: number; combine: MapCombine; density: Density };
+  map: MapSpec;
   calibration: Calibration | null;
   training: TrainingState | null;
   /** Channel reduction before the flow (its tensors are stored beside the flow's); null: none. */
@@ -138,15 +165,22 @@ export const LOGP_SHIFT_LIMIT = 1e6;
 /** Slack for float32/double rounding in the range checks of measured constants. */
 const ROUNDING = 1e-5;
 
+/** The version a spec is written as: the lowest that holds its fields (so earlier hgad reads what it can). */
+export function specVersion(spec: PipelineSpec): number {
+  if (spec.map.classCombine !== undefined) return CLASS_COMBINE_PIPELINE_VERSION;
+  const extended = (spec.history?.length ?? 0) > 0 || (spec.staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
+  return extended ? EXTENDED_PIPELINE_VERSION : PIPELINE_VERSION;
+}
+
 export function encodeSpec(spec: PipelineSpec): string {
   const { history, staleThresholds, map, ...body } = spec;
   // 'full' maps are written as before the setting existed, so earlier versions of hgad still read them.
   const { density, ...before } = map;
   const rest = { ...body, map: density === 'full' ? before : map };
-  const extended = (history?.length ?? 0) > 0 || (staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
-  return JSON.stringify(extended
-    ? { ...rest, version: EXTENDED_PIPELINE_VERSION, history: history ?? [], staleThresholds: staleThresholds ?? [] }
-    : { ...rest, version: PIPELINE_VERSION });
+  const version = specVersion(spec);
+  return JSON.stringify(version > PIPELINE_VERSION
+    ? { ...rest, version, history: history ?? [], staleThresholds: staleThresholds ?? [] }
+    : { ...rest, version });
 }
 
 type Bad = (problem: string) => never;
@@ -162,7 +196,7 @@ const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', '
 /** The widest level the reduction takes (the native feature operations' own limit). */
 const MAX_CHANNELS = 1 << 16;
 const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
-const MAP_KEYS = ['size', 'sigma', 'combine', 'density'];
+const MAP_KEYS = ['size', 'sigma', 'combine', 'classCombine', 'density'];
 const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile', 'classConstants'];
 const CALIBRATION_REQUIRED = CALIBRATION_KEYS.filter((k) => k !== 'classConstants');
 const CLASS_CONSTANT_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'images'];
@@ -248,7 +282,7 @@ function decodeBackbone(v: unknown, levels: number, bad: Bad): BackboneSpec {
   };
 }
 
-function decodeMap(v: unknown, classes: readonly string[], bad: Bad): PipelineSpec['map'] {
+function decodeMap(v: unknown, classes: readonly string[], version: number, bad: Bad): MapSpec {
   const m = object(v, 'map', MAP_KEYS, bad, ['size', 'sigma']);
   // Files from before the setting: the product map, except for one-class models, whose negative
   // entropy is 0 everywhere (the product would be a constant map).
@@ -259,7 +293,17 @@ function decodeMap(v: unknown, classes: readonly string[], bad: Bad): PipelineSp
   const size = integer(m.size, 'map.size', MAP_SIZE_RANGE[0], MAP_SIZE_RANGE[1], bad);
   // A kernel wider than the map only reflects the map onto itself; the limit also bounds the blur's work.
   const sigma = number(m.sigma, 'map.sigma', 0, Math.min(MAX_SIGMA, size), bad);
-  return { size, sigma, combine: combine as MapCombine, density: density as Density };
+  let classCombine: Record<string, MapCombine> | undefined;
+  if (m.classCombine !== undefined) {
+    if (version < CLASS_COMBINE_PIPELINE_VERSION) bad(`map.classCombine needs version ${CLASS_COMBINE_PIPELINE_VERSION}`);
+    const o = object(m.classCombine, 'map.classCombine', classes, bad, []);
+    classCombine = {};
+    for (const cls of Object.keys(o)) {
+      if (!(MAP_COMBINES as readonly unknown[]).includes(o[cls])) bad(`map.classCombine.${cls} must be one of ${MAP_COMBINES.join(', ')}`);
+      classCombine[cls] = o[cls] as MapCombine;
+    }
+  }
+  return { size, sigma, combine: combine as MapCombine, density: density as Density, ...(classCombine ? { classCombine } : {}) };
 }
 
 /**
@@ -279,7 +323,7 @@ function decodeConstants(c: Record<string, unknown>, what: string, levels: numbe
   };
 }
 
-function decodeCalibration(v: unknown, levels: number, classes: readonly string[], combine: MapCombine, version: number, bad: Bad): Calibration {
+function decodeCalibration(v: unknown, levels: number, classes: readonly string[], map: MapSpec, version: number, bad: Bad): Calibration {
   const c = object(v, 'calibration', CALIBRATION_KEYS, bad, CALIBRATION_REQUIRED);
   const { logpShift, nentShift, logpTop, nentTop } = decodeConstants(c, 'calibration', levels, classes, bad);
   let classConstants: Record<string, ClassConstants> | undefined;
@@ -296,7 +340,7 @@ function decodeCalibration(v: unknown, levels: number, classes: readonly string[
   // A class's scores are bounded by the tops of the constants its maps are made with.
   const maxScore = (cls: string): number => {
     const k = classConstants?.[cls] ?? { logpTop, nentTop };
-    return (combine === 'logp' ? k.logpTop : k.logpTop * k.nentTop) * (1 + ROUNDING);
+    return (combineOf(map, cls) === 'logp' ? k.logpTop : k.logpTop * k.nentTop) * (1 + ROUNDING);
   };
   const t = object(c.thresholds, 'calibration.thresholds', classes, bad);
   const thresholds: Record<string, number> = {};
@@ -408,19 +452,20 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
   }
   const o = object(raw, 'spec', SPEC_KEYS, bad, SPEC_REQUIRED);
   if (!READABLE_PIPELINE_VERSIONS.includes(o.version as number)) {
-    bad(`version ${describe(o.version)} is not supported (this hgad reads ${READABLE_PIPELINE_VERSIONS.join(' and ')})`);
+    bad(`version ${describe(o.version)} is not supported (this hgad reads versions ${READABLE_PIPELINE_VERSIONS.join(', ')})`);
   }
-  if (o.version === 1 && ('history' in o || 'staleThresholds' in o)) bad('history and staleThresholds need version 2');
-  if (o.version === 2 && !('history' in o && 'staleThresholds' in o)) bad('version 2 needs history and staleThresholds');
+  const version = o.version as number;
+  if (version === 1 && ('history' in o || 'staleThresholds' in o)) bad('history and staleThresholds need version 2');
+  if (version >= 2 && !('history' in o && 'staleThresholds' in o)) bad(`version ${version} needs history and staleThresholds`);
   const backbone = decodeBackbone(o.backbone, levels, bad);
-  const map = decodeMap(o.map, classes, bad);
+  const map = decodeMap(o.map, classes, version, bad);
   return {
-    version: o.version as number,
+    version,
     backbone,
     reduction: o.reduction === undefined || o.reduction === null ? null : decodeReduction(o.reduction, levels, bad),
     map,
-    calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map.combine, o.version as number, bad),
+    calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map, version, bad),
     training: o.training === null ? null : decodeTraining(o.training, bad),
-    ...(o.version === 2 ? { history: decodeHistory(o.history, classes, bad), staleThresholds: decodeStale(o.staleThresholds, classes, bad) } : {}),
+    ...(version >= 2 ? { history: decodeHistory(o.history, classes, bad), staleThresholds: decodeStale(o.staleThresholds, classes, bad) } : {}),
   };
 }

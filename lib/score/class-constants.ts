@@ -1,9 +1,11 @@
-// Calibrated maps when some classes carry their own map constants (Calibration.classConstants: classes
-// added to a trained detector, whose latents the detector-wide constants were not measured on). The
-// images of a batch are grouped by the constants that apply to their class; each group's maps are made
-// with its constants and put back in batch order. Without class constants: one call, as before.
+// Maps when classes differ in how their maps are made: some carry map constants of their own
+// (Calibration.classConstants: classes added to a trained detector, whose latents the detector-wide
+// constants were not measured on), some combine the two score maps otherwise (map.classCombine: classes
+// added to a one-class detector use 'logp*nent', the original class keeps 'logp'). The images of a
+// batch are grouped by what applies to their class; each group's maps are made in one native call and
+// put back in batch order. A batch of one group is one call on the batch as it is, as before.
 import type { AnomalyDetector } from '../pipeline/detector';
-import type { MapCombine } from '../pipeline/spec';
+import { combineOf, MapCombine } from '../pipeline/spec';
 import { anomalyMaps, LevelMaps, MapConstants, MapSize } from './maps';
 
 /** The constants that apply to images of `className`. */
@@ -12,35 +14,67 @@ export function constantsFor(detector: AnomalyDetector, className: string): MapC
   return c.classConstants?.[className] ?? c;
 }
 
-export async function calibratedMaps(detector: AnomalyDetector, levels: LevelMaps[], classIndex: Int32Array, batch: number,
-  size: MapSize, combine: MapCombine): Promise<{ maps: Float32Array; scores: Float32Array }> {
-  const own = detector.spec.calibration!.classConstants ?? {};
-  const groups = new Map<string, number[]>(); // '' = the detector-wide constants
+/** The combination that applies to images of `className`. */
+export function combineFor(detector: AnomalyDetector, className: string): MapCombine {
+  return combineOf(detector.spec.map, className);
+}
+
+/** The images of a batch by key, each group in batch order, groups in order of first appearance. */
+export function groupImages(batch: number, keyOf: (b: number) => string): Map<string, number[]> {
+  const groups = new Map<string, number[]>();
   for (let b = 0; b < batch; b++) {
-    const name = detector.classes[classIndex[b]!]!;
-    const key = Object.prototype.hasOwnProperty.call(own, name) ? name : '';
-    groups.set(key, [...(groups.get(key) ?? []), b]);
+    const key = keyOf(b);
+    const group = groups.get(key);
+    if (group) group.push(b);
+    else groups.set(key, [b]);
   }
-  const whole = (key: string): MapConstants => (key === '' ? detector.spec.calibration! : own[key]!);
-  if (groups.size === 1) return anomalyMaps(levels, batch, whole([...groups.keys()][0]!), size, combine);
+  return groups;
+}
+
+/** The per-level scores of some of a batch's images (the levels themselves when that is all of them). */
+export function pickImages(levels: LevelMaps[], images: number[], batch: number): LevelMaps[] {
+  if (images.length === batch) return levels;
+  return levels.map((lv) => {
+    const hw = lv.height * lv.width;
+    const pick = (a: Float32Array): Float32Array => {
+      const out = new Float32Array(images.length * hw);
+      images.forEach((b, i) => out.set(a.subarray(b * hw, (b + 1) * hw), i * hw));
+      return out;
+    };
+    return { logp: pick(lv.logp), negEntropy: pick(lv.negEntropy), height: lv.height, width: lv.width };
+  });
+}
+
+/** Maps of the batch made group by group (make(levels, images, key) for each group), in batch order. */
+export async function groupedMaps(levels: LevelMaps[], batch: number, size: MapSize, keyOf: (b: number) => string,
+  make: (levels: LevelMaps[], batch: number, key: string) => Promise<{ maps: Float32Array; scores: Float32Array }>):
+  Promise<{ maps: Float32Array; scores: Float32Array }> {
+  const groups = groupImages(batch, keyOf);
+  if (groups.size === 1) return make(levels, batch, [...groups.keys()][0]!);
   const pixels = size.height * size.width;
   const maps = new Float32Array(batch * pixels);
   const scores = new Float32Array(batch);
   for (const [key, images] of groups) {
-    const sub = levels.map((lv) => {
-      const hw = lv.height * lv.width;
-      const pick = (a: Float32Array): Float32Array => {
-        const out = new Float32Array(images.length * hw);
-        images.forEach((b, i) => out.set(a.subarray(b * hw, (b + 1) * hw), i * hw));
-        return out;
-      };
-      return { logp: pick(lv.logp), negEntropy: pick(lv.negEntropy), height: lv.height, width: lv.width };
-    });
-    const part = await anomalyMaps(sub, images.length, whole(key), size, combine);
+    const part = await make(pickImages(levels, images, batch), images.length, key);
     images.forEach((b, i) => {
       maps.set(part.maps.subarray(i * pixels, (i + 1) * pixels), b * pixels);
       scores[b] = part.scores[i]!;
     });
   }
   return { maps, scores };
+}
+
+/** Calibrated maps: each image with its class's constants and combination (classIndex: the class each image is scored as). */
+export async function calibratedMaps(detector: AnomalyDetector, levels: LevelMaps[], classIndex: Int32Array, batch: number,
+  size: MapSize): Promise<{ maps: Float32Array; scores: Float32Array }> {
+  const own = detector.spec.calibration!.classConstants ?? {};
+  // Key: the class whose own constants apply ('' = the detector-wide ones) and the combination.
+  const keyOf = (b: number): string => {
+    const name = detector.classes[classIndex[b]!]!;
+    return JSON.stringify([Object.prototype.hasOwnProperty.call(own, name) ? name : '', combineFor(detector, name)]);
+  };
+  return groupedMaps(levels, batch, size, keyOf, (lv, n, key) => {
+    const [name, combine] = JSON.parse(key) as [string, MapCombine];
+    return anomalyMaps(lv, n, name === '' ? detector.spec.calibration! : own[name]!, size, combine);
+  });
 }

@@ -7,10 +7,11 @@ import type { FailedSample } from '../data/batches';
 import { checkRawImage, ImageSource, isByteArray, RawImage } from '../data/source';
 import { HgadArgumentError, HgadError, HgadErrorCode } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
+import type { MapCombine } from '../pipeline/spec';
 import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
 import { checkInteger, checkKeys } from '../validate';
-import { calibratedMaps } from './class-constants';
+import { calibratedMaps, combineFor, groupedMaps, groupImages, pickImages } from './class-constants';
 import { anomalyMaps, levelMaxima, MapConstants, sumMaxima } from './maps';
 import { checkThreshold, ThresholdOverride, ThresholdSource, thresholdFor } from './threshold';
 
@@ -317,12 +318,12 @@ export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[
   requireClasses(detector, samples, o);
   const size = { height: detector.mapSize, width: detector.mapSize, sigma: detector.spec.map.sigma };
   // constants null: the detector's calibration (which may hold constants of its own for some classes).
-  const scored = async (st: StagedBatch, constants: MapConstants | null): Promise<ScoredBatch> => {
+  const scored = async (st: StagedBatch, constants: GroupConstants | null): Promise<ScoredBatch> => {
     const { maps, scores } = !st.flow
       ? { maps: new Float32Array(0), scores: new Float32Array(0) }
       : constants
-        ? await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine)
-        : await calibratedMaps(detector, st.flow.levels, st.flow.classIndex, st.batch.batch, size, detector.spec.map.combine);
+        ? await batchMaps(detector, st, constants, size)
+        : await calibratedMaps(detector, st.flow.levels, st.flow.classIndex, st.batch.batch, size);
     return {
       samples: st.batch.samples, results: resultsOf(detector, st, maps, scores, o, origins),
       failed: failuresOf(st.batch.failed, origins), masks: st.batch.masks,
@@ -332,37 +333,69 @@ export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[
     for await (const staged of flowBatches(detector, samples, o, withMasks)) yield await scored(staged, null);
     return;
   }
-  const { staged, constants } = await stageAll(detector, samples, o, withMasks);
+  const { staged, constants } = await stageAll(detector, samples, o, withMasks, true);
   for (const st of staged) yield await scored(st, constants);
 }
 
 /**
+ * Constants measured together over groups of images: by map combination ('batch' scoring: images whose
+ * maps combine alike are normalised together, as if scored in a call of their own), or one group ''
+ * for all images (calibration: the detector-wide constants).
+ */
+interface GroupConstants {
+  byCombine: boolean;
+  constants: Map<string, MapConstants>;
+}
+
+/** Maps of a staged batch under constants measured over groups: each image with its class's combination. */
+function batchMaps(detector: AnomalyDetector, st: StagedBatch, c: GroupConstants, size: { height: number; width: number; sigma: number }):
+  Promise<{ maps: Float32Array; scores: Float32Array }> {
+  const flow = st.flow!;
+  return groupedMaps(flow.levels, st.batch.batch, size, (b) => combineFor(detector, detector.classes[flow.classIndex[b]!]!),
+    (levels, n, combine) => anomalyMaps(levels, n, c.constants.get(c.byCombine ? combine : '')!, size, combine as MapCombine));
+}
+
+/**
  * The authors' normalisation constants over a set of images: per-level maxima of logp and negative
- * entropy, then the maxima of the summed, upsampled maps under those shifts.
+ * entropy, then the maxima of the summed, upsampled maps under those shifts; over all the images, or
+ * (byCombine) over the images of each map combination separately.
  */
 async function stageAll(detector: AnomalyDetector, samples: Sample[], o: ResolvedScoreOptions,
-  withMasks: boolean): Promise<{ staged: StagedBatch[]; constants: MapConstants }> {
+  withMasks: boolean, byCombine: boolean): Promise<{ staged: StagedBatch[]; constants: GroupConstants }> {
   const size = { height: detector.mapSize, width: detector.mapSize, sigma: detector.spec.map.sigma };
   const staged: StagedBatch[] = [];
   const L = detector.model.config.levels.length;
-  const shifts = { logp: new Array<number>(L).fill(-Infinity), nent: new Array<number>(L).fill(-Infinity) };
+  const groupsOf = (s: StagedBatch): Map<string, number[]> => groupImages(s.batch.batch,
+    (b) => (byCombine ? combineFor(detector, detector.classes[s.flow!.classIndex[b]!]!) : ''));
+  const shifts = new Map<string, { logp: number[]; nent: number[] }>();
   for await (const s of flowBatches(detector, samples, o, withMasks)) {
     staged.push(s);
     if (!s.flow) continue;
-    const m = await levelMaxima(s.flow.levels, s.batch.batch);
-    for (let l = 0; l < L; l++) {
-      shifts.logp[l] = Math.max(shifts.logp[l]!, m.logp[l]!);
-      shifts.nent[l] = Math.max(shifts.nent[l]!, m.nent[l]!);
+    for (const [key, images] of groupsOf(s)) {
+      const m = await levelMaxima(pickImages(s.flow.levels, images, s.batch.batch), images.length);
+      const acc = shifts.get(key) ?? { logp: new Array<number>(L).fill(-Infinity), nent: new Array<number>(L).fill(-Infinity) };
+      shifts.set(key, acc);
+      for (let l = 0; l < L; l++) {
+        acc.logp[l] = Math.max(acc.logp[l]!, m.logp[l]!);
+        acc.nent[l] = Math.max(acc.nent[l]!, m.nent[l]!);
+      }
     }
   }
-  let logpTop = -Infinity, nentTop = -Infinity;
+  const tops = new Map<string, { logp: number; nent: number }>();
   for (const s of staged) {
     if (!s.flow) continue;
-    const top = await sumMaxima(s.flow.levels, s.batch.batch, shifts, size);
-    logpTop = Math.max(logpTop, top.logp);
-    nentTop = Math.max(nentTop, top.nent);
+    for (const [key, images] of groupsOf(s)) {
+      const top = await sumMaxima(pickImages(s.flow.levels, images, s.batch.batch), images.length, shifts.get(key)!, size);
+      const acc = tops.get(key) ?? { logp: -Infinity, nent: -Infinity };
+      tops.set(key, { logp: Math.max(acc.logp, top.logp), nent: Math.max(acc.nent, top.nent) });
+    }
   }
-  return { staged, constants: { logpShift: shifts.logp, nentShift: shifts.nent, logpTop, nentTop } };
+  const constants = new Map<string, MapConstants>();
+  for (const [key, s] of shifts) {
+    const top = tops.get(key)!;
+    constants.set(key, { logpShift: s.logp, nentShift: s.nent, logpTop: top.logp, nentTop: top.nent });
+  }
+  return { staged, constants: { byCombine, constants } };
 }
 
 /**
@@ -373,14 +406,18 @@ export async function measureConstants(detector: AnomalyDetector, samples: Sampl
   Promise<{ constants: MapConstants; scores: { className: string; score: number }[] }> {
   const o = resolveOptions(detector, { ...options, normalization: 'batch' }, 'throw');
   const size = { height: detector.mapSize, width: detector.mapSize, sigma: detector.spec.map.sigma };
-  const { staged, constants } = await stageAll(detector, samples, o, false);
+  // One set of constants over all the images; each image scored with its class's map combination.
+  const { staged, constants } = await stageAll(detector, samples, o, false, false);
   const scores: { className: string; score: number }[] = [];
   for (const st of staged) {
     if (!st.flow) continue;
-    const out = await anomalyMaps(st.flow.levels, st.batch.batch, constants, size, detector.spec.map.combine);
+    const out = await batchMaps(detector, st, constants, size);
     st.batch.samples.forEach((sample, b) => scores.push({ className: sample.className, score: out.scores[b]! }));
   }
-  return { constants, scores };
+  // No image scored: the constants of nothing (-Infinity), as the running maxima start.
+  const L = detector.model.config.levels.length;
+  const none = { logpShift: new Array<number>(L).fill(-Infinity), nentShift: new Array<number>(L).fill(-Infinity), logpTop: -Infinity, nentTop: -Infinity };
+  return { constants: constants.constants.get('') ?? none, scores };
 }
 
 /** Scored and failed images of a batch, in input order. */

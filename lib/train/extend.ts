@@ -2,7 +2,8 @@
 // class owns its centres and logits (HGAD.md section 3), so new classes get new centres, initialised
 // from their own latents, and only those are trained, with the flow and every earlier class frozen.
 // The old classes' logp maps and their thresholds stay exactly as they were; each new class gets map
-// constants and a threshold of its own, measured on its held-out images.
+// constants and a threshold of its own, measured on its held-out images, and makes 'logp*nent' maps
+// (map.classCombine where the old classes make 'logp' maps: classes added to a one-class detector).
 //
 // Why the flow stays frozen (docs/FORMAT.md, README "Adding classes"): a fine-tuned flow moves every
 // old class's latents, so their thresholds would have to be measured again on their images, which a
@@ -22,8 +23,8 @@ import { callNative, featureOps } from '../native-ops';
 import { oneAhead } from '../pipeline/ahead';
 import { BackboneChoice, specFromChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
-import { EXTENDED_PIPELINE_VERSION } from '../pipeline/spec';
-import type { ClassConstants, HistoryEntry, PipelineSpec } from '../pipeline/spec';
+import { combineOf, MAP_COMBINES, specVersion } from '../pipeline/spec';
+import type { ClassConstants, HistoryEntry, MapCombine, MapSpec, PipelineSpec } from '../pipeline/spec';
 import { quantile } from '../score/calibrate';
 import { measureConstants } from '../score/scorer';
 import { checkInteger, checkKeys } from '../validate';
@@ -44,6 +45,11 @@ export interface ExtendOptions {
    * size and reduction (the flow was trained on those features); a different one is an error.
    */
   backbone?: BackboneChoice;
+  /**
+   * How the new classes' maps combine the logp and negative-entropy maps. Default 'logp*nent' (HGAD.md
+   * section 6): the detector has several classes once they are added. The old classes keep their own.
+   */
+  combine?: MapCombine;
   /** Default: the schedule the detector was trained with (its training state). */
   schedule?: ScheduleOptions;
   /** Default: the detector's training batch size. */
@@ -64,13 +70,14 @@ export interface ExtendOptions {
   signal?: AbortSignal;
 }
 
-const EXTEND_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'schedule', 'batchSize', 'seed', 'holdout', 'thresholdQuantile',
+const EXTEND_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'combine', 'schedule', 'batchSize', 'seed', 'holdout', 'thresholdQuantile',
   'threads', 'featureCacheBytes', 'onProgress', 'progressBar', 'signal'];
 
 interface Plan extends TrainingPlan {
   dataRoot: string | null;
   oldClasses: string[];
   newClasses: string[];
+  combine: MapCombine;
   quantile: number;
   budget: number;
 }
@@ -128,6 +135,8 @@ async function planOf(detector: AnomalyDetector, options: ExtendOptions): Promis
     if (classes.indexOf(c) !== i) throw new HgadArgumentError(`classes[${i}]`, 'each new class once', c);
   });
   if (options.limitPerClass !== undefined) checkInteger('limitPerClass', options.limitPerClass, 1, 1 << 30);
+  const combine = options.combine ?? 'logp*nent';
+  if (!(MAP_COMBINES as readonly unknown[]).includes(combine)) throw new HgadArgumentError('combine', MAP_COMBINES.map((c) => `'${c}'`).join(' or '), combine);
   const t = detector.spec.training!;
   const seed = options.seed ?? t.seed;
   checkInteger('seed', seed, 0, 2 ** 31 - 1);
@@ -164,7 +173,7 @@ async function planOf(detector: AnomalyDetector, options: ExtendOptions): Promis
   const { train, holdout } = fraction > 0 ? splitHoldout(all, fraction, seed) : { train: all, holdout: [] };
   const digest = createHash('sha256').update(JSON.stringify([classes, train.map((s) => [s.path, s.className])])).digest('hex');
   return {
-    dataRoot: isDataset ? null : (data as { root: string }).root, oldClasses: old, newClasses: [...classes], train, holdout, schedule,
+    dataRoot: isDataset ? null : (data as { root: string }).root, oldClasses: old, newClasses: [...classes], combine, train, holdout, schedule,
     batchSize, seed, threads, quantile: q, budget, digest,
   };
 }
@@ -265,7 +274,10 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
   const base = checkDetector(detector);
   const plan = await planOf(base, options);
   const model = await enlargedModel(base.model, plan);
-  const spec: PipelineSpec = { ...base.spec, calibration: { ...base.spec.calibration!, thresholds: { ...base.spec.calibration!.thresholds } } };
+  const spec: PipelineSpec = {
+    ...base.spec, map: mapWithNewClasses(base.spec.map, plan),
+    calibration: { ...base.spec.calibration!, thresholds: { ...base.spec.calibration!.thresholds } },
+  };
   const out = base.withModel(model, spec, plan.threads);
   try {
     await fitNewClasses(out, plan, options);
@@ -277,23 +289,38 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
       seconds: (Date.now() - started) / 1000,
     };
     const calibration = out.spec.calibration!;
-    out.spec = {
+    const extended: PipelineSpec = {
       ...out.spec,
-      version: EXTENDED_PIPELINE_VERSION,
       calibration: { ...calibration, thresholds: { ...calibration.thresholds, ...thresholds }, classConstants: { ...(calibration.classConstants ?? {}), ...constants } },
       history: [...(base.spec.history ?? []), entry],
-      // The old classes' logp maps are unchanged bit for bit. Their negative-entropy maps (combine
-      // 'logp*nent') now include the new classes' posterior: their scores move by that share, so
-      // their thresholds are marked stale until the detector is calibrated again on their images.
+      // The old classes' logp maps are unchanged bit for bit. Those whose maps multiply in the negative
+      // entropy ('logp*nent') now have the new classes in that posterior: their scores move by that
+      // share, so their thresholds are marked stale until the detector is calibrated again on their
+      // images. Those with 'logp' maps (a one-class detector's class) keep their scores bit for bit.
       staleThresholds: [...new Set([...(base.spec.staleThresholds ?? []),
-        ...(out.spec.map.combine === 'logp*nent' ? plan.oldClasses : [])])],
+        ...plan.oldClasses.filter((c) => combineOf(base.spec.map, c) === 'logp*nent')])],
     };
+    out.spec = { ...extended, version: specVersion(extended) };
     for (let l = 0; l < model.config.levels.length; l++) model.setTrainable(l, { flow: true, firstClass: 0 });
     return out;
   } catch (e) {
     await out.dispose().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * The map settings with the new classes' combination: the old classes keep theirs (so their maps stay
+ * bit for bit); the new classes use plan.combine, by default 'logp*nent', the product map of HGAD.md
+ * section 6, since the detector now has several classes and their negative entropy carries the class
+ * posterior (a single-Gaussian detector, whose negative entropy is constant, cannot be extended). Only
+ * classes whose combination differs from map.combine are listed in map.classCombine: extending a
+ * detector of several classes with the default changes nothing here.
+ */
+function mapWithNewClasses(map: MapSpec, plan: Plan): MapSpec {
+  const classCombine: Record<string, MapCombine> = { ...(map.classCombine ?? {}) };
+  for (const c of plan.newClasses) if (plan.combine !== map.combine) classCombine[c] = plan.combine;
+  return { ...map, ...(Object.keys(classCombine).length > 0 ? { classCombine } : {}) };
 }
 
 /** Latents once (with the class means and samples the centres start from), then the schedule's passes on them. */
