@@ -54,7 +54,8 @@ async function scoresBy(d: AnomalyDetector, samples: Sample[], className: string
   const constants = d.spec.calibration!.classConstants![className]!;
   const size = { height: d.mapSize, width: d.mapSize, sigma: d.spec.map.sigma };
   for await (const batch of imageBatches(samples, { batchSize: 4, size: d.inputSize })) {
-    const flow = await flowStage(d.model, await d.features(batch.pixels, batch.batch), new Int32Array(batch.batch).fill(d.classes.indexOf(className)));
+    const flow = await flowStage(d.model, await d.features(batch.pixels, batch.batch), new Int32Array(batch.batch).fill(d.classes.indexOf(className)),
+      d.spec.map.density);
     out.push(...(await anomalyMaps(flow.levels, batch.batch, constants, size, combine)).scores);
   }
   return Float32Array.from(out);
