@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages a source build needs on Debian/Ubuntu: a C++17 compiler with OpenMP,
 # CMake, and oneDNN; redis-server for the queue tests (they start their own on a free port). Pass
-# --with-torch to add PyTorch for the baseline and the parity tests.
+# --with-torch to add PyTorch for the baseline and the parity tests, with Debian's OpenBLAS: without it
+# torch's matrix products fall back to the reference BLAS (libblas3), about 10x slower, and the
+# PyTorch baseline of bench:flow measures that instead of a tuned torch.
 set -euo pipefail
 packages=(g++ cmake make libdnnl-dev redis-server)
-[ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy)
+[ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy libopenblas0-pthread)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0
