@@ -31,6 +31,11 @@ export interface ForwardResult {
 export type Density = 'full' | 'latent';
 export const DENSITIES: readonly Density[] = ['full', 'latent'];
 
+export function checkDensity(parameter: string, v: unknown): Density {
+  if (!(DENSITIES as readonly unknown[]).includes(v)) throw new HgadArgumentError(parameter, `one of ${DENSITIES.join(', ')}`, v);
+  return v as Density;
+}
+
 export interface ScoreCallOptions {
   /** Default 'full'. */
   density?: Density;
@@ -370,8 +375,7 @@ export class HgadModel {
     const classes = classIndex === undefined ? null : this.imageClasses('classIndex', classIndex, b.batch);
     if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
     checkKeys('options', options, ['density']);
-    const density = options.density ?? 'full';
-    if (!DENSITIES.includes(density)) throw new HgadArgumentError('options.density', `one of ${DENSITIES.join(', ')}`, density);
+    const density = options.density === undefined ? 'full' : checkDensity('options.density', options.density);
     const length = b.data.length;
     return this.run(async () => {
       checkAttached('x.data', b.data, length);

@@ -1,6 +1,7 @@
 // hgad train: a unified detector from folders of normal images.
 import { HgadArgumentError } from '../errors';
 import { PRESETS } from '../features/presets';
+import { DENSITIES } from '../model';
 import type { BackboneChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
 import { MAP_COMBINES } from '../pipeline/spec';
@@ -123,7 +124,7 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     backbone: backboneFrom(p),
     reduction: reductionFrom(p),
     prior: choice(p, 'prior', ['hgad', 'single-gaussian', 'inter-only'] as const),
-    density: choice(p, 'density', ['latent', 'full'] as const),
+    density: choice(p, 'density', DENSITIES),
     schedule,
     flow,
     batchSize: int(p, 'batch-size', 1, 4096),

@@ -12,7 +12,7 @@ import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
 import { checkInteger, checkKeys } from '../validate';
 import { calibratedMaps, combineFor, groupedMaps, groupImages, pickImages } from './class-constants';
-import { anomalyMaps, levelMaxima, MapConstants, sumMaxima } from './maps';
+import { anomalyMaps, levelMaxima, MapConstants, MapSize, sumMaxima } from './maps';
 import { checkThreshold, ThresholdOverride, ThresholdSource, thresholdFor } from './threshold';
 
 /** What every input may carry: an id echoed in its result, and its class (otherwise inferred). */
@@ -348,7 +348,7 @@ interface GroupConstants {
 }
 
 /** Maps of a staged batch under constants measured over groups: each image with its class's combination. */
-function batchMaps(detector: AnomalyDetector, st: StagedBatch, c: GroupConstants, size: { height: number; width: number; sigma: number }):
+function batchMaps(detector: AnomalyDetector, st: StagedBatch, c: GroupConstants, size: MapSize):
   Promise<{ maps: Float32Array; scores: Float32Array }> {
   const flow = st.flow!;
   return groupedMaps(flow.levels, st.batch.batch, size, (b) => combineFor(detector, detector.classes[flow.classIndex[b]!]!),

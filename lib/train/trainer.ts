@@ -8,7 +8,7 @@ import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../dat
 import { hashString, shuffled } from '../data/random';
 import { HgadArgumentError, HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
-import { Density, DENSITIES, HgadModel, LossTerms } from '../model';
+import { checkDensity, Density, HgadModel, LossTerms } from '../model';
 import { checkPrecision, DEFAULT_TRAINING_PRECISION, PrecisionChoice } from '../precision';
 import { PRESETS } from '../features/presets';
 import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbone-spec';
@@ -116,6 +116,7 @@ interface Plan extends TrainingPlan {
 async function planOf(options: TrainOptions): Promise<Plan> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
   checkKeys('options', options, TRAIN_KEYS);
+  if (options.density !== undefined) checkDensity('density', options.density);
   if (options.flow !== undefined) {
     if (typeof options.flow !== 'object' || options.flow === null) throw new HgadArgumentError('flow', 'an object', options.flow);
     checkKeys('flow', options.flow, FLOW_KEYS);
@@ -174,7 +175,6 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   // constant everywhere and its map carries nothing.
   const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
   const density = options.density ?? DEFAULT_DENSITY;
-  if (!DENSITIES.includes(density)) throw new HgadArgumentError('density', `one of ${DENSITIES.join(', ')}`, density);
   const spec: PipelineSpec = {
     version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine, density }, calibration: null, training: null, reduction: null,
   };
