@@ -1,6 +1,8 @@
 // Local servers and child processes, for the benchmarks and for the tests that start real ones
 // (redis-server, hgad serve, hgad worker). A benchmark and test helper: not part of the library.
 import type { ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /** A port of 127.0.0.1 that was free a moment ago, for a server that must be told its port (redis-server). */
@@ -28,3 +30,15 @@ export async function stopChild(child: ChildProcess, options: { killAfterMs?: nu
   await exited;
   clearTimeout(timer);
 }
+
+/** CPU time a process has used so far (all its threads), ms; from /proc, so Linux only (else NaN). */
+export function cpuMsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;

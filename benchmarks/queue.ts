@@ -17,7 +17,6 @@
 //     [--transport bytes,reference]
 //     [--model file.hgad (skip training)]
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -30,7 +29,7 @@ import { AnomalyDetector } from '../lib/pipeline/detector';
 import { ScoringClient } from '../lib/queue/client';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
-import { freePort, stopChild } from './processes';
+import { cpuMsOf, freePort, stopChild } from './processes';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared');
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli', 'main.js');
@@ -47,17 +46,6 @@ function waitFor(child: ChildProcess, text: RegExp, what: string): Promise<void>
   });
 }
 
-/** CPU time a process has used so far (all its threads), ms; from /proc, so Linux only (else NaN). */
-function cpuMsOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 type Transport = 'bytes' | 'reference';
 

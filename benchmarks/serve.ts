@@ -5,7 +5,8 @@
 // on and off. Throughput counts answered images (200s); latency is per request. On a shared machine
 // the CPU the benchmark gets moves from minute to minute, so each row is also set against in-process
 // scoring of the same Buffers measured right before and right after it (the mean of the two), beside
-// the best in-process rate of the whole run.
+// the best in-process rate of the whole run. CPU ms per image of the server, of the clients (autocannon in
+// this process) and of in-process scoring tell idle time from extra work.
 //
 //   node dist/benchmarks/serve.js [--images 128] [--batch 8] [--threads N] [--size 256] [--concurrency 1,8,32]
 //     [--pipeline-depth n (the server's --pipeline-depth; default its own)] [--max-wait-ms n (the server's)] [--batching on,off]
@@ -18,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { openDataset, Sample } from '../lib/data';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
-import { stopChild } from './processes';
+import { cpuMsOf, stopChild } from './processes';
 
 interface AcRequest { method: string; path: string; headers: Record<string, string>; body?: Buffer }
 interface AcOptions {
@@ -99,10 +100,21 @@ async function main(): Promise<void> {
   ];
   const before = await inProcessRates();
 
-  const fromBuffers = async (): Promise<number> => count / await time(async () => {
-    for await (const r of scoreImages(detector, bytes, { batchSize, onError: 'throw' })) void r;
-  });
-  const rows: { batching: string; connections: number; rate: number; p50: number; p99: number; failed: number; adjacent: number }[] = [];
+  const selfCpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+  // In-process rate from Buffers, with this process's CPU ms per image.
+  const fromBuffers = async (): Promise<[number, number]> => {
+    const c = selfCpuMs();
+    const rate = count / await time(async () => {
+      for await (const r of scoreImages(detector, bytes, { batchSize, onError: 'throw' })) void r;
+    });
+    return [rate, (selfCpuMs() - c) / count];
+  };
+  interface Row {
+    batching: string; connections: number; rate: number; p50: number; p99: number; failed: number; adjacent: number;
+    /** CPU ms per image: in-process (adjacent runs), the server, the clients (autocannon, this process). */
+    cpu: { inProcess: number; server: number; clients: number };
+  }
+  const rows: Row[] = [];
   for (const batching of batchings) {
     const { url, child } = await startServe(model, ['--threads', String(threads), '--batch-size', String(batchSize), '--batching', batching, '--max-queue', '4096', ...depth]);
     try {
@@ -122,12 +134,15 @@ async function main(): Promise<void> {
         // autocannon reports (and resolves) at its next 1 s sampling tick after the last answer, so its
         // duration counts whole seconds (128 requests in 3.4 s read as 4.01 s): the rate's divisor is the
         // time from the start to the last answer, measured here.
+        const cpu0 = { server: cpuMsOf(child.pid!), clients: selfCpuMs() };
         const start = performance.now();
         const r = await run(count);
         const seconds = (lastAnswer - start) / 1000;
+        const cpu = { inProcess: 0, server: (cpuMsOf(child.pid!) - cpu0.server) / count, clients: (selfCpuMs() - cpu0.clients) / count };
         const post = await fromBuffers();
+        cpu.inProcess = (pre[1] + post[1]) / 2;
         const rate = r['2xx'] / seconds;
-        rows.push({ batching, connections, rate, p50: r.latency.p50, p99: r.latency.p99, failed: r.non2xx + r.errors + r.timeouts, adjacent: (pre + post) / 2 });
+        rows.push({ batching, connections, rate, p50: r.latency.p50, p99: r.latency.p99, failed: r.non2xx + r.errors + r.timeouts, adjacent: (pre[0] + post[0]) / 2, cpu });
         console.error(JSON.stringify(rows[rows.length - 1]));
       }
     } finally {
@@ -144,11 +159,12 @@ async function main(): Promise<void> {
     `the server in its own; load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   console.log(`in-process scoreImages (reference: the best): ${before[0].toFixed(1)} / ${before[1].toFixed(1)} img/s from files / Buffers before ` +
     `the service runs, ${after[0].toFixed(1)} / ${after[1].toFixed(1)} after`);
-  console.log('| batching | concurrency | images/s | p50 ms | p99 ms | of in-process (best) | in-process just before/after | of that | failed |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| batching | concurrency | images/s | p50 ms | p99 ms | of in-process (best) | in-process just before/after | of that | failed | CPU ms per image: in-process / server / clients |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const r of rows) {
     console.log(`| ${r.batching} | ${r.connections} | ${r.rate.toFixed(1)} | ${r.p50} | ${r.p99} | ${(100 * r.rate / inProcess).toFixed(0)}% | ` +
-      `${r.adjacent.toFixed(1)} | ${(100 * r.rate / r.adjacent).toFixed(0)}% | ${r.failed} |`);
+      `${r.adjacent.toFixed(1)} | ${(100 * r.rate / r.adjacent).toFixed(0)}% | ${r.failed} | ` +
+      `${r.cpu.inProcess.toFixed(1)} / ${r.cpu.server.toFixed(1)} / ${r.cpu.clients.toFixed(1)} |`);
   }
 }
 

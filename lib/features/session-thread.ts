@@ -23,6 +23,8 @@ export interface ThreadSessionOptions {
   interOpNumThreads: number;
   intraOpNumThreads?: number;
   logSeverityLevel: 0 | 1 | 2 | 3 | 4;
+  /** onnxruntime's session config entries, nested by their dotted keys (values are strings). */
+  extra?: { session?: Record<string, Record<string, string>> };
 }
 
 /** @internal what the worker is started with */
