@@ -1,7 +1,8 @@
 // hgad serve against the real server on a free port of 127.0.0.1: scores equal to in-process scoring,
-// dynamic batching under concurrency, a corrupt image among good ones, malformed and oversized bodies,
-// wrong content types, bearer tokens, the bounded queue, the time limit, heatmaps, metrics, that no
-// request can make the server read a file, and SIGTERM while busy (nothing in flight lost, exit 0).
+// dynamic batching under concurrency (and a lone client not held back), a corrupt image among good
+// ones, malformed and oversized bodies, wrong content types, bearer tokens, the bounded queue, the time
+// limit, heatmaps, metrics, that no request can make the server read a file, and SIGTERM while busy
+// (nothing in flight lost, exit 0).
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -191,6 +192,19 @@ describe('hgad serve', () => {
     const count = Number(/^hgad_batch_size_count (\S+)/m.exec(metrics)![1]);
     expect(sum / count).toBeGreaterThan(1.5);
   }, 120000);
+
+  test('a lone client is held for the batching wait only until the server knows it sends one image at a time', async () => {
+    const waiting = await serve({ maxWaitMs: 1500 });
+    const timed = async (i: number): Promise<number> => {
+      const t = performance.now();
+      const a = await post(`${waiting.url}/v1/score`, images[i], { 'content-type': 'image/png' });
+      expect(a.json.results[0].imageScore).toBe(expected[i]);
+      return performance.now() - t;
+    };
+    // The first image waits for company; once a batch of one was answered, the next is scored at once.
+    expect(await timed(0)).toBeGreaterThanOrEqual(1500);
+    for (const i of [1, 2, 3]) expect(await timed(i)).toBeLessThan(1500);
+  }, 60000);
 
   test('malformed requests, wrong content types and unknown options get typed 4xx errors', async () => {
     const cases: [Promise<{ status: number; json: any }>, number, string][] = [
