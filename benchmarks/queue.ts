@@ -4,7 +4,7 @@
 // file, fsync every second, as recommended for production) on a free port of 127.0.0.1, workers as
 // real `hgad worker` processes, the producer (ScoringClient) in this process.
 //   1. images/s with 1 worker of all threads vs in-process scoreImages (the queue's overhead), for
-//      each transport: images as bytes in the jobs (against in-process scoring from Buffers) and as
+//      each transport: images stored in Redis beside the jobs (against in-process scoring from Buffers) and as
 //      references to a shared folder (against in-process scoring from the same files), with the CPU
 //      time each process spent per image (Linux /proc), since producer, Redis and worker share the cores;
 //   2. jobs/s with 1, 2 and 4 worker processes of 1 thread each;
@@ -199,7 +199,7 @@ async function main(): Promise<void> {
     const total = (k: 'inProcess' | 'queue'): number => (rounds * count) / ps.reduce((sum, p) => sum + count / p[k], 0);
     const reference = total('inProcess'), queueRate = total('queue');
     const mean = (k: keyof Pair['cpu']): number => ps.reduce((sum, p) => sum + p.cpu[k], 0) / ps.length;
-    const from = t === 'bytes' ? 'images as bytes in the jobs; in-process from Buffers' : 'images by reference (--root); in-process from the same files';
+    const from = t === 'bytes' ? 'images stored in Redis beside the jobs; in-process from Buffers' : 'images by reference (--root); in-process from the same files';
     console.log(`transport ${t} (${from}), rounds in-process / queue img/s: ` + ps.map((p) => `${p.inProcess.toFixed(1)} / ${p.queue.toFixed(1)}`).join(', '));
     console.log(`  queue, 1 worker x ${threads} threads: ${queueRate.toFixed(1)} img/s against ${reference.toFixed(1)} in-process = ` +
       `${(100 * queueRate / reference).toFixed(0)}% (overhead ${(100 * (1 - queueRate / reference)).toFixed(1)}%)`);

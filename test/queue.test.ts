@@ -17,7 +17,7 @@ import { freePort } from '../benchmarks/processes';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { QueueResult, ScoringClient } from '../lib/queue/client';
 import { modelFingerprint, defaultQueueName } from '../lib/queue/fingerprint';
-import { failureReason, JOB_FORMAT, parseFailure } from '../lib/queue/job';
+import { failureReason, imageKey, JOB_FORMAT, parseFailure } from '../lib/queue/job';
 import { ResultsFile } from '../lib/queue/results-file';
 import { startWorker as startWorkerInProcess } from '../lib/queue/worker';
 import { scoreImages } from '../lib/score/scorer';
@@ -83,6 +83,16 @@ function expectScored(results: QueueResult[], ids: string[], scoreOf: (id: strin
       if (r.error === null) expect(r.imageScore).toBe(want);
     }
   });
+}
+
+/** The images stored beside the jobs of a queue (transport 'bytes'), by key. */
+async function storedImages(queueName: string): Promise<string[]> {
+  const r = new Redis(redis.url);
+  try {
+    return await r.keys(imageKey('hgad', queueName, '*'));
+  } finally {
+    r.disconnect();
+  }
 }
 
 /** Every event of the queue's event stream, as { event, jobId }. */
@@ -171,6 +181,16 @@ run('scoring on a BullMQ queue', () => {
       const bad = jobs.filter((j) => j.failedReason);
       expect(bad.length).toBe(inputs.filter((x) => x.id.startsWith('bad-')).length);
       expect(bad.every((j) => j.attemptsMade === 1 && /^\[INVALID_ARGUMENT/.test(j.failedReason))).toBe(true);
+      // Each stored image went with its job's end, except (maybe) those of jobs worker-a finished just
+      // before it was killed: they expire (and are removed here, for the tests below).
+      const left = await storedImages(queueName);
+      const ofA = new Set(jobs.filter((j) => j.processedBy === 'worker-a').map((j) => imageKey('hgad', queueName, j.id!)));
+      expect(left.filter((k) => !ofA.has(k))).toEqual([]);
+      if (left.length > 0) {
+        const r = new Redis(redis.url);
+        await r.del(...left);
+        r.disconnect();
+      }
       await q.obliterate({ force: true });
     } finally {
       await q.close();
@@ -260,12 +280,20 @@ run('scoring on a BullMQ queue', () => {
       const badClass: QueueResult[] = [];
       for await (const r of c.score([images[0]!], { className: 'zebra' })) badClass.push(r);
       expect(badClass[0]!.error).toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'job.className' });
+      // collected jobs leave nothing behind: their stored images are removed with them
+      expect(await storedImages(queueName)).toEqual([]);
 
       // Jobs written by something else than hgad's producer
       const q = new Queue(queueName, { connection: { url: redis.url }, prefix: 'hgad' });
       try {
         const good = { format: JOB_FORMAT, model: sha, submission: 'manual', index: 0, id: 'x', image: { bytes: images[0]!.toString('base64') } };
-        const cases: [string, object][] = [
+        // a stored image whose length is not the job's (job 0), and a job whose image is not stored (job 1)
+        const store = new Redis(redis.url);
+        await store.set(imageKey('hgad', queueName, 'manual.0'), images[0]!.subarray(1));
+        store.disconnect();
+        const cases: [string, object, string?][] = [
+          ['job.image.stored', { ...good, image: { stored: images[0]!.length } }],
+          ['job.image.stored', { ...good, image: { stored: images[0]!.length } }, 'IO'],
           ['job.format', { ...good, format: 99 }],
           ['job.image', { ...good, image: { url: 'http://example.invalid/x.png' } }],
           ['job.image.bytes', { ...good, image: { bytes: '%%%%' } }],
@@ -282,7 +310,7 @@ run('scoring on a BullMQ queue', () => {
         }
         const done = await Promise.all(jobs.map((j) => q.getJob(j.id!)));
         done.forEach((j, i) => {
-          expect(j!.failedReason).toMatch(new RegExp(`^\\[INVALID_ARGUMENT ${cases[i]![0].replace(/\./g, '\\.')}\\] `));
+          expect(j!.failedReason).toMatch(new RegExp(`^\\[${cases[i]![2] ?? 'INVALID_ARGUMENT'} ${cases[i]![0].replace(/\./g, '\\.')}\\] `));
           expect(j!.attemptsMade).toBe(1);
         });
         await q.obliterate({ force: true });

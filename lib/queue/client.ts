@@ -7,6 +7,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { Queue, QueueEvents } from 'bullmq';
+import type Redis from 'ioredis';
 
 import { isByteArray } from '../data/source';
 import { HgadArgumentError } from '../errors';
@@ -14,9 +15,9 @@ import type { PresentedResult } from '../score/present';
 import type { ImageInput } from '../score/scorer';
 import type { ThresholdOverride } from '../score/threshold';
 import { checkInteger, checkKeys } from '../validate';
-import { checkRedisUrl, connectionOptions, reachable } from './connection';
+import { checkRedisUrl, connectionOptions, imageConnection, reachable } from './connection';
 import { checkQueueName, defaultQueueName, modelFingerprint } from './fingerprint';
-import { checkSubmissionId, JOB_FORMAT, JOB_NAME, jobId, parseFailure, parseJobId, ScoringJobData } from './job';
+import { checkSubmissionId, imageKey, JOB_FORMAT, JOB_NAME, jobId, parseFailure, parseJobId, ScoringJobData } from './job';
 import { ResultCollector } from './results';
 
 export type QueueResult = PresentedResult;
@@ -48,8 +49,8 @@ export interface SubmitProgress {
 
 export interface SubmitOptions {
   /**
-   * 'bytes' (default): each job carries its image (base64), so workers need no shared storage; Redis
-   * holds the image until its result is collected. 'reference': jobs carry a path relative to `root`,
+   * 'bytes' (default): each image goes to Redis with its job (a binary value beside it), so workers
+   * need no shared storage; Redis holds the image until its job is finished (7 days at most). 'reference': jobs carry a path relative to `root`,
    * which every worker mounts (hgad worker --root); only file paths under `root` can be sent.
    */
   transport?: 'bytes' | 'reference';
@@ -105,7 +106,7 @@ function checkThresholdShape(v: unknown): ThresholdOverride {
 
 export class ScoringClient {
   private constructor(readonly queue: Queue, private readonly events: QueueEvents, readonly queueName: string,
-    readonly model: string) {}
+    readonly model: string, private readonly prefix: string, private readonly images: Redis) {}
 
   /** Connects to Redis (an HgadError QUEUE if it cannot within connectTimeoutMs). */
   static async connect(options: ClientOptions): Promise<ScoringClient> {
@@ -127,7 +128,7 @@ export class ScoringClient {
     queue.on('error', () => {});
     events.on('error', () => {});
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
-    return new ScoringClient(queue, events, name, model);
+    return new ScoringClient(queue, events, name, model, prefix, imageConnection(url, 'hgad-producer-images'));
   }
 
   /**
@@ -188,10 +189,16 @@ export class ScoringClient {
       attempts, backoff: { type: 'exponential', delay: backoffMs },
       removeOnComplete: { age: KEEP_UNCOLLECTED_S }, removeOnFail: { age: KEEP_UNCOLLECTED_S },
     };
-    const dataOf = async (p: Pending): Promise<ScoringJobData | QueueResult> => {
+    // A job and, for images sent as bytes, its image, stored under imageKey before the job is added.
+    type Made = { data: ScoringJobData; image: Buffer | null };
+    const dataOf = async (p: Pending): Promise<Made | QueueResult> => {
       let image: ScoringJobData['image'];
+      let stored: Buffer | null = null;
       const s = p.source;
-      const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+      const store = (bytes: Uint8Array): number => {
+        stored = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        return bytes.byteLength;
+      };
       const tooBig = (n: number): QueueResult => ({ index: p.index, id: p.id, error: { code: 'INVALID_ARGUMENT',
         message: `Image ${p.id} is ${n} bytes, over maxImageBytes (${maxImageBytes}); send large images by reference`, parameter: 'maxImageBytes' } });
       if ('ref' in s) {
@@ -204,27 +211,38 @@ export class ScoringClient {
           return { index: p.index, id: p.id, error: { code: 'IO', message: `Cannot read ${s.file}: ${(e as Error).message}` } };
         }
         if (bytes.length > maxImageBytes) return tooBig(bytes.length);
-        image = { bytes: b64(bytes) };
+        image = { stored: store(bytes) };
       } else if ('raw' in s) {
         if (s.raw.length > maxImageBytes) return tooBig(s.raw.length);
-        image = { raw: b64(s.raw), width: s.width, height: s.height, channels: s.channels };
+        image = { stored: store(s.raw), width: s.width, height: s.height, channels: s.channels };
       } else {
         if (s.bytes.length > maxImageBytes) return tooBig(s.bytes.length);
-        image = { bytes: b64(s.bytes) };
+        image = { stored: store(s.bytes) };
       }
       const className = p.className ?? options.className;
-      return {
+      const data: ScoringJobData = {
         format: JOB_FORMAT, model: this.model, submission, index: p.index, id: p.id, image,
         ...(className !== undefined ? { className } : {}), ...(threshold !== undefined ? { threshold } : {}),
         ...(options.heatmap ? { heatmap: true } : {}),
       };
+      return { data, image: stored };
     };
+    const keyOf = (index: number): string => imageKey(this.prefix, this.queueName, jobId(submission, index));
     const add = async (items: Pending[]): Promise<void> => {
       const jobs = [];
+      const images = this.images.pipeline();
       for (const p of items) {
-        const d = await dataOf(p);
-        if ('format' in d) jobs.push({ name: JOB_NAME, data: d, opts: { ...jobOptions, jobId: jobId(submission, p.index) } });
-        else collector.accept(p.index, d);
+        const made = await dataOf(p);
+        if (!('data' in made)) {
+          collector.accept(p.index, made);
+          continue;
+        }
+        jobs.push({ name: JOB_NAME, data: made.data, opts: { ...jobOptions, jobId: jobId(submission, p.index) } });
+        if (made.image) images.set(keyOf(p.index), made.image, 'EX', KEEP_UNCOLLECTED_S);
+      }
+      // The images first: a worker may take a job the moment it is added.
+      if (images.length > 0) {
+        for (const [e] of (await images.exec()) ?? []) if (e) throw e;
       }
       // Job ids are fixed per image: adding one that exists (a retried add) changes nothing.
       if (jobs.length > 0) await this.queue.addBulk(jobs);
@@ -280,7 +298,7 @@ export class ScoringClient {
     };
     const poller = poll().catch((e: Error) => collector.fail(e));
 
-    const collected: string[] = [];
+    const collected: number[] = [];
     try {
       while (progress.collected < pending.length) {
         // Keep the window full.
@@ -294,12 +312,13 @@ export class ScoringClient {
         for (const r of await collector.take()) {
           progress.collected += 1;
           if (r.error !== null) progress.failed += 1;
-          if (!options.keepJobs) collected.push(jobId(submission, r.index));
+          if (!options.keepJobs) collected.push(r.index);
           yield r;
         }
         report();
         if (collected.length >= ADD_CHUNK || progress.collected === pending.length) {
-          await Promise.all(collected.splice(0).map((id) => this.queue.remove(id)));
+          const done = collected.splice(0);
+          if (done.length > 0) await Promise.all([...done.map((i) => this.queue.remove(jobId(submission, i))), this.images.del(...done.map(keyOf))]);
         }
       }
     } finally {
@@ -314,7 +333,7 @@ export class ScoringClient {
 
   /** Closes the connections (jobs already submitted stay in the queue). */
   async close(): Promise<void> {
-    await Promise.allSettled([this.queue.close(), this.events.close()]);
+    await Promise.allSettled([this.queue.close(), this.events.close(), this.images.quit()]);
   }
 }
 

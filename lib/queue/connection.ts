@@ -30,14 +30,26 @@ export function redactUrl(url: URL): string {
   return u.href;
 }
 
+// Commands wait for the connection; a dropped one is retried every 0.2 to 2 s for ever.
+const PATIENT = {
+  maxRetriesPerRequest: null,
+  enableOfflineQueue: true,
+  retryStrategy: (times: number): number => Math.min(2000, 100 * 2 ** Math.min(times, 5)),
+};
+
 export function connectionOptions(url: URL, name: string): ConnectionOptions {
-  return {
-    url: url.href,
-    maxRetriesPerRequest: null,
-    enableOfflineQueue: true,
-    connectionName: name,
-    retryStrategy: (times: number) => Math.min(2000, 100 * 2 ** Math.min(times, 5)),
-  };
+  return { url: url.href, connectionName: name, ...PATIENT };
+}
+
+/**
+ * A plain ioredis connection for the images stored beside the jobs (binary values: BullMQ's own
+ * client interface reads strings only), as patient as BullMQ's; it connects at its first command.
+ */
+export function imageConnection(url: URL, name: string): Redis {
+  const client = new Redis(url.href, { connectionName: name, lazyConnect: true, ...PATIENT });
+  // Without a listener an 'error' (Redis gone) would be thrown; commands wait for the reconnection.
+  client.on('error', () => {});
+  return client;
 }
 
 /**

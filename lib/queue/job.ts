@@ -8,17 +8,36 @@ import type { ThresholdOverride } from '../score/threshold';
 import { checkFingerprint } from './fingerprint';
 
 export const JOB_NAME = 'score';
-/** Version of the job layout; a worker refuses layouts it does not know. */
-export const JOB_FORMAT = 1;
+/**
+ * Version of the job layout hgad's producer writes; a worker refuses layouts it does not know. 2 adds
+ * images stored beside the job ({ stored }); a worker also takes the layout-1 jobs of earlier producers.
+ */
+export const JOB_FORMAT = 2;
+const JOB_FORMATS = [1, 2];
 
 /**
- * The image itself (base64 in the job: every worker can score it, Redis holds it until collected),
- * raw 8-bit pixels, or a reference: a path relative to the storage root every worker mounts (--root).
+ * The image: its bytes (or raw 8-bit pixels, with their shape) stored as a binary value beside the job
+ * (`stored`: their length; the key is the job's own, imageKey), or base64 in the job itself (`bytes`,
+ * `raw`: what layout 1 wrote), or a reference: a path relative to the storage root every worker
+ * mounts (--root). Stored bytes cost Redis their size, not 4/3 of it inside a JSON string, and a
+ * worker reads them as a Buffer: no string of the image's size to parse, decode and collect.
  */
 export type JobImage =
+  | { stored: number }
+  | { stored: number; width: number; height: number; channels: 1 | 2 | 3 | 4 }
   | { bytes: string }
   | { raw: string; width: number; height: number; channels: 1 | 2 | 3 | 4 }
   | { ref: string };
+
+/**
+ * The Redis key of a job's stored image: beside the queue's own keys, named by the job id, so that a
+ * job cannot point a worker at any other key. The worker that finishes the job removes it, the
+ * producer too when it collects the result; it expires after 7 days whatever happens (BullMQ's
+ * obliterate does not know it).
+ */
+export function imageKey(prefix: string, queue: string, id: string): string {
+  return `${prefix}:${queue}:image:${id}`;
+}
 
 export interface ScoringJobData {
   format: typeof JOB_FORMAT;
@@ -63,7 +82,9 @@ export function parseJobData(data: unknown, maxImageBytes: number): ScoringJobDa
   for (const key of Object.keys(d)) {
     if (!DATA_KEYS.includes(key)) throw new HgadArgumentError(`job.${key}`, `one of the keys ${DATA_KEYS.join(', ')}`, key);
   }
-  if (d.format !== JOB_FORMAT) throw new HgadArgumentError('job.format', `${JOB_FORMAT} (this worker's job layout; update hgad)`, d.format);
+  if (!JOB_FORMATS.includes(d.format as number)) {
+    throw new HgadArgumentError('job.format', `${JOB_FORMATS.join(' or ')} (the job layouts this worker knows; update hgad)`, d.format);
+  }
   checkFingerprint('job.model', d.model);
   checkSubmissionId('job.submission', d.submission);
   if (!Number.isSafeInteger(d.index) || (d.index as number) < 0) throw new HgadArgumentError('job.index', 'an integer >= 0', d.index);
@@ -74,7 +95,8 @@ export function parseJobData(data: unknown, maxImageBytes: number): ScoringJobDa
   if (d.heatmap !== undefined && typeof d.heatmap !== 'boolean') throw new HgadArgumentError('job.heatmap', 'true or false', d.heatmap);
   // threshold: checked against the detector's classes by the worker (checkThreshold)
   const image = d.image;
-  if (typeof image !== 'object' || image === null || Array.isArray(image)) throw new HgadArgumentError('job.image', '{ bytes } , { raw, width, height, channels } or { ref }', image);
+  const layouts = '{ stored }, { stored, width, height, channels }, { bytes }, { raw, width, height, channels } or { ref }';
+  if (typeof image !== 'object' || image === null || Array.isArray(image)) throw new HgadArgumentError('job.image', layouts, image);
   const im = image as Record<string, unknown>;
   const keys = Object.keys(im).sort().join(',');
   const base64 = (key: string): void => {
@@ -86,12 +108,18 @@ export function parseJobData(data: unknown, maxImageBytes: number): ScoringJobDa
     }
     if ((v.length / 4) * 3 > maxImageBytes + 2) throw new HgadArgumentError(`job.image.${key}`, `at most ${maxImageBytes} bytes (--max-image-bytes)`, `${(v.length / 4) * 3} bytes`);
   };
-  if (keys === 'bytes') base64('bytes');
-  else if (keys === 'channels,height,raw,width') base64('raw'); // shape checked by the scorer's raw-image check
+  if (keys === 'stored' || keys === 'channels,height,stored,width') {
+    // raw shapes: checked by the scorer's raw-image check
+    if (d.format === 1) throw new HgadArgumentError('job.image', 'layout 1 images ({ bytes }, { raw, ... } or { ref })', 'stored');
+    if (!Number.isSafeInteger(im.stored) || (im.stored as number) < 1 || (im.stored as number) > maxImageBytes) {
+      throw new HgadArgumentError('job.image.stored', `the image's length, 1 to ${maxImageBytes} bytes (--max-image-bytes)`, im.stored);
+    }
+  } else if (keys === 'bytes') base64('bytes');
+  else if (keys === 'channels,height,raw,width') base64('raw');
   else if (keys === 'ref') {
     if (typeof im.ref !== 'string' || im.ref.length === 0 || im.ref.length > 4096) throw new HgadArgumentError('job.image.ref', 'a relative path', im.ref);
   } else {
-    throw new HgadArgumentError('job.image', '{ bytes }, { raw, width, height, channels } or { ref }', `keys ${keys}`);
+    throw new HgadArgumentError('job.image', layouts, `keys ${keys}`);
   }
   return d as unknown as ScoringJobData;
 }

@@ -22,9 +22,9 @@ import { presentResult, PresentedScore } from '../score/present';
 import { ImageInput, inputsOf, scoreImages } from '../score/scorer';
 import { checkThreshold } from '../score/threshold';
 import { checkInteger, checkKeys } from '../validate';
-import { checkRedisUrl, connectionOptions, reachable, redactUrl } from './connection';
+import { checkRedisUrl, connectionOptions, imageConnection, reachable, redactUrl } from './connection';
 import { checkQueueName, defaultQueueName, modelFingerprint } from './fingerprint';
-import { decodeBase64, failureReason, JOB_NAME, parseJobData, ScoringJobData } from './job';
+import { decodeBase64, failureReason, imageKey, JOB_NAME, parseJobData, ScoringJobData } from './job';
 import { WorkerMetrics } from './metrics';
 
 export interface WorkerOptions {
@@ -214,12 +214,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }, metrics);
   const stats: WorkerStats = { completed: 0, failed: 0, retried: 0 };
 
-  const inputOf = async (d: ScoringJobData): Promise<ImageInput> => {
+  const inputOf = async (job: Job, d: ScoringJobData): Promise<ImageInput> => {
     const labels = { id: d.id, ...(d.className !== undefined ? { className: d.className } : {}) };
     const image = d.image;
     let input: ImageInput;
     if ('ref' in image) input = { data: await readReference(root, image.ref, o.maxImageBytes), ...labels };
-    else if ('raw' in image) input = { data: decodeBase64('job.image.raw', image.raw), width: image.width, height: image.height, channels: image.channels, ...labels };
+    else if ('stored' in image) {
+      const data = await storedImage(job.id!, image.stored);
+      input = 'width' in image ? { data, width: image.width, height: image.height, channels: image.channels, ...labels } : { data, ...labels };
+    } else if ('raw' in image) input = { data: decodeBase64('job.image.raw', image.raw), width: image.width, height: image.height, channels: image.channels, ...labels };
     else input = { data: decodeBase64('job.image.bytes', image.bytes), ...labels };
     // The checks scoreImages makes up front (class names, raw sizes), here, so that one bad job cannot
     // fail the batch it would join.
@@ -253,7 +256,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       }
       if (d.className !== undefined) detector.classIndex('job.className', d.className);
       override = d.threshold === undefined ? null : checkThreshold(detector, 'job.threshold', d.threshold);
-      input = await inputOf(d);
+      input = await inputOf(job, d);
     } catch (e) {
       if (e instanceof HgadError) throw final(e);
       throw e;
@@ -273,6 +276,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     return await presentResult(detector, { ...r, index: d.index, id: d.id }, override, d.heatmap === true) as PresentedScore;
   };
 
+  const images = imageConnection(o.redis, `${o.name}-images`);
+  // A job's stored image, read as a Buffer (no string of its size to build); a Redis error is thrown
+  // as it is, so the attempt is retried.
+  const storedImage = async (id: string, length: number): Promise<Buffer> => {
+    const bytes = await images.getBuffer(imageKey(o.prefix, queue, id));
+    if (bytes === null) {
+      throw new HgadError('IO', `The image of job ${id} is no longer in Redis (collected, expired after 7 days, or lost by a restart ` +
+        'without persistence): submit it again', 'job.image.stored');
+    }
+    if (bytes.length !== length) throw new HgadArgumentError('job.image.stored', `${length} bytes (the job's image length)`, `${bytes.length} bytes`);
+    return bytes;
+  };
+
   const worker = new Worker(queue, processor, {
     connection: connectionOptions(o.redis, o.name), prefix: o.prefix, name: o.name, autorun: false, concurrency: o.concurrency,
     lockDuration: o.lockMs, stalledInterval: o.lockMs, maxStalledCount: 3,
@@ -283,7 +299,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (e.message !== lastError) o.log(`hgad worker: ${e.message}`);
     lastError = e.message;
   });
-  worker.on('completed', () => {
+  // A stored image is needed until its job is finished for good: then it goes (the producer removes
+  // it too when it collects the result, in case this worker dies before).
+  const forget = (job: Job): void => {
+    if (typeof job.id === 'string') images.del(imageKey(o.prefix, queue, job.id)).catch(() => {});
+  };
+  worker.on('completed', (job) => {
+    forget(job);
     release();
     stats.completed += 1;
     metrics.jobs.inc({ outcome: 'completed' });
@@ -292,6 +314,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   worker.on('failed', (job, e) => {
     release();
     const retry = job !== undefined && !(e instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
+    if (job !== undefined && !retry) forget(job);
     if (retry) stats.retried += 1;
     else stats.failed += 1;
     metrics.jobs.inc({ outcome: retry ? 'retry' : 'failed' });
@@ -318,6 +341,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           await settled(worker.disconnect(), CLOSE_GRACE_MS);
         }
         await batcher.drained();
+        await settled(images.quit(), CLOSE_GRACE_MS);
+        images.disconnect();
         await detector.dispose();
       })();
       return closing;
