@@ -73,7 +73,10 @@ HGAD_TEST(bf16_vector_conversion_matches_scalar) {
 }
 
 HGAD_TEST(bf16_gemm_matches_scalar_reference) {
-  const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 5}, {37, 45, 29}, {9, 64, 2}, {130, 71, 300}, {8, 32, 64}};
+  // N past whole 32-column panels by 1, 7, 13 (the 16-wide kernel), 18 (the 32-wide one, masked) and 8 (the
+  // flow's 200 channels).
+  const int64_t shapes[][3] = {{1, 1, 1},      {7, 33, 5},   {37, 45, 29},  {9, 64, 2},
+                               {130, 71, 300}, {8, 32, 64},  {13, 50, 17},  {20, 200, 40}};
   for (const auto& s : shapes)
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
