@@ -185,8 +185,8 @@ export class Backbone {
         logSeverityLevel: 3,
         // onnxruntime's pool threads spin after each operator by default, waiting for the next one. Here
         // they share the cores with the flow's pool and libvips, and their spinning took the CPU those
-        // needed: with it off, in-process scoring (MobileNetV2 int8, batch 8, 2 threads) went from 45-47
-        // to 54 images/s and from 33-35 to 28 ms of CPU per image; the service at 8 clients from 43 to 53.
+        // needed: with it off, in alternated runs (MobileNetV2 int8, batch 8, 2 threads) pipelined scoring
+        // went from 41-48 to 49-53 images/s and the service at 8 clients from 42-46 to 48-54.
         extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
       });
     } catch (e) {

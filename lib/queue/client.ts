@@ -50,7 +50,8 @@ export interface SubmitProgress {
 export interface SubmitOptions {
   /**
    * 'bytes' (default): each image goes to Redis with its job (a binary value beside it), so workers
-   * need no shared storage; Redis holds the image until its job is finished (7 days at most). 'reference': jobs carry a path relative to `root`,
+   * need no shared storage; Redis holds the image until its job is finished (7 days at most).
+   * 'reference': jobs carry a path relative to `root`,
    * which every worker mounts (hgad worker --root); only file paths under `root` can be sent.
    */
   transport?: 'bytes' | 'reference';
