@@ -14,8 +14,9 @@ export interface FlowStageResult {
   classPosterior: Float32Array;
 }
 
+/** density: the detector's (spec.map.density); no default, so that no caller scores under another one. */
 export async function flowStage(model: HgadModel, features: FeatureBatch[], given: Int32Array | null,
-  density: Density = 'full'): Promise<FlowStageResult> {
+  density: Density): Promise<FlowStageResult> {
   const Y = model.config.classes.length;
   const batch = features[0]!.batch;
   const scores = [];
