@@ -31,6 +31,12 @@ export async function stopChild(child: ChildProcess, options: { killAfterMs?: nu
   clearTimeout(timer);
 }
 
+/** CPU time this process has used so far (all its threads), ms. */
+export function selfCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /** CPU time a process has used so far (all its threads), ms; from /proc, so Linux only (else NaN). */
 export function cpuMsOf(pid: number): number {
   try {

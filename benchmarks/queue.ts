@@ -29,7 +29,7 @@ import { AnomalyDetector } from '../lib/pipeline/detector';
 import { ScoringClient } from '../lib/queue/client';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
-import { cpuMsOf, freePort, stopChild } from './processes';
+import { cpuMsOf, freePort, selfCpuMs, stopChild } from './processes';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared');
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli', 'main.js');
@@ -144,7 +144,6 @@ async function main(): Promise<void> {
   interface Pair { inProcess: number; queue: number; cpu: { inProcess: number; producer: number; redis: number; worker: number } }
   const pairs: Record<Transport, Pair[]> = { bytes: [], reference: [] };
   let commandsPerImage = 0, peakMemory = 0, idleMemory = 0, failedOne = 0;
-  const selfCpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
   for (let round = 0; round < rounds; round++) {
     for (const t of transports) {
       const c0 = selfCpuMs();

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { openDataset, Sample } from '../lib/data';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
-import { cpuMsOf, stopChild } from './processes';
+import { cpuMsOf, selfCpuMs, stopChild } from './processes';
 
 interface AcRequest { method: string; path: string; headers: Record<string, string>; body?: Buffer }
 interface AcOptions {
@@ -100,7 +100,6 @@ async function main(): Promise<void> {
   ];
   const before = await inProcessRates();
 
-  const selfCpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
   // In-process rate from Buffers, with this process's CPU ms per image.
   const fromBuffers = async (): Promise<[number, number]> => {
     const c = selfCpuMs();

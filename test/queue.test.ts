@@ -188,8 +188,11 @@ run('scoring on a BullMQ queue', () => {
       expect(left.filter((k) => !ofA.has(k))).toEqual([]);
       if (left.length > 0) {
         const r = new Redis(redis.url);
-        await r.del(...left);
-        r.disconnect();
+        try {
+          await r.del(...left);
+        } finally {
+          r.disconnect();
+        }
       }
       await q.obliterate({ force: true });
     } finally {
@@ -289,8 +292,11 @@ run('scoring on a BullMQ queue', () => {
         const good = { format: JOB_FORMAT, model: sha, submission: 'manual', index: 0, id: 'x', image: { bytes: images[0]!.toString('base64') } };
         // a stored image whose length is not the job's (job 0), and a job whose image is not stored (job 1)
         const store = new Redis(redis.url);
-        await store.set(imageKey('hgad', queueName, 'manual.0'), images[0]!.subarray(1));
-        store.disconnect();
+        try {
+          await store.set(imageKey('hgad', queueName, 'manual.0'), images[0]!.subarray(1));
+        } finally {
+          store.disconnect();
+        }
         const cases: [string, object, string?][] = [
           ['job.image.stored', { ...good, image: { stored: images[0]!.length } }],
           ['job.image.stored', { ...good, image: { stored: images[0]!.length } }, 'IO'],
