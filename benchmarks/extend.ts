@@ -9,7 +9,8 @@
 //   node dist/benchmarks/extend.js [--base magnetic_tile] [--add metal_plate] [--seed 0] [--epochs 3]
 //     [--passes 4] [--lr 1e-3] [--warmup 1] [--phase1 1] [--backbone ../shared/models/resnet50-imagenet-layer3.onnx]
 //     [--taps layer2,layer3] [--size 256] [--reduce 128] [--batch 8] [--threads N] [--limit-per-defect n] [--no-append]
-//     [--limit-per-class n] [--combine logp*nent|logp] (the added class's maps) [--scratch-only]   (B) alone, printed, not appended
+//     [--limit-per-class n] [--flow class|shared] [--class-flow-layers n] [--class-flow-epochs n] [--class-flow-passes n]
+//     [--combine logp*nent|logp] (with --flow shared: the added class's maps) [--scratch-only]   (B) alone, printed, not appended
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -19,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { Dataset, openDataset } from '../lib/data';
 import { evaluateDetector } from '../lib/eval/run';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
-import { extendDetector } from '../lib/train/extend';
+import { CLASS_FLOW_LAYERS, CLASS_FLOW_SCHEDULE, extendDetector } from '../lib/train/extend';
 import { train } from '../lib/train/trainer';
 
 const SHARED = path.resolve(__dirname, '..', '..', '..', 'shared');
@@ -54,7 +55,8 @@ async function main(): Promise<void> {
     lr: { type: 'string' }, warmup: { type: 'string' }, phase1: { type: 'string' }, backbone: { type: 'string' }, taps: { type: 'string' },
     size: { type: 'string' }, reduce: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' },
     'limit-per-defect': { type: 'string' }, 'no-append': { type: 'boolean' }, 'scratch-only': { type: 'boolean' },
-    'limit-per-class': { type: 'string' }, combine: { type: 'string' },
+    'limit-per-class': { type: 'string' }, combine: { type: 'string' }, flow: { type: 'string' }, 'class-flow-layers': { type: 'string' },
+    'class-flow-epochs': { type: 'string' }, 'class-flow-passes': { type: 'string' },
   } });
   const num = (k: string, d: number): number => (values[k as keyof typeof values] === undefined ? d : Number(values[k as keyof typeof values]));
   const base = String(values.base ?? 'magnetic_tile'), add = String(values.add ?? 'metal_plate');
@@ -107,9 +109,17 @@ async function main(): Promise<void> {
   const before = await evalBoth(single, [base]);
   log(`(A) adding ${add}`);
   t0 = Date.now();
-  const combine = (values.combine ?? 'logp*nent') as 'logp*nent' | 'logp';
+  const flow = (values.flow ?? 'class') as 'class' | 'shared';
+  const combine = (values.combine ?? (flow === 'class' ? 'logp' : 'logp*nent')) as 'logp*nent' | 'logp';
+  const classFlow = {
+    couplingLayers: num('class-flow-layers', CLASS_FLOW_LAYERS),
+    schedule: { metaEpochs: num('class-flow-epochs', CLASS_FLOW_SCHEDULE.metaEpochs), subEpochs: num('class-flow-passes', CLASS_FLOW_SCHEDULE.subEpochs) },
+  };
   const baseCombine = single.spec.map.combine;
-  const extended = await extendDetector(single, { data: dataset, classes: [add], threads, progressBar: false, combine, ...(limitPerClass ? { limitPerClass } : {}) });
+  const extended = await extendDetector(single, {
+    data: dataset, classes: [add], threads, progressBar: false, combine, flow, ...(flow === 'class' ? { classFlow } : {}),
+    ...(limitPerClass ? { limitPerClass } : {}),
+  });
   const addSeconds = (Date.now() - t0) / 1000;
   log(`(A) added in ${addSeconds.toFixed(1)} s; stale thresholds: ${(extended.spec.staleThresholds ?? []).join(', ') || 'none'}`);
   const tmp = path.join(os.tmpdir(), `hgad-bench-extend-${process.pid}.hgad`);
@@ -142,8 +152,12 @@ async function main(): Promise<void> {
     `Configuration (both arms): backbone ${path.basename(backbone.model)}, taps ${backbone.taps.join(', ')} at ${backbone.inputSize} px, ` +
       `each level standardised and reduced to ${reduce} channels; flow K = 12, P = 256, M = 10; ${schedule.metaEpochs} meta epochs x ` +
       `${schedule.subEpochs} passes, lr ${schedule.lr}, warm-up ${schedule.warmupEpochs}, phase 1 for ${schedule.phase1Epochs}; batch ${batch}; seed ${seed}; ` +
-      `${threads} threads${limitPerClass ? `; at most ${limitPerClass} training images per class` : ''}. (A) trains on ${base} alone, then extendDetector adds ${add} (flow and ${base} frozen, the same schedule ` +
-      `on ${add}'s latents, its threshold calibrated on its 10% hold-out; maps: ${base} keeps ${baseCombine}, ${add} ${combine}); (B) trains on both from scratch. Test split ` +
+      `${threads} threads${limitPerClass ? `; at most ${limitPerClass} training images per class` : ''}. (A) trains on ${base} alone, then extendDetector adds ${add} (the shared flow and ${base} frozen; ` +
+      `${add}'s centres in it trained with the same schedule on its latents; ` +
+      (flow === 'class'
+        ? `a flow of ${add}'s own (K = ${classFlow.couplingLayers}, ${classFlow.schedule.metaEpochs} meta epochs x ${classFlow.schedule.subEpochs} passes on its images) makes its maps; `
+        : `its maps from the shared flow; `) +
+      `its threshold calibrated on its 10% hold-out; maps: ${base} keeps ${baseCombine}, ${add} ${combine}); (B) trains on both from scratch. Test split ` +
       `${limitPerDefect ? `limited to ${limitPerDefect} images per defect type` : 'complete'}; class given. AUROC in %.`, '',
     '| model | class | image / pixel AUROC (batch, authors\') | image / pixel AUROC (calibrated) |', '|---|---|---|---|',
     row(`(A) ${base} alone`, before, base),

@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   });
   const staged: Awaited<ReturnType<typeof flowStage>>[] = [];
   const flow = await time(async () => {
-    for (const f of features) staged.push(await flowStage(detector.model, f, null, detector.spec.map.density));
+    for (const f of features) staged.push(await flowStage(detector.model, f, null, detector.spec.map.density, detector.classFlows));
   });
   const maps = await time(async () => {
     for (const s of staged) await anomalyMaps(s.levels, s.classIndex.length, constants, mapSize);

@@ -18,12 +18,12 @@ export type { SaveOptions } from './io/model-file';
 // Pipeline
 export { AnomalyDetector } from './pipeline/detector';
 export type { DetectorLoadOptions, DetectorSaveOptions } from './pipeline/detector';
-export type { PipelineSpec, BackboneSpec, Calibration, TrainingState, HistoryEntry, MapSpec, MapCombine } from './pipeline/spec';
+export type { PipelineSpec, BackboneSpec, Calibration, TrainingState, HistoryEntry, MapSpec, MapCombine, ClassFlowSpec } from './pipeline/spec';
 export type { BackboneChoice } from './pipeline/backbone-spec';
 export { train, DEFAULT_DENSITY } from './train/trainer';
 export type { TrainOptions, FlowOptions } from './train/trainer';
 export { extendDetector } from './train/extend';
-export type { ExtendOptions } from './train/extend';
+export type { ExtendOptions, ClassFlowOptions } from './train/extend';
 export type { TrainProgress } from './train/progress';
 export { resolveSchedule, learningRate, SCHEDULE_DEFAULTS } from './train/schedule';
 export type { Schedule, ScheduleOptions } from './train/schedule';

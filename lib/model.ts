@@ -1,7 +1,7 @@
 // HgadModel: the public API over the native core. Arguments are validated here, up front; work runs
 // off the JS thread, one operation at a time per model.
 import { resolveConfig, storedConfig, DeviceChoice, DEVICE_CHOICES, HgadConfig, ResolvedConfig } from './config';
-import { HgadArgumentError, HgadError } from './errors';
+import { HgadArgumentError, HgadError, HgadModelFileError } from './errors';
 import { ExtraTensor, loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
 import { checkModelMemory, nativeConfig } from './limits';
 import { fromNativeError } from './native-ops';
@@ -274,6 +274,50 @@ export class HgadModel {
       const model = new HgadModel(full, metadata, built, tensors);
       return { model, core: model.core };
     });
+  }
+
+  /**
+   * A model of `config` whose tensors are `tensors` (every tensor of tensorInfo(), by name, as
+   * getTensor gives them), built off the JS thread and checked as a loaded file's are (finishLoad:
+   * ranges, orthogonal rotations). For models stored inside another file (a detector's class flows):
+   * `source` names that file in the errors, which are HgadModelFileErrors.
+   */
+  static async fromTensors(config: HgadConfig, tensors: ReadonlyMap<string, Float32Array>, source: string): Promise<HgadModel> {
+    let cfg: ResolvedConfig;
+    try {
+      cfg = resolveConfig(config);
+      checkModelMemory(cfg);
+    } catch (e) {
+      throw new HgadModelFileError(source, `a stored model's config is not valid: ${(e as Error).message}`);
+    }
+    let built: { core: NativeModel; device: 'cpu' | 'cuda' };
+    try {
+      const where = pickDevice(cfg.device);
+      built = { core: await native().NativeModel.build(nativeConfig(cfg, where, false)), device: where };
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    const specs = built.core.tensorSpecs().filter((s) => !s.name.startsWith('optimizer.'));
+    for (const s of specs) {
+      const data = tensors.get(s.name);
+      const count = s.shape.reduce((a, b) => a * b, 1);
+      if (!(data instanceof Float32Array) || data.length !== count) {
+        throw new HgadModelFileError(source, `a stored model's tensor "${s.name}" is ${data ? `${data.length} values` : 'missing'}, expected ${count}`);
+      }
+      built.core.writeTensorBytes(s.name, 0, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
+    const names = new Set(specs.map((s) => s.name));
+    for (const name of tensors.keys()) {
+      if (!names.has(name)) throw new HgadModelFileError(source, `a stored model has an unexpected tensor "${name}"`);
+    }
+    try {
+      await built.core.finishLoad();
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      if (err?.code === 'MODEL_STATE') throw new HgadModelFileError(source, err.message ?? String(e));
+      throw fromNativeError(e);
+    }
+    return new HgadModel(cfg, {}, built);
   }
 
   get config(): Readonly<ResolvedConfig> {

@@ -58,9 +58,14 @@ Adding classes to a trained detector (no retraining; README, Adding classes)
   hgad train --from model.hgad --add-classes a,b --data <root> --out new.hgad
   --from <file>             the trained detector to add classes to (it is not changed)
   --add-classes <a,b,...>   the new classes (names the detector does not have)
-  --combine <c>             the new classes' maps: logp*nent (default: the product map) or logp
+  --flow <f>                what makes the new classes' maps: class (default: a flow of each new
+                            class's own, trained on its images) or shared (the detector's frozen flow)
+  --class-flow-layers <n>   coupling blocks of each class flow (8)
+  --class-flow-epochs <n>   its meta epochs (4)     --class-flow-passes <n>  passes per meta epoch (8)
+  --combine <c>             with --flow shared: the new classes' maps, logp*nent (default) or logp
 The flow and the detector's classes stay frozen (their scores and thresholds do not change); the new
-classes' centres are trained on their images and their thresholds calibrated on held-out ones. The
+classes' centres in it are trained on their images (they tell which class an image is), each new class
+gets a flow of its own for its maps, and its threshold is calibrated on held-out images. The
 backbone, input size and reduction are the detector's (--backbone, --input-size, --taps, --scales are
 only checked against it); --epochs, --passes, --lr, --batch-size and --seed default to the detector's
 training; --limit-per-class, --holdout, --threads and --layout apply as above.
@@ -74,8 +79,12 @@ export const TRAIN_OPTIONS: OptionSpec = {
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' }, density: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
-  from: { type: 'string' }, 'add-classes': { type: 'string' }, combine: { type: 'string' },
+  from: { type: 'string' }, 'add-classes': { type: 'string' }, combine: { type: 'string' }, flow: { type: 'string' },
+  'class-flow-layers': { type: 'string' }, 'class-flow-epochs': { type: 'string' }, 'class-flow-passes': { type: 'string' },
 };
+
+/** Flags of adding classes: meaningless without --from. */
+const ONLY_WITH_FROM = ['add-classes', 'combine', 'flow', 'class-flow-layers', 'class-flow-epochs', 'class-flow-passes'];
 
 /** Flags that shape a new detector: meaningless when adding classes to one (--from). */
 const NOT_WITH_FROM = ['classes', 'prior', 'density', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'checkpoint', 'resume'];
@@ -168,14 +177,23 @@ export function extendOptionsFrom(p: Parsed, detector: AnomalyDetector): ExtendO
     threads: int(p, 'threads', 1, 1024),
     holdout: num(p, 'holdout', 0, 0.99),
     combine: choice(p, 'combine', MAP_COMBINES),
+    flow: choice(p, 'flow', ['class', 'shared'] as const),
+    classFlow: classFlowOptions(p),
   });
+}
+
+function classFlowOptions(p: Parsed): ExtendOptions['classFlow'] {
+  const schedule = defined({ metaEpochs: int(p, 'class-flow-epochs', 1, 100000), subEpochs: int(p, 'class-flow-passes', 1, 100000) });
+  const o = defined({ couplingLayers: int(p, 'class-flow-layers', 1, 64), schedule: Object.keys(schedule).length > 0 ? schedule : undefined });
+  return Object.keys(o).length > 0 ? o : undefined;
 }
 
 export function describeDetector(d: AnomalyDetector): string {
   const cal = d.spec.calibration;
   const thresholds = cal ? Object.entries(cal.thresholds).map(([c, t]) => `${c} ${t.toPrecision(4)}`).join(', ') : 'none';
   return `classes: ${d.classes.join(', ')}; levels: ${d.model.config.levels.map((l) => l.channels).join('/')} channels; ` +
-    `prior ${d.model.config.prior}; precision: scoring ${d.model.precision.inference}, training ${d.model.precision.training}; backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}`;
+    `prior ${d.model.config.prior}; precision: scoring ${d.model.precision.inference}, training ${d.model.precision.training}; backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}` +
+    `${(d.spec.classFlows ?? []).length > 0 ? `; flows of their own: ${d.spec.classFlows!.map((f) => `${f.className} (${f.couplingLayers} blocks)`).join(', ')}` : ''}`;
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
@@ -188,11 +206,11 @@ export async function trainCommand(args: string[]): Promise<number> {
   if (!out.trim()) throw new HgadArgumentError('--out', 'a file path', out);
   const started = Date.now();
   const from = str(p, 'from');
-  if (from === undefined && p.values['add-classes'] !== undefined) {
-    throw new HgadArgumentError('--add-classes', 'a detector to add them to (--from model.hgad)', p.values['add-classes']);
-  }
-  if (from === undefined && p.values.combine !== undefined) {
-    throw new HgadArgumentError('--combine', 'nothing without --from (a new detector chooses its maps by its class count and prior)', p.values.combine);
+  for (const flag of from === undefined ? ONLY_WITH_FROM : []) {
+    if (p.values[flag] !== undefined) {
+      throw new HgadArgumentError(`--${flag}`, flag === 'add-classes' ? 'a detector to add them to (--from model.hgad)'
+        : 'nothing without --from (it is a setting of adding classes to a detector)', p.values[flag]);
+    }
   }
   if (from !== undefined) {
     const threads = int(p, 'threads', 1, 1024);

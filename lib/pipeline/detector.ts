@@ -9,6 +9,7 @@ import type { PrecisionChoice } from '../precision';
 import { checkInteger, checkKeys } from '../validate';
 import { openBackbone } from './backbone-spec';
 import { FeatureReduction } from './reduction';
+import { ClassFlows } from './class-flows';
 import { decodeSpec, encodeSpec, PIPELINE_KEY, PipelineSpec } from './spec';
 
 export interface DetectorLoadOptions {
@@ -39,6 +40,8 @@ export class AnomalyDetector {
   spec: PipelineSpec;
   /** The channel reduction between the backbone and the flow, when the detector has one. */
   readonly reduction: FeatureReduction | null;
+  /** Flows of classes' own (spec.classFlows), by class index. */
+  classFlows: ClassFlows;
   private backboneOpen: Promise<Backbone> | null = null;
   private readonly threadCount: number;
   /** The file this detector was loaded from and the backbone file given for it, if any. */
@@ -47,9 +50,10 @@ export class AnomalyDetector {
 
   /** @internal Use AnomalyDetector.load, or train() from lib/train. */
   constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone,
-    extras: { reduction?: FeatureReduction | null; source?: { file: string; backbone?: string } } = {}) {
+    extras: { reduction?: FeatureReduction | null; source?: { file: string; backbone?: string }; classFlows?: ClassFlows } = {}) {
     this.model = model;
     this.reduction = extras.reduction ?? null;
+    this.classFlows = extras.classFlows ?? new ClassFlows();
     this.spec = this.reduction ? { ...spec, reduction: this.reduction.spec } : spec;
     this.threadCount = threads ?? model.threads ?? defaultThreads();
     this.source = extras.source;
@@ -77,8 +81,9 @@ export class AnomalyDetector {
     if (options.backbone !== undefined && spec.backbone.sha256 === null) {
       throw new HgadArgumentError('options.backbone', `nothing: this detector uses the built-in ${spec.backbone.model} backbone`, options.backbone);
     }
+    const classFlows = await ClassFlows.fromFile(spec, model, path);
     return new AnomalyDetector(model, spec, options.threads, undefined, {
-      reduction, source: options.backbone !== undefined ? { file: path, backbone: options.backbone } : { file: path },
+      reduction, classFlows, source: options.backbone !== undefined ? { file: path, backbone: options.backbone } : { file: path },
     });
   }
 
@@ -86,9 +91,9 @@ export class AnomalyDetector {
    * @internal A detector over another flow with this one's backbone settings, reduction and backbone
    * file (extendDetector). Its backbone is opened on first use, independently of this one's.
    */
-  withModel(model: HgadModel, spec: PipelineSpec, threads?: number): AnomalyDetector {
+  withModel(model: HgadModel, spec: PipelineSpec, threads?: number, classFlows: ClassFlows = this.classFlows): AnomalyDetector {
     this.assertUsable();
-    return new AnomalyDetector(model, spec, threads ?? this.threadCount, undefined, { reduction: this.reduction, source: this.source });
+    return new AnomalyDetector(model, spec, threads ?? this.threadCount, undefined, { reduction: this.reduction, source: this.source, classFlows });
   }
 
   /** Throws once dispose() was called: a disposed detector stays disposed (load it again to use it). */
@@ -188,10 +193,11 @@ export class AnomalyDetector {
     if (options.optimizer !== undefined && typeof options.optimizer !== 'boolean') {
       throw new HgadArgumentError('options.optimizer', 'true or false', options.optimizer);
     }
+    const tensors = new Map([...(this.reduction?.tensors() ?? []), ...await this.classFlows.tensors(this.spec)]);
     await this.model.save(path, {
       optimizer: options.optimizer ?? false,
       metadata: { [PIPELINE_KEY]: encodeSpec(this.spec) },
-      ...(this.reduction ? { tensors: this.reduction.tensors() } : {}),
+      ...(tensors.size > 0 ? { tensors } : {}),
     });
   }
 

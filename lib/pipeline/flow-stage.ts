@@ -4,6 +4,7 @@
 import type { Density, HgadModel } from '../model';
 import type { LevelMaps } from '../score/maps';
 import type { FeatureBatch } from '../validate';
+import type { ClassFlows } from './class-flows';
 
 export interface FlowStageResult {
   levels: LevelMaps[];
@@ -14,9 +15,13 @@ export interface FlowStageResult {
   classPosterior: Float32Array;
 }
 
-/** density: the detector's (spec.map.density); no default, so that no caller scores under another one. */
+/**
+ * density: the detector's (spec.map.density); no default, so that no caller scores under another one.
+ * classFlows: the detector's (AnomalyDetector.classFlows): the maps of images of those classes come
+ * from their class's own flow, the class posterior from `model` for every image.
+ */
 export async function flowStage(model: HgadModel, features: FeatureBatch[], given: Int32Array | null,
-  density: Density): Promise<FlowStageResult> {
+  density: Density, classFlows?: ClassFlows): Promise<FlowStageResult> {
   const Y = model.config.classes.length;
   const batch = features[0]!.batch;
   const scores = [];
@@ -38,6 +43,7 @@ export async function flowStage(model: HgadModel, features: FeatureBatch[], give
       if (own.some((c, b) => c !== classIndex![b])) scores[l] = await model.score(l, features[l]!, classIndex, { density });
     }
   }
+  if (classFlows && classFlows.size > 0) await ownFlowMaps(model, classFlows, features, classIndex, scores, density);
   const confidence = new Float32Array(batch);
   for (let b = 0; b < batch; b++) confidence[b] = posterior[b * Y + classIndex[b]!]!;
   return {
@@ -48,4 +54,33 @@ export async function flowStage(model: HgadModel, features: FeatureBatch[], give
     classConfidence: confidence,
     classPosterior: posterior,
   };
+}
+
+/** The logp maps of images whose class has a flow of its own, from that flow; their negative entropy 0 (one class). */
+async function ownFlowMaps(model: HgadModel, classFlows: ClassFlows, features: FeatureBatch[], classIndex: Int32Array,
+  scores: { logp: Float32Array; negEntropy: Float32Array }[], density: Density): Promise<void> {
+  for (const [className, flow] of classFlows.entries()) {
+    const y = model.config.classes.indexOf(className);
+    const images: number[] = [];
+    classIndex.forEach((c, b) => {
+      if (c === y) images.push(b);
+    });
+    if (images.length === 0) continue;
+    for (let l = 0; l < features.length; l++) {
+      const f = features[l]!;
+      const HW = f.height * f.width, n = HW * f.channels;
+      let x = f;
+      if (images.length < f.batch) {
+        const data = new Float32Array(images.length * n);
+        images.forEach((b, k) => data.set(f.data.subarray(b * n, (b + 1) * n), k * n));
+        x = { ...f, batch: images.length, data };
+      }
+      const own = await flow.score(l, x, 0, { density });
+      const s = scores[l]!;
+      images.forEach((b, k) => {
+        s.logp.set(own.logp.subarray(k * HW, (k + 1) * HW), b * HW);
+        s.negEntropy.fill(0, b * HW, (b + 1) * HW);
+      });
+    }
+  }
 }

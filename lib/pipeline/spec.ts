@@ -25,7 +25,30 @@ export const EXTENDED_PIPELINE_VERSION = 2;
  * extended detectors stay readable by hgad that reads version 2.
  */
 export const CLASS_COMBINE_PIPELINE_VERSION = 3;
-export const READABLE_PIPELINE_VERSIONS = [PIPELINE_VERSION, EXTENDED_PIPELINE_VERSION, CLASS_COMBINE_PIPELINE_VERSION];
+/**
+ * Version 4 added `classFlows`: classes that have a flow of their own (classes added by extendDetector
+ * with its default 'class' flow), whose tensors are stored beside the shared flow's. Only detectors
+ * that have one are written as version 4.
+ */
+export const CLASS_FLOW_PIPELINE_VERSION = 4;
+export const READABLE_PIPELINE_VERSIONS = [PIPELINE_VERSION, EXTENDED_PIPELINE_VERSION, CLASS_COMBINE_PIPELINE_VERSION,
+  CLASS_FLOW_PIPELINE_VERSION];
+
+/**
+ * A flow of one class's own (version 4): its maps come from it, while the class posterior (which class
+ * an image is) still comes from the shared flow's mixture. Same levels, widths, clamp and positional
+ * encoding as the shared flow; one class with `centersPerClass` centres. Its tensors are stored as
+ * "pipeline.classFlow.<index in classFlows>.<tensor name>".
+ */
+export interface ClassFlowSpec {
+  className: string;
+  couplingLayers: number;
+  centersPerClass: number;
+  seed: number;
+}
+
+/** Limits of a class flow's settings read from a file (a flow's own limits are checked when it is built). */
+export const CLASS_FLOW_LIMITS = { couplingLayers: [1, 64], centersPerClass: [1, 256] } as const;
 
 export interface BackboneSpec {
   /** Preset name, 'demo', or a path to an .onnx file (then sha256 is required). */
@@ -107,6 +130,8 @@ export interface HistoryEntry {
   /** sha256 of the classes and training file list. */
   trainDigest: string;
   schedule: TrainingState['schedule'];
+  /** The schedule of the new classes' own flows (spec.classFlows), when they got one. */
+  classFlowSchedule?: TrainingState['schedule'];
   seed: number;
   batchSize: number;
   /** Wall-clock seconds the extension took (latents, training, calibration). */
@@ -151,6 +176,8 @@ export interface PipelineSpec {
    * spec = { ...spec, calibration: await calibrate(detector, normals), staleThresholds: [] }. Absent: none.
    */
   staleThresholds?: string[];
+  /** Classes with a flow of their own (version 4; absent or empty: none). */
+  classFlows?: ClassFlowSpec[];
 }
 
 /** Side of the anomaly maps (pixels). */
@@ -167,16 +194,17 @@ const ROUNDING = 1e-5;
 
 /** The version a spec is written as: the lowest that holds its fields (so earlier hgad reads what it can). */
 export function specVersion(spec: PipelineSpec): number {
+  if ((spec.classFlows?.length ?? 0) > 0) return CLASS_FLOW_PIPELINE_VERSION;
   if (spec.map.classCombine !== undefined) return CLASS_COMBINE_PIPELINE_VERSION;
   const extended = (spec.history?.length ?? 0) > 0 || (spec.staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
   return extended ? EXTENDED_PIPELINE_VERSION : PIPELINE_VERSION;
 }
 
 export function encodeSpec(spec: PipelineSpec): string {
-  const { history, staleThresholds, map, ...body } = spec;
+  const { history, staleThresholds, map, classFlows, ...body } = spec;
   // 'full' maps are written as before the setting existed, so earlier versions of hgad still read them.
   const { density, ...before } = map;
-  const rest = { ...body, map: density === 'full' ? before : map };
+  const rest = { ...body, map: density === 'full' ? before : map, ...(classFlows && classFlows.length > 0 ? { classFlows } : {}) };
   const version = specVersion(spec);
   return JSON.stringify(version > PIPELINE_VERSION
     ? { ...rest, version, history: history ?? [], staleThresholds: staleThresholds ?? [] }
@@ -185,9 +213,10 @@ export function encodeSpec(spec: PipelineSpec): string {
 
 type Bad = (problem: string) => never;
 
-const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction', 'history', 'staleThresholds'];
+const SPEC_KEYS = ['version', 'backbone', 'map', 'calibration', 'training', 'reduction', 'history', 'staleThresholds', 'classFlows'];
+const CLASS_FLOW_KEYS = ['className', 'couplingLayers', 'centersPerClass', 'seed'];
 const HISTORY_KEYS = ['action', 'at', 'classes', 'data', 'trainImages', 'calibrationImages', 'trainDigest', 'schedule', 'seed',
-  'batchSize', 'seconds'];
+  'batchSize', 'seconds', 'classFlowSchedule'];
 /** Entries a history may hold (each extension adds one). */
 const MAX_HISTORY = 10000;
 const SPEC_REQUIRED = ['version', 'backbone', 'map', 'calibration', 'training'];
@@ -399,7 +428,7 @@ function decodeHistory(v: unknown, classes: readonly string[], bad: Bad): Histor
   const seen = new Set<string>();
   return (v as unknown[]).map((raw, i) => {
     const what = `history[${i}]`;
-    const h = object(raw, what, HISTORY_KEYS, bad);
+    const h = object(raw, what, HISTORY_KEYS, bad, HISTORY_KEYS.filter((k) => k !== 'classFlowSchedule'));
     if (h.action !== 'extend') bad(`${what}.action must be "extend"`);
     if (typeof h.at !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(h.at)) bad(`${what}.at must be an ISO 8601 UTC time`);
     if (!Array.isArray(h.classes) || h.classes.length === 0) bad(`${what}.classes must be a non-empty array of class names`);
@@ -410,20 +439,45 @@ function decodeHistory(v: unknown, classes: readonly string[], bad: Bad): Histor
     });
     const data = h.data === null ? null : name(h.data, `${what}.data`, bad);
     if (typeof h.trainDigest !== 'string' || !/^[0-9a-f]{64}$/.test(h.trainDigest)) bad(`${what}.trainDigest must be 64 hex digits`);
-    let schedule: TrainingState['schedule'];
-    try {
-      schedule = resolveSchedule(object(h.schedule, `${what}.schedule`, SCHEDULE_KEYS, bad), `${what}.schedule`);
-    } catch (e) {
-      return bad((e as HgadError).message);
-    }
+    const scheduleOf = (key: 'schedule' | 'classFlowSchedule'): TrainingState['schedule'] => {
+      try {
+        return resolveSchedule(object(h[key], `${what}.${key}`, SCHEDULE_KEYS, bad), `${what}.${key}`);
+      } catch (e) {
+        return bad((e as HgadError).message);
+      }
+    };
+    const schedule = scheduleOf('schedule');
     return {
       action: 'extend', at: h.at as string, classes: added, data,
       trainImages: integer(h.trainImages, `${what}.trainImages`, 1, 2 ** 31 - 1, bad),
       calibrationImages: integer(h.calibrationImages, `${what}.calibrationImages`, 1, 2 ** 31 - 1, bad),
       trainDigest: h.trainDigest as string, schedule,
+      ...(h.classFlowSchedule !== undefined ? { classFlowSchedule: scheduleOf('classFlowSchedule') } : {}),
       seed: integer(h.seed, `${what}.seed`, 0, 2 ** 31 - 1, bad),
       batchSize: integer(h.batchSize, `${what}.batchSize`, 1, 4096, bad),
       seconds: number(h.seconds, `${what}.seconds`, 0, 1e9, bad),
+    };
+  });
+}
+
+function decodeClassFlows(v: unknown, classes: readonly string[], map: MapSpec, bad: Bad): ClassFlowSpec[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > classes.length) bad(`classFlows must be an array of 1 to ${classes.length} entries`);
+  const seen = new Set<string>();
+  return (v as unknown[]).map((raw, i) => {
+    const what = `classFlows[${i}]`;
+    const f = object(raw, what, CLASS_FLOW_KEYS, bad);
+    const className = f.className;
+    if (typeof className !== 'string' || !classes.includes(className) || seen.has(className)) {
+      bad(`${what}.className must be one of the detector's classes, each at most once`);
+    }
+    seen.add(className as string);
+    // Its mixture has one class: the negative entropy of its posterior is 0 everywhere.
+    if (combineOf(map, className as string) !== 'logp') bad(`${what}: a class with a flow of its own makes 'logp' maps (map.classCombine)`);
+    return {
+      className: className as string,
+      couplingLayers: integer(f.couplingLayers, `${what}.couplingLayers`, ...CLASS_FLOW_LIMITS.couplingLayers, bad),
+      centersPerClass: integer(f.centersPerClass, `${what}.centersPerClass`, ...CLASS_FLOW_LIMITS.centersPerClass, bad),
+      seed: integer(f.seed, `${what}.seed`, 0, 2 ** 31 - 1, bad),
     };
   });
 }
@@ -457,6 +511,7 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
   const version = o.version as number;
   if (version === 1 && ('history' in o || 'staleThresholds' in o)) bad('history and staleThresholds need version 2');
   if (version >= 2 && !('history' in o && 'staleThresholds' in o)) bad(`version ${version} needs history and staleThresholds`);
+  if ('classFlows' in o && version < CLASS_FLOW_PIPELINE_VERSION) bad(`classFlows needs version ${CLASS_FLOW_PIPELINE_VERSION}`);
   const backbone = decodeBackbone(o.backbone, levels, bad);
   const map = decodeMap(o.map, classes, version, bad);
   return {
@@ -467,5 +522,6 @@ export function decodeSpec(text: string | undefined, path: string, levels: numbe
     calibration: o.calibration === null ? null : decodeCalibration(o.calibration, levels, classes, map, version, bad),
     training: o.training === null ? null : decodeTraining(o.training, bad),
     ...(version >= 2 ? { history: decodeHistory(o.history, classes, bad), staleThresholds: decodeStale(o.staleThresholds, classes, bad) } : {}),
+    ...(o.classFlows !== undefined ? { classFlows: decodeClassFlows(o.classFlows, classes, map, bad) } : {}),
   };
 }

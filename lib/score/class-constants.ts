@@ -19,6 +19,20 @@ export function combineFor(detector: AnomalyDetector, className: string): MapCom
   return combineOf(detector.spec.map, className);
 }
 
+/**
+ * The group an image of `className` is normalised with in 'batch' scoring: its map combination, and
+ * for a class with a flow of its own (spec.classFlows) that class alone (its logp comes from another
+ * flow, on another scale). combineOfGroup reads the combination back.
+ */
+export function batchGroupFor(detector: AnomalyDetector, className: string): string {
+  const combine = combineFor(detector, className);
+  return detector.classFlows.get(className) ? `${combine}|${className}` : combine;
+}
+
+export function combineOfGroup(group: string): MapCombine {
+  return group.split('|')[0] as MapCombine;
+}
+
 /** The images of a batch by key, each group in batch order, groups in order of first appearance. */
 export function groupImages(batch: number, keyOf: (b: number) => string): Map<string, number[]> {
   const groups = new Map<string, number[]>();

@@ -7,11 +7,10 @@ import type { FailedSample } from '../data/batches';
 import { checkRawImage, ImageSource, isByteArray, RawImage } from '../data/source';
 import { HgadArgumentError, HgadError, HgadErrorCode } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
-import type { MapCombine } from '../pipeline/spec';
 import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
 import { checkInteger, checkKeys } from '../validate';
-import { calibratedMaps, combineFor, groupedMaps, groupImages, pickImages } from './class-constants';
+import { batchGroupFor, calibratedMaps, combineFor, combineOfGroup, groupedMaps, groupImages, pickImages } from './class-constants';
 import { anomalyMaps, levelMaxima, MapConstants, MapSize, sumMaxima } from './maps';
 import { checkThreshold, ThresholdOverride, ThresholdSource, thresholdFor } from './threshold';
 
@@ -244,7 +243,7 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
       const inferred = await flowStage(detector.model, features, null, detector.spec.map.density);
       given = Int32Array.from(batch.samples, (sample, b) => (flags[b] ? classOf(sample) : inferred.classIndex[b]!));
     }
-    return { batch, flow: await flowStage(detector.model, features, given, detector.spec.map.density), given: flags };
+    return { batch, flow: await flowStage(detector.model, features, given, detector.spec.map.density, detector.classFlows), given: flags };
   };
   const batches = imageBatches(samples, {
     batchSize: o.batchSize, size: { width: size, height: size }, concurrency: o.concurrency,
@@ -339,8 +338,9 @@ export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[
 
 /**
  * Constants measured together over groups of images: by map combination ('batch' scoring: images whose
- * maps combine alike are normalised together, as if scored in a call of their own), or one group ''
- * for all images (calibration: the detector-wide constants).
+ * maps combine alike are normalised together, as if scored in a call of their own; a class with a flow
+ * of its own alone: batchGroupFor), or one group '' for all images (calibration: the detector-wide
+ * constants).
  */
 interface GroupConstants {
   byCombine: boolean;
@@ -351,8 +351,10 @@ interface GroupConstants {
 function batchMaps(detector: AnomalyDetector, st: StagedBatch, c: GroupConstants, size: MapSize):
   Promise<{ maps: Float32Array; scores: Float32Array }> {
   const flow = st.flow!;
-  return groupedMaps(flow.levels, st.batch.batch, size, (b) => combineFor(detector, detector.classes[flow.classIndex[b]!]!),
-    (levels, n, combine) => anomalyMaps(levels, n, c.constants.get(c.byCombine ? combine : '')!, size, combine as MapCombine));
+  const className = (b: number): string => detector.classes[flow.classIndex[b]!]!;
+  const keyOf = c.byCombine ? (b: number) => batchGroupFor(detector, className(b)) : (b: number) => combineFor(detector, className(b));
+  return groupedMaps(flow.levels, st.batch.batch, size, keyOf,
+    (levels, n, key) => anomalyMaps(levels, n, c.constants.get(c.byCombine ? key : '')!, size, combineOfGroup(key)));
 }
 
 /**
@@ -366,7 +368,7 @@ async function stageAll(detector: AnomalyDetector, samples: Sample[], o: Resolve
   const staged: StagedBatch[] = [];
   const L = detector.model.config.levels.length;
   const groupsOf = (s: StagedBatch): Map<string, number[]> => groupImages(s.batch.batch,
-    (b) => (byCombine ? combineFor(detector, detector.classes[s.flow!.classIndex[b]!]!) : ''));
+    (b) => (byCombine ? batchGroupFor(detector, detector.classes[s.flow!.classIndex[b]!]!) : ''));
   const shifts = new Map<string, { logp: number[]; nent: number[] }>();
   for await (const s of flowBatches(detector, samples, o, withMasks)) {
     staged.push(s);

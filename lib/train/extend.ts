@@ -1,14 +1,16 @@
-// Adding classes to a trained detector (issue 15) without retraining it: the flow is shared and each
-// class owns its centres and logits (HGAD.md section 3), so new classes get new centres, initialised
-// from their own latents, and only those are trained, with the flow and every earlier class frozen.
-// The old classes' logp maps and their thresholds stay exactly as they were; each new class gets map
-// constants and a threshold of its own, measured on its held-out images, and makes 'logp*nent' maps
-// (map.classCombine where the old classes make 'logp' maps: classes added to a one-class detector).
+// Adding classes to a trained detector (issue 15) without retraining it. The shared flow and every
+// earlier class stay frozen, so the old classes' maps and thresholds stay exactly as they were.
 //
-// Why the flow stays frozen (docs/FORMAT.md, README "Adding classes"): a fine-tuned flow moves every
-// old class's latents, so their thresholds would have to be measured again on their images, which a
-// plant adding a product may no longer have; and with the flow frozen its outputs are fixed, so they
-// are computed once per image and every training pass costs the mixture alone (no backbone, no flow).
+// Each new class gets (a) centres and logits in the shared flow's mixture, initialised from its own
+// latents and trained with the flow frozen: they give the class posterior, i.e. which class an image
+// is; and (b) by default (options.flow 'class'), a flow of its own over the same features, trained on
+// its images alone, which makes its maps (lib/pipeline/class-flows.ts). Without (b) (flow 'shared')
+// the new class's maps come from the frozen shared flow, whose latent space was never trained on it:
+// on the shared data its maps were at chance (benchmarks/RESULTS.md, issue 15). Fine-tuning the
+// shared flow instead would move every old class's latents, so their thresholds would have to be
+// measured again on their images, which a plant adding a product may no longer have.
+//
+// Each new class gets map constants and a threshold of its own, measured on its held-out images.
 import { createHash } from 'node:crypto';
 import * as nodePath from 'node:path';
 
@@ -22,15 +24,16 @@ import { HgadModel, LossTerms } from '../model';
 import { callNative, featureOps } from '../native-ops';
 import { oneAhead } from '../pipeline/ahead';
 import { BackboneChoice, specFromChoice } from '../pipeline/backbone-spec';
+import { classFlowConfig } from '../pipeline/class-flows';
 import { AnomalyDetector } from '../pipeline/detector';
-import { combineOf, MAP_COMBINES, specVersion } from '../pipeline/spec';
-import type { ClassConstants, HistoryEntry, MapCombine, MapSpec, PipelineSpec } from '../pipeline/spec';
+import { CLASS_FLOW_LIMITS, combineOf, MAP_COMBINES, specVersion } from '../pipeline/spec';
+import type { ClassConstants, ClassFlowSpec, HistoryEntry, MapCombine, MapSpec, PipelineSpec } from '../pipeline/spec';
 import { quantile } from '../score/calibrate';
 import { measureConstants } from '../score/scorer';
 import { checkInteger, checkKeys } from '../validate';
 import { FeatureCache } from './feature-cache';
 import { ProgressLine, TrainProgress } from './progress';
-import { learningRate, phaseAt, resolveSchedule, ScheduleOptions } from './schedule';
+import { learningRate, phaseAt, resolveSchedule, Schedule, ScheduleOptions } from './schedule';
 import type { TrainingPlan } from './trainer';
 
 export interface ExtendOptions {
@@ -46,8 +49,16 @@ export interface ExtendOptions {
    */
   backbone?: BackboneChoice;
   /**
-   * How the new classes' maps combine the logp and negative-entropy maps. Default 'logp*nent' (HGAD.md
-   * section 6): the detector has several classes once they are added. The old classes keep their own.
+   * Which flow makes the new classes' maps. 'class' (default): a flow of each new class's own, trained
+   * on its images (classFlow); its maps are 'logp' maps. 'shared': the frozen shared flow, with the
+   * new class's centres in its mixture (cheaper, but the shared flow never learnt the class).
+   */
+  flow?: 'class' | 'shared';
+  /** The class flows' settings (flow 'class'). */
+  classFlow?: ClassFlowOptions;
+  /**
+   * flow 'shared' only: how the new classes' maps combine the logp and negative-entropy maps. Default
+   * 'logp*nent' (HGAD.md section 6). The old classes keep their own.
    */
   combine?: MapCombine;
   /** Default: the schedule the detector was trained with (its training state). */
@@ -70,13 +81,34 @@ export interface ExtendOptions {
   signal?: AbortSignal;
 }
 
-const EXTEND_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'combine', 'schedule', 'batchSize', 'seed', 'holdout', 'thresholdQuantile',
+export interface ClassFlowOptions {
+  /** Coupling blocks per level. Default 8. */
+  couplingLayers?: number;
+  /** Centres of the class in its flow's mixture. Default: the shared flow's centersPerClass. */
+  centersPerClass?: number;
+  /** Its training schedule. Default: CLASS_FLOW_SCHEDULE, with the detector's learning rate. */
+  schedule?: ScheduleOptions;
+}
+
+/**
+ * A class flow's default schedule: more passes than the detector's own, since one class's images are
+ * few (the shared data's metal_plate has 54) and each pass costs the flow alone (features are computed
+ * once). Chosen on the validation split (benchmarks/RESULTS.md, issue 15, session 6).
+ */
+export const CLASS_FLOW_SCHEDULE = { metaEpochs: 4, subEpochs: 8, warmupEpochs: 1, phase1Epochs: 1 } as const;
+export const CLASS_FLOW_LAYERS = 8;
+
+const FLOW_CHOICES = ['class', 'shared'];
+const CLASS_FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'schedule'];
+const EXTEND_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'flow', 'classFlow', 'combine', 'schedule', 'batchSize', 'seed', 'holdout', 'thresholdQuantile',
   'threads', 'featureCacheBytes', 'onProgress', 'progressBar', 'signal'];
 
 interface Plan extends TrainingPlan {
   dataRoot: string | null;
   oldClasses: string[];
   newClasses: string[];
+  flow: 'class' | 'shared';
+  classFlow: { couplingLayers: number; centersPerClass: number; schedule: Schedule };
   combine: MapCombine;
   quantile: number;
   budget: number;
@@ -135,9 +167,26 @@ async function planOf(detector: AnomalyDetector, options: ExtendOptions): Promis
     if (classes.indexOf(c) !== i) throw new HgadArgumentError(`classes[${i}]`, 'each new class once', c);
   });
   if (options.limitPerClass !== undefined) checkInteger('limitPerClass', options.limitPerClass, 1, 1 << 30);
-  const combine = options.combine ?? 'logp*nent';
+  const flow = options.flow ?? 'class';
+  if (!FLOW_CHOICES.includes(flow)) throw new HgadArgumentError('flow', "'class' or 'shared'", flow);
+  if (flow === 'class' && options.combine !== undefined && options.combine !== 'logp') {
+    throw new HgadArgumentError('combine', "'logp' or nothing with flow 'class' (a class flow's mixture has one class: its negative entropy is 0)", options.combine);
+  }
+  if (flow === 'shared' && options.classFlow !== undefined) throw new HgadArgumentError('classFlow', "nothing with flow 'shared'", options.classFlow);
+  const combine = options.combine ?? (flow === 'class' ? 'logp' : 'logp*nent');
   if (!(MAP_COMBINES as readonly unknown[]).includes(combine)) throw new HgadArgumentError('combine', MAP_COMBINES.map((c) => `'${c}'`).join(' or '), combine);
   const t = detector.spec.training!;
+  const own = options.classFlow ?? {};
+  if (typeof own !== 'object' || own === null) throw new HgadArgumentError('classFlow', 'an object', own);
+  checkKeys('classFlow', own, CLASS_FLOW_KEYS);
+  const couplingLayers = own.couplingLayers ?? CLASS_FLOW_LAYERS;
+  checkInteger('classFlow.couplingLayers', couplingLayers, ...CLASS_FLOW_LIMITS.couplingLayers);
+  const centersPerClass = own.centersPerClass ?? Math.max(detector.model.config.centersPerClass, 1);
+  checkInteger('classFlow.centersPerClass', centersPerClass, ...CLASS_FLOW_LIMITS.centersPerClass);
+  if (own.schedule !== undefined && (typeof own.schedule !== 'object' || own.schedule === null)) {
+    throw new HgadArgumentError('classFlow.schedule', 'an object', own.schedule);
+  }
+  const classSchedule = resolveSchedule({ ...CLASS_FLOW_SCHEDULE, lr: t.schedule.lr, ...(own.schedule ?? {}) }, 'classFlow.schedule');
   const seed = options.seed ?? t.seed;
   checkInteger('seed', seed, 0, 2 ** 31 - 1);
   const batchSize = options.batchSize ?? t.batchSize;
@@ -173,7 +222,8 @@ async function planOf(detector: AnomalyDetector, options: ExtendOptions): Promis
   const { train, holdout } = fraction > 0 ? splitHoldout(all, fraction, seed) : { train: all, holdout: [] };
   const digest = createHash('sha256').update(JSON.stringify([classes, train.map((s) => [s.path, s.className])])).digest('hex');
   return {
-    dataRoot: isDataset ? null : (data as { root: string }).root, oldClasses: old, newClasses: [...classes], combine, train, holdout, schedule,
+    dataRoot: isDataset ? null : (data as { root: string }).root, oldClasses: old, newClasses: [...classes], flow,
+    classFlow: { couplingLayers, centersPerClass, schedule: classSchedule }, combine, train, holdout, schedule,
     batchSize, seed, threads, quantile: q, budget, digest,
   };
 }
@@ -211,7 +261,7 @@ interface Latents {
  * order given; `visit` gets each batch's latents.
  */
 async function latentBatches(detector: AnomalyDetector, samples: Sample[], plan: Plan,
-  visit: (latents: Latents, batch: Sample[]) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  visit: (latents: Latents, batch: Sample[], features: FeatureLevel[]) => Promise<void>, signal?: AbortSignal): Promise<void> {
   const batches = imageBatches(samples, { batchSize: plan.batchSize, size: { width: detector.inputSize, height: detector.inputSize }, concurrency: 2 * plan.threads });
   const extracted = oneAhead(batches, async (batch) => ({ features: await detector.features(batch.pixels, batch.batch), samples: batch.samples }));
   for await (const { features, samples: batchSamples } of extracted) {
@@ -223,7 +273,7 @@ async function latentBatches(detector: AnomalyDetector, samples: Sample[], plan:
       z.push({ ...f, data: out.z });
       logDet.push({ data: out.logDet, batch: f.batch, height: f.height, width: f.width, channels: 1 });
     }
-    await visit({ z, logDet }, batchSamples);
+    await visit({ z, logDet }, batchSamples, features);
   }
 }
 
@@ -280,12 +330,24 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
   };
   const out = base.withModel(model, spec, plan.threads);
   try {
-    await fitNewClasses(out, plan, options);
+    const features = await fitNewClasses(out, plan, options);
+    if (plan.flow === 'class') {
+      let flows = base.classFlows;
+      const specs: ClassFlowSpec[] = [...(base.spec.classFlows ?? [])];
+      for (const c of plan.newClasses) {
+        const trained = await trainClassFlow(out, plan, c, features, options);
+        flows = flows.with(c, trained.flow);
+        specs.push(trained.spec);
+      }
+      out.classFlows = flows;
+      out.spec = { ...out.spec, classFlows: specs };
+    }
     const { thresholds, constants } = await calibrateNewClasses(out, plan);
     const entry: HistoryEntry = {
       action: 'extend', at: new Date(started).toISOString(), classes: plan.newClasses, data: plan.dataRoot,
       trainImages: plan.train.length, calibrationImages: (plan.holdout.length > 0 ? plan.holdout : plan.train).length,
       trainDigest: plan.digest, schedule: plan.schedule, seed: plan.seed, batchSize: plan.batchSize,
+      ...(plan.flow === 'class' ? { classFlowSchedule: plan.classFlow.schedule } : {}),
       seconds: (Date.now() - started) / 1000,
     };
     const calibration = out.spec.calibration!;
@@ -323,8 +385,11 @@ function mapWithNewClasses(map: MapSpec, plan: Plan): MapSpec {
   return { ...map, ...(Object.keys(classCombine).length > 0 ? { classCombine } : {}) };
 }
 
-/** Latents once (with the class means and samples the centres start from), then the schedule's passes on them. */
-async function fitNewClasses(detector: AnomalyDetector, plan: Plan, options: ExtendOptions): Promise<void> {
+/**
+ * Latents once (with the class means and samples the centres start from), then the schedule's passes on
+ * them. With class flows, the features are kept too (within plan.budget) for trainClassFlow.
+ */
+async function fitNewClasses(detector: AnomalyDetector, plan: Plan, options: ExtendOptions): Promise<FeatureCache | null> {
   const model = detector.model;
   const L = model.config.levels.length, M = model.config.centersPerClass, Yold = plan.oldClasses.length;
   const classOf = new Map(plan.newClasses.map((c, k) => [c, k]));
@@ -334,6 +399,11 @@ async function fitNewClasses(detector: AnomalyDetector, plan: Plan, options: Ext
   const fits = (FeatureCache.bytesPerImage(shapes) + FeatureCache.bytesPerImage(ldShapes)) * plan.train.length <= plan.budget;
   const zCache = fits ? new FeatureCache(shapes) : null;
   const ldCache = fits ? new FeatureCache(ldShapes) : null;
+  // The features fit the budget after the latents (the class flows train after the mixture: the
+  // latents are released by then, but both are held while the first pass fills them).
+  const keepFeatures = plan.flow === 'class' &&
+    (2 * FeatureCache.bytesPerImage(shapes) + FeatureCache.bytesPerImage(ldShapes)) * plan.train.length <= plan.budget;
+  const fCache = keepFeatures ? new FeatureCache(shapes) : null;
   const index = new Map(plan.train.map((s, i) => [s.path, i]));
 
   // Per level and new class: latent sums and counts, and M-1 latent vectors at seeded positions of
@@ -350,8 +420,9 @@ async function fitNewClasses(detector: AnomalyDetector, plan: Plan, options: Ext
     }
   }
   const ops = featureOps();
-  await latentBatches(detector, plan.train, plan, async ({ z, logDet }, batch) => {
+  await latentBatches(detector, plan.train, plan, async ({ z, logDet }, batch, features) => {
     batch.forEach((s, b) => {
+      fCache?.put(index.get(s.path)!, features, b);
       if (zCache) {
         zCache.put(index.get(s.path)!, z, b);
         ldCache!.put(index.get(s.path)!, logDet, b);
@@ -415,6 +486,59 @@ async function fitNewClasses(detector: AnomalyDetector, plan: Plan, options: Ext
       }
     }
   }
+  return fCache;
+}
+
+/**
+ * A flow of `className`'s own (lib/pipeline/class-flows.ts), trained on its training images' features
+ * (from `cache`, else extracted again each pass) with the HGAD losses of a one-class detector.
+ */
+async function trainClassFlow(detector: AnomalyDetector, plan: Plan, className: string, cache: FeatureCache | null,
+  options: ExtendOptions): Promise<{ spec: ClassFlowSpec; flow: HgadModel }> {
+  const spec: ClassFlowSpec = {
+    className, couplingLayers: plan.classFlow.couplingLayers, centersPerClass: plan.classFlow.centersPerClass,
+    seed: hashString(`${plan.seed}:classFlow:${className}`) % 2 ** 31,
+  };
+  const flow = await HgadModel.createAsync(classFlowConfig(detector.model, spec, plan.threads));
+  const samples = plan.train.filter((x) => x.className === className);
+  const index = new Map(plan.train.map((x, i) => [x.path, i]));
+  const s = plan.classFlow.schedule, batchSize = plan.batchSize, L = flow.config.levels.length;
+  const batchesPerPass = Math.ceil(samples.length / batchSize);
+  const totalSteps = batchesPerPass * s.subEpochs * s.metaEpochs;
+  const bar = options.progressBar ?? process.stderr.isTTY === true ? new ProgressLine(process.stderr) : null;
+  const started = Date.now();
+  let step = 0, images = 0;
+  const trainBatch = async (features: FeatureLevel[], epoch: number, sub: number, b: number): Promise<void> => {
+    if (options.signal?.aborted) throw new HgadError('ABORTED', 'Adding classes was aborted by options.signal', 'signal');
+    const labels = new Int32Array(features[0]!.batch);
+    const phase = phaseAt(s, epoch);
+    const lr = learningRate(s, { epoch, subEpoch: sub, batch: b }, batchesPerPass);
+    const losses: LossTerms[] = [];
+    for (let l = 0; l < L; l++) losses.push(await flow.trainStep(l, features[l]!, labels, { phase, lr }));
+    step += 1;
+    images += labels.length;
+    const elapsed = (Date.now() - started) / 1000;
+    const p: TrainProgress = {
+      epoch, epochs: s.metaEpochs, subEpoch: sub, subEpochs: s.subEpochs, step, totalSteps, phase, lr,
+      losses: meanLosses(losses), imagesPerSecond: images / Math.max(elapsed, 1e-6), etaSeconds: ((totalSteps - step) * elapsed) / step,
+    };
+    bar?.update(p);
+    options.onProgress?.(p);
+  };
+  for (let epoch = 0; epoch < s.metaEpochs; epoch++) {
+    for (let sub = 0; sub < s.subEpochs; sub++) {
+      const order = shuffled(samples, hashString(`${plan.seed}:classFlow:${className}:${epoch}:${sub}`));
+      if (cache) {
+        for (let b = 0; b < batchesPerPass; b++) {
+          await trainBatch(cache.batch(order.slice(b * batchSize, (b + 1) * batchSize).map((x) => index.get(x.path)!)), epoch, sub, b);
+        }
+      } else {
+        let b = 0;
+        await latentBatches(detector, order, plan, (_, __, features) => trainBatch(features, epoch, sub, b++), options.signal);
+      }
+    }
+  }
+  return { spec, flow };
 }
 
 /**
