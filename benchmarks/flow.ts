@@ -1,4 +1,4 @@
-// npm run bench:flow [-- --threads N --seconds S --device cpu|cuda --no-python]
+// npm run bench:flow [-- --threads N --seconds S --rounds R --device cpu|cuda --no-python]
 //
 // Speed of one HGAD level at the paper's configuration (C=200, P=256, K=12, Y=15, M=10), 4096 vectors
 // per call (batch 4 of 32x32 feature maps): vectors/s for scoring and for a phase-2 training step,
@@ -21,12 +21,14 @@ import { native } from '../lib/native';
 interface Args {
   threads: number;
   seconds: number;
+  /** Alternated rounds of the precision table (its figures are medians). */
+  rounds: number;
   device: string;
   python: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { threads: 2, seconds: 5, device: 'cpu', python: true };
+  const args: Args = { threads: 2, seconds: 5, rounds: 3, device: 'cpu', python: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -36,12 +38,14 @@ function parseArgs(argv: string[]): Args {
     };
     if (a === '--threads') args.threads = Number(value());
     else if (a === '--seconds') args.seconds = Number(value());
+    else if (a === '--rounds') args.rounds = Number(value());
     else if (a === '--device') args.device = value();
     else if (a === '--no-python') args.python = false;
-    else throw new Error(`unknown argument ${a} (expected --threads N, --seconds S, --device cpu|cuda, --no-python)`);
+    else throw new Error(`unknown argument ${a} (expected --threads N, --seconds S, --rounds R, --device cpu|cuda, --no-python)`);
   }
   if (!Number.isInteger(args.threads) || args.threads < 1) throw new Error('--threads must be a positive integer');
   if (!(args.seconds > 0)) throw new Error('--seconds must be positive');
+  if (!Number.isInteger(args.rounds) || args.rounds < 1) throw new Error('--rounds must be a positive integer');
   if (args.device !== 'cpu' && args.device !== 'cuda') throw new Error(`--device ${args.device}: expected cpu or cuda`);
   return args;
 }
@@ -155,41 +159,53 @@ async function main(): Promise<void> {
 }
 
 // Both precisions over three map shapes of 4096 vectors; ratios against this run's own fp32 figure of
-// the same shape and against the PyTorch baseline (measured at 4x32x32).
+// the same shape and against the PyTorch baseline (measured at 4x32x32). The machine's speed drifts by
+// tens of percent within minutes (a shared VM): each shape is measured in `rounds` rounds that alternate
+// the precisions, and the table gives the medians of the rates and of each round's bf16/fp32 ratio.
 async function precisionTable(args: Args, torch: Record<string, unknown> | null): Promise<void> {
   const cpu = cpuPrecision();
   const precisions: ('fp32' | 'bf16')[] = cpu.bf16 ? ['fp32', 'bf16'] : ['fp32'];
   const shapes: [number, number, number][] = [[1, 64, 64], [4, 32, 32], [16, 16, 16]];
   console.log(`\nprecision table (${args.threads} threads; CPU: avx512_bf16 ${cpu.avx512Bf16}, amx_bf16 ${cpu.amxBf16}; ` +
-    `GEMM ${cpu.gemm}${cpu.bf16 ? '' : '; no bf16 on this CPU: fp32 only'})`);
+    `GEMM ${cpu.gemm}${cpu.bf16 ? '' : '; no bf16 on this CPU: fp32 only'}; medians of ${args.rounds} alternated rounds)`);
   console.log('precision  shape      score vec/s  train vec/s  score/fp32  train/fp32  score/torch  train/torch');
-  const fp32: Record<string, { score: number; train: number }> = {};
-  for (const precision of precisions) {
-    const model = HgadModel.create({
-      levels: [{ channels: C }], classes: Array.from({ length: Y }, (_, i) => `class${i}`), centersPerClass: M,
-      couplingLayers: K, posEmbedDim: P, seed: 1, threads: args.threads, device: 'cpu', precision, trainPrecision: precision,
-    });
-    for (const [b, h, w] of shapes) {
-      const vectors = b * h * w;
-      const data = new Float32Array(vectors * C);
-      let s = 777 + b;
-      for (let i = 0; i < data.length; i++) {
-        s = (s * 1103515245 + 12345) >>> 0;
-        data[i] = (s / 2 ** 32 - 0.5) * 2;
-      }
-      const x = { data, batch: b, height: h, width: w, channels: C };
-      const labels = Int32Array.from({ length: b }, (_, i) => i % Y);
-      const score = await rate(args.seconds, vectors, () => model.score(0, x));
-      const train = await rate(args.seconds, vectors, () => model.trainStep(0, x, labels, { phase: 2, lr: 2e-5 }));
-      const key = `${b}x${h}x${w}`;
-      if (precision === 'fp32') fp32[key] = { score, train };
-      const base = fp32[key]!;
-      const ps = torch ? (torch.score_vectors_per_s as number) : NaN, pt = torch ? (torch.train_vectors_per_s as number) : NaN;
-      console.log(`${precision.padEnd(9)}  ${key.padEnd(9)}  ${score.toFixed(0).padStart(11)}  ${train.toFixed(0).padStart(11)}  ` +
-        `${(score / base.score).toFixed(2).padStart(9)}x  ${(train / base.train).toFixed(2).padStart(9)}x  ` +
-        `${torch ? `${(score / ps).toFixed(2).padStart(10)}x  ${(train / pt).toFixed(2).padStart(10)}x` : '       n/a          n/a'}`);
+  const models = precisions.map((precision) => HgadModel.create({
+    levels: [{ channels: C }], classes: Array.from({ length: Y }, (_, i) => `class${i}`), centersPerClass: M,
+    couplingLayers: K, posEmbedDim: P, seed: 1, threads: args.threads, device: 'cpu', precision, trainPrecision: precision,
+  }));
+  const median = (v: number[]): number => {
+    const o = [...v].sort((a, b) => a - b);
+    return o.length % 2 ? o[(o.length - 1) / 2]! : (o[o.length / 2 - 1]! + o[o.length / 2]!) / 2;
+  };
+  const ps = torch ? (torch.score_vectors_per_s as number) : NaN, pt = torch ? (torch.train_vectors_per_s as number) : NaN;
+  const lines: string[][] = precisions.map(() => []);
+  for (const [b, h, w] of shapes) {
+    const vectors = b * h * w;
+    const data = new Float32Array(vectors * C);
+    let s = 777 + b;
+    for (let i = 0; i < data.length; i++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      data[i] = (s / 2 ** 32 - 0.5) * 2;
     }
+    const x = { data, batch: b, height: h, width: w, channels: C };
+    const labels = Int32Array.from({ length: b }, (_, i) => i % Y);
+    const score: number[][] = precisions.map(() => []), train: number[][] = precisions.map(() => []);
+    for (let r = 0; r < args.rounds; r++) {
+      for (let p = 0; p < precisions.length; p++) score[p]!.push(await rate(args.seconds, vectors, () => models[p]!.score(0, x)));
+      for (let p = 0; p < precisions.length; p++) {
+        train[p]!.push(await rate(args.seconds, vectors, () => models[p]!.trainStep(0, x, labels, { phase: 2, lr: 2e-5 })));
+      }
+    }
+    const key = `${b}x${h}x${w}`;
+    precisions.forEach((precision, p) => {
+      const sr = median(score[p]!.map((v, r) => v / score[0]![r]!)), tr = median(train[p]!.map((v, r) => v / train[0]![r]!));
+      const sv = median(score[p]!), tv = median(train[p]!);
+      lines[p]!.push(`${precision.padEnd(9)}  ${key.padEnd(9)}  ${sv.toFixed(0).padStart(11)}  ${tv.toFixed(0).padStart(11)}  ` +
+        `${sr.toFixed(2).padStart(9)}x  ${tr.toFixed(2).padStart(9)}x  ` +
+        `${torch ? `${(sv / ps).toFixed(2).padStart(10)}x  ${(tv / pt).toFixed(2).padStart(10)}x` : '       n/a          n/a'}`);
+    });
   }
+  for (const l of lines) for (const line of l) console.log(line);
 }
 
 main().catch((e: unknown) => {

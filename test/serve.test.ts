@@ -93,6 +93,8 @@ describe('hgad serve', () => {
     const m = await (await fetch(`${s.url}/v1/model`)).json() as Record<string, any>;
     expect(m).toMatchObject({ classes: ['carpet', 'pill'], thresholds: detector.spec.calibration!.thresholds, backbone: { model: 'demo' } });
     expect(typeof m.hgad).toBe('string');
+    expect(m.classFlows).toEqual([]);
+    expect(m.staleThresholds).toEqual([]);
     expect((await fetch(`${s.url}/nope`)).status).toBe(404);
   });
 

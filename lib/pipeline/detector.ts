@@ -40,7 +40,7 @@ export class AnomalyDetector {
   spec: PipelineSpec;
   /** The channel reduction between the backbone and the flow, when the detector has one. */
   readonly reduction: FeatureReduction | null;
-  /** Flows of classes' own (spec.classFlows), by class index. */
+  /** Flows of classes' own (spec.classFlows), by class name. */
   classFlows: ClassFlows;
   private backboneOpen: Promise<Backbone> | null = null;
   private readonly threadCount: number;

@@ -1,6 +1,7 @@
 #include "bf16_gemm.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "bf16.h"
 #include "cpu_features.h"
@@ -12,6 +13,7 @@
 #include <immintrin.h>
 #define HGAD_HAVE_BF16_KERNEL 1
 #define HGAD_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define HGAD_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
 #endif
 
 namespace hgad {
@@ -21,6 +23,10 @@ namespace {
 // Packed operands: pairs of consecutive k in one uint32 (k even in the low half), the layout vdpbf16ps
 // reads. A: element (m, kp) at a[m * ars + kp * aks]; B: [KP][NP], NP a multiple of 32, zero-padded.
 constexpr int64_t kNr = 32, kMr = 8;
+// The AMX kernel's block: 32 rows of C, 16 k-pairs per tile (run_amx).
+constexpr int64_t kAmxM = 32, kAmxKP = 16;
+
+inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
 inline uint32_t pair(float lo, float hi) {
   return static_cast<uint32_t>(to_bf16(lo)) | (static_cast<uint32_t>(to_bf16(hi)) << 16);
@@ -159,6 +165,89 @@ HGAD_BF16_TARGET void run_kernel(int64_t M, int64_t N, int64_t KP, const uint32_
   }
 }
 
+// AMX (Sapphire Rapids and later): tdpbf16ps multiplies a 16 x 32 bf16 tile of A by a 32 x 16 tile of B
+// (16 k-pairs x 16 columns of the pair layout above) into a 16 x 16 float tile, 16 times the work of one
+// vdpbf16ps. Each step computes a 32 x 32 block of C in 4 tiles, from 2 tiles of A and 2 of B. Both
+// operands are stored tile by tile (1 KiB each, contiguous: tile loads with a row stride of a whole
+// matrix row ran at a few percent of the unit's rate), zero-padded to whole tiles:
+// A: tile (mb, kb) at a + (mb * KB + kb) * 256, rows m of block mb, k-pairs of block kb;
+// B: tile (nb, kb) at b + (nb * KB + kb) * 256, k-pairs of block kb, columns of block nb (NB even).
+constexpr int64_t kTile = 256;  // uint32 per tile
+
+struct TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+HGAD_AMX_TARGET void run_amx(int64_t M, int64_t N, int64_t KB, const uint32_t* a, const uint32_t* b, float alpha,
+                             float beta, float* C, int64_t ldc) {
+  // Every tile 16 rows x 64 bytes. Loaded on every call: the tile state is per thread and released below.
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  alignas(64) float out[kAmxM * 32];
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int64_t n0 = 0; n0 < N; n0 += 32) {
+    const int64_t nr = std::min<int64_t>(32, N - n0);
+    const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+    const uint32_t* b0 = b + (n0 / 16) * KB * kTile;
+    const uint32_t* b1 = b0 + KB * kTile;
+    for (int64_t i0 = 0; i0 < M; i0 += kAmxM) {
+      const uint32_t* a0 = a + (i0 / 16) * KB * kTile;
+      const uint32_t* a1 = a0 + KB * kTile;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t kb = 0; kb < KB; ++kb) {
+        _tile_loadd(4, a0 + kb * kTile, 64);
+        _tile_loadd(5, a1 + kb * kTile, 64);
+        _tile_loadd(6, b0 + kb * kTile, 64);
+        _tile_loadd(7, b1 + kb * kTile, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, out, 128);
+      _tile_stored(1, out + 16, 128);
+      _tile_stored(2, out + 16 * 32, 128);
+      _tile_stored(3, out + 16 * 32 + 16, 128);
+      const int64_t mr = std::min(kAmxM, M - i0);
+      for (int64_t i = 0; i < mr; ++i) {
+        float* ci = C + (i0 + i) * ldc + n0;
+        __m512 r0 = _mm512_mul_ps(_mm512_load_ps(out + i * 32), va);
+        if (beta != 0.0f) r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        if (nr <= 16) continue;
+        __m512 r1 = _mm512_mul_ps(_mm512_load_ps(out + i * 32 + 16), va);
+        if (beta != 0.0f) r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+      }
+    }
+  }
+  _tile_release();
+}
+
+// Pairs [R][ld] (R a multiple of 16 rows, ld >= the columns used) -> tiles of 16 rows x 16 columns:
+// tile (cb, rb) at out + (cb * RB + rb) * 256 (B's order: column blocks outer), or (rb, cb) at
+// out + (rb * CB + cb) * 256 (A's: row blocks outer), with CB = cols / 16.
+void to_tiles(const uint32_t* in, int64_t R, int64_t cols, int64_t ld, bool columns_outer, uint32_t* out) {
+  const int64_t RB = R / 16, CB = cols / 16;
+  for (int64_t rb = 0; rb < RB; ++rb)
+    for (int64_t cb = 0; cb < CB; ++cb) {
+      uint32_t* t = out + (columns_outer ? cb * RB + rb : rb * CB + cb) * kTile;
+      for (int64_t r = 0; r < 16; ++r) std::copy_n(in + (rb * 16 + r) * ld + cb * 16, 16, t + r * 16);
+    }
+}
+
 // Grow-only per-thread packing buffers: the hot loops never allocate once warm.
 uint32_t* scratch(std::vector<uint32_t>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
@@ -183,6 +272,106 @@ HGAD_BF16_TARGET const uint32_t* pack_a(bool transA, int64_t M, int64_t K, const
   ars = 1;
   aks = MP;
   return p;
+}
+
+// r[0..15] (16 x 16 uint32, a row each) transposed in place.
+HGAD_AMX_TARGET inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // Each row now holds its 4 columns of every 4-row group in its 128-bit lanes: gather lanes.
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
+// 16 pairs of k in [32 kb, 32 kb + 32) of a row holding k contiguously (K of them; zeros past K).
+HGAD_AMX_TARGET inline __m512i row_pairs(const float* row, int64_t K, int64_t kb) {
+  const int64_t k = kb * 32, rest = std::max<int64_t>(0, std::min<int64_t>(32, K - k));
+  const __mmask16 ml = rest >= 16 ? __mmask16(0xffff) : __mmask16((1u << rest) - 1);
+  const __mmask16 mh = rest >= 32 ? __mmask16(0xffff) : rest > 16 ? __mmask16((1u << (rest - 16)) - 1) : __mmask16(0);
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(mh, row + k + 16), _mm512_maskz_loadu_ps(ml, row + k)));
+}
+
+// Tiles of a matrix X [R][Kdim] whose rows hold k contiguously (A, or B^T stored), R rows (zeros past
+// R, up to RB * 16): transposed = false gives tiles of rows x k-pairs (A's, row blocks outer), true
+// tiles of k-pairs x rows (B's, row blocks outer as column blocks are B's outer order).
+HGAD_AMX_TARGET void tiles_from_rows(const float* X, int64_t ld, int64_t R, int64_t Kdim, int64_t RB, int64_t KB,
+                                     bool transposed, uint32_t* out) {
+  for (int64_t rb = 0; rb < RB; ++rb)
+    for (int64_t kb = 0; kb < KB; ++kb) {
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t row = rb * 16 + i;
+        r[i] = row < R ? row_pairs(X + row * ld, Kdim, kb) : _mm512_setzero_si512();
+      }
+      if (transposed) transpose16(r);
+      uint32_t* t = out + (rb * KB + kb) * kTile;
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(t + i * 16, r[i]);
+    }
+}
+
+// Tiles of a matrix X [Kdim][Ccount] whose rows are k (A^T or B stored): pairs across rows 2kp, 2kp+1;
+// transposed = false gives tiles of k-pairs x columns (B's), true tiles of columns x k-pairs (A's);
+// column blocks outer, CB * 16 columns (zeros past Ccount), KB * 16 k-pairs (zeros past Kdim).
+HGAD_AMX_TARGET void tiles_from_columns(const float* X, int64_t ld, int64_t Kdim, int64_t Ccount, int64_t CB, int64_t KB,
+                                        bool transposed, uint32_t* out) {
+  for (int64_t cb = 0; cb < CB; ++cb)
+    for (int64_t kb = 0; kb < KB; ++kb) {
+      __m512i r[16];
+      const int64_t c0 = cb * 16, n = std::max<int64_t>(0, std::min<int64_t>(16, Ccount - c0));
+      for (int i = 0; i < 16; ++i) {
+        const int64_t k = (kb * 16 + i) * 2;
+        r[i] = k < Kdim && n > 0 ? pairs16(X + k * ld + c0, k + 1 < Kdim ? X + (k + 1) * ld + c0 : nullptr, n)
+                                 : _mm512_setzero_si512();
+      }
+      if (transposed) transpose16(r);
+      uint32_t* t = out + (cb * KB + kb) * kTile;
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(t + i * 16, r[i]);
+    }
+}
+
+// op(B) [K, N] as run_amx's tiles (NB = N rounded up to 32, over 16; KB = k-pairs rounded up to 16, over 16).
+HGAD_AMX_TARGET const uint32_t* pack_b_amx(bool transB, int64_t K, int64_t N, const float* B, int64_t ldb, int64_t& KB) {
+  thread_local std::vector<uint32_t> tiles;
+  KB = round_up((K + 1) / 2, kAmxKP) / 16;
+  const int64_t NB = round_up(N, 32) / 16;
+  uint32_t* out = scratch(tiles, NB * KB * kTile);
+  if (transB)  // B^T stored: row n holds k contiguously
+    tiles_from_rows(B, ldb, N, K, NB, KB, true, out);
+  else
+    tiles_from_columns(B, ldb, K, N, NB, KB, false, out);
+  return out;
+}
+
+// op(A) [M, K] as run_amx's tiles, zero-padded to MP rows (M rounded up to 32) and KB * 16 k-pairs.
+HGAD_AMX_TARGET const uint32_t* pack_a_amx(bool transA, int64_t M, int64_t K, const float* A, int64_t lda, int64_t& KB) {
+  thread_local std::vector<uint32_t> tiles;
+  KB = round_up((K + 1) / 2, kAmxKP) / 16;
+  const int64_t MB = round_up(M, kAmxM) / 16;
+  uint32_t* out = scratch(tiles, MB * KB * kTile);
+  if (transA)  // A^T stored: row k holds m contiguously
+    tiles_from_columns(A, lda, K, M, MB, KB, true, out);
+  else
+    tiles_from_rows(A, lda, M, K, MB, KB, false, out);
+  return out;
 }
 
 // Packs op(B) [K, N] into [KP][NP], zero-padded.
@@ -232,6 +421,20 @@ bool bf16_kernel_available() {
 #endif
 }
 
+namespace {
+std::atomic<bool> amx_enabled{true};
+}
+
+void bf16_amx_enable(bool on) { amx_enabled.store(on); }
+
+bool bf16_amx_available() {
+#ifdef HGAD_HAVE_BF16_KERNEL
+  return cpu_features().avx512_bf16 && cpu_features().amx_bf16 && amx_enabled.load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
+
 void convert_to_bf16(const float* in, uint16_t* out, int64_t n) {
 #ifdef HGAD_HAVE_BF16_KERNEL
   if (bf16_kernel_available()) return convert_avx512(in, out, n);
@@ -248,6 +451,13 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
     return;
   }
 #ifdef HGAD_HAVE_BF16_KERNEL
+  if (bf16_amx_available()) {
+    int64_t KB;
+    const uint32_t* b = pack_b_amx(transB, K, N, B, ldb, KB);
+    const uint32_t* a = pack_a_amx(transA, M, K, A, lda, KB);
+    run_amx(M, N, KB, a, b, alpha, beta, C, ldc);
+    return;
+  }
   if (bf16_kernel_available()) {
     int64_t ars, aks, NP;
     const uint32_t* b = pack_b(transB, K, N, B, ldb, NP);
@@ -260,13 +470,26 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
 }
 
 Bf16Matrix::Bf16Matrix(int64_t K, int64_t N, const float* b, int64_t stride_k, int64_t stride_n)
-    : K_(K), N_(N), KP_((K + 1) / 2), NP_((N + kNr - 1) / kNr * kNr), pairs_(static_cast<size_t>(KP_ * NP_), 0u) {
+    : K_(K), N_(N), KP_((K + 1) / 2), NP_((N + kNr - 1) / kNr * kNr),
+      pairs_(static_cast<size_t>(round_up(KP_, kAmxKP) * NP_), 0u) {  // zero k-pairs past KP for AMX's whole tiles
   pack_pairs_scalar(K, N, b, stride_k, stride_n, pairs_.data(), NP_, 1);
+#ifdef HGAD_HAVE_BF16_KERNEL
+  if (bf16_amx_available()) {
+    tiles_.resize(pairs_.size());
+    to_tiles(pairs_.data(), round_up(KP_, kAmxKP), NP_, NP_, true, tiles_.data());
+  }
+#endif
 }
 
 void Bf16Matrix::multiply(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc) const {
   if (M == 0 || N_ == 0) return;
 #ifdef HGAD_HAVE_BF16_KERNEL
+  if (!tiles_.empty() && K_ > 0 && bf16_amx_available()) {
+    int64_t KB;
+    const uint32_t* a = pack_a_amx(false, M, K_, A, lda, KB);
+    run_amx(M, N_, KB, a, tiles_.data(), 1.0f, 0.0f, C, ldc);
+    return;
+  }
   if (bf16_kernel_available() && K_ > 0) {
     int64_t ars, aks;
     const uint32_t* a = pack_a(false, M, K_, A, lda, ars, aks);

@@ -1,6 +1,6 @@
 // GEMM with bfloat16 inputs and float accumulation and output: C = alpha op(A) op(B) + beta C, op(A) and
-// op(B) rounded to bf16 (bf16.h) as they are packed. The kernel is hgad's own (vdpbf16ps, AVX512-BF16,
-// compiled with target attributes and chosen at run time), so the prebuilt binary has it whatever
+// op(B) rounded to bf16 (bf16.h) as they are packed. The kernels are hgad's own (tdpbf16ps on AMX, else
+// vdpbf16ps on AVX512-BF16, compiled with target attributes and chosen at run time), so the prebuilt binary has it whatever
 // BLAS it carries (Debian's OpenBLAS has no sbgemm); on a CPU without AVX512-BF16 the same rounding
 // runs through a scalar loop (correct, slow: the callers choose fp32 there, see cpu_features.h).
 // Single-threaded: it is called inside the level's parallel tiles, like gemm().
@@ -29,10 +29,17 @@ class Bf16Matrix {
 
  private:
   int64_t K_ = 0, N_ = 0, KP_ = 0, NP_ = 0;
-  std::vector<uint32_t> pairs_;  // [KP][NP]: bf16 of rows 2kp (low half) and 2kp+1 (high half)
+  std::vector<uint32_t> pairs_;  // [KPP][NP]: bf16 of rows 2kp (low half) and 2kp+1 (high half); KPP = KP rounded up to 16
+  std::vector<uint32_t> tiles_;  // pairs_ tile by tile, for the AMX kernel (empty without AMX)
 };
 
 // Whether gemm_bf16 runs the vector kernel on this CPU.
 bool bf16_kernel_available();
+
+// Whether it runs the AMX kernel (AMX-BF16 granted to this process; see cpu_features.h).
+bool bf16_amx_available();
+
+// Tests: off, gemm_bf16 and Bf16Matrix take the AVX512-BF16 kernel on an AMX machine too (default on).
+void bf16_amx_enable(bool on);
 
 }  // namespace hgad

@@ -7,10 +7,28 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace hgad {
 
 namespace {
+
+// Linux hands out AMX's 8 KiB of tile state only to processes that ask for it (kernel 5.16+); without
+// the permission the first tile instruction faults. HGAD_CPU_AMX=0 keeps hgad off AMX (its AVX512-BF16
+// kernel then runs: to compare the two on one machine).
+bool amx_permitted() {
+  const char* env = std::getenv("HGAD_CPU_AMX");
+  if (env && std::strcmp(env, "0") == 0) return false;
+#if defined(__x86_64__) && defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 CpuFeatures detect() {
   CpuFeatures f;
@@ -32,7 +50,7 @@ CpuFeatures detect() {
   __cpuid_count(7, 1, a, b, c, d);
   const bool bf16 = a & (1u << 5);
   f.avx512_bf16 = zmm_state && avx512 && bf16;
-  f.amx_bf16 = tile_state && amx;
+  f.amx_bf16 = tile_state && amx && amx_permitted();
 #endif
   return f;
 }

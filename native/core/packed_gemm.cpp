@@ -37,6 +37,12 @@ PackedMatrix::PackedMatrix(int64_t K, int64_t N, const float* b, int64_t stride_
   impl_->lda = lda;
   impl_->ldc = ldc;
   impl_->bf16 = bf16;
+  // On AMX, hgad's own kernel: oneDNN 2.6's matmul with a run-time M takes its AVX512-BF16 gemm there.
+  if (bf16 && bf16_amx_available()) {
+    impl_->own_bf16 = true;
+    impl_->b16 = Bf16Matrix(K, N, b, stride_k, stride_n);
+    return;
+  }
   // M is a run-time dimension: one primitive serves every tile height. bf16: A is rounded into a
   // contiguous [M, K] bf16 copy per call, so its stride is K.
   const dnnl::memory::desc a = bf16 ? dnnl::memory::desc({DNNL_RUNTIME_DIM_VAL, K}, dt::bf16, dims{K, 1})

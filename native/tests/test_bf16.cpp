@@ -72,29 +72,48 @@ HGAD_TEST(bf16_vector_conversion_matches_scalar) {
         hgad::bf16_kernel_available() ? "avx512-bf16" : "scalar");
 }
 
+namespace {
+
+// Runs check once per bf16 kernel this CPU has: AMX (when granted) and AVX512-BF16 (or the scalar path).
+template <typename F>
+void for_each_kernel(F check) {
+  if (hgad::bf16_amx_available()) {
+    check("amx");
+    hgad::bf16_amx_enable(false);
+    check(hgad::bf16_kernel_available() ? "avx512-bf16" : "scalar");
+    hgad::bf16_amx_enable(true);
+  } else {
+    check(hgad::bf16_kernel_available() ? "avx512-bf16" : "scalar");
+  }
+}
+
+}  // namespace
+
 HGAD_TEST(bf16_gemm_matches_scalar_reference) {
   // N past whole 32-column panels by 1, 7, 13 (the 16-wide kernel), 18 (the 32-wide one, masked) and 8 (the
-  // flow's 200 channels).
-  const int64_t shapes[][3] = {{1, 1, 1},      {7, 33, 5},   {37, 45, 29},  {9, 64, 2},
-                               {130, 71, 300}, {8, 32, 64},  {13, 50, 17},  {20, 200, 40}};
-  for (const auto& s : shapes)
-    for (int ta = 0; ta < 2; ++ta)
-      for (int tb = 0; tb < 2; ++tb) {
-        const int64_t M = s[0], N = s[1], K = s[2];
-        const std::vector<float> A = hgadtest::random_vector<float>(M * K, 11 + M, 1.0);
-        const std::vector<float> B = hgadtest::random_vector<float>(K * N, 13 + N, 1.0);
-        const std::vector<float> C0 = hgadtest::random_vector<float>(M * N, 17, 1.0);
-        for (const float beta : {0.0f, 1.0f, -0.5f}) {
-          std::vector<float> C = C0, R = C0;
-          hgad::gemm_bf16(ta, tb, M, N, K, -2.0f, A.data(), ta ? M : K, B.data(), tb ? K : N, beta, C.data(), N);
-          hgad::gemm_bf16_reference(ta, tb, M, N, K, -2.0f, A.data(), ta ? M : K, B.data(), tb ? K : N, beta,
-                                    R.data(), N);
-          // Same bf16 inputs, float accumulation in another order: a few float ulps of the scale.
-          const double err = relative_error(ta, tb, M, N, K, -2.0f, A, B, beta, C0, C, R);
-          CHECK(err < 2e-6, "%lldx%lldx%lld ta=%d tb=%d beta=%g: relative error %g", static_cast<long long>(M),
-                static_cast<long long>(N), static_cast<long long>(K), ta, tb, beta, err);
+  // flow's 200 channels); M and K past AMX's 32-row blocks and 16-pair tiles.
+  const int64_t shapes[][3] = {{1, 1, 1},      {7, 33, 5},   {37, 45, 29},  {9, 64, 2},   {130, 71, 300},
+                               {8, 32, 64},    {13, 50, 17}, {20, 200, 40}, {33, 17, 65}, {64, 48, 32}};
+  for_each_kernel([&](const char* kernel) {
+    for (const auto& s : shapes)
+      for (int ta = 0; ta < 2; ++ta)
+        for (int tb = 0; tb < 2; ++tb) {
+          const int64_t M = s[0], N = s[1], K = s[2];
+          const std::vector<float> A = hgadtest::random_vector<float>(M * K, 11 + M, 1.0);
+          const std::vector<float> B = hgadtest::random_vector<float>(K * N, 13 + N, 1.0);
+          const std::vector<float> C0 = hgadtest::random_vector<float>(M * N, 17, 1.0);
+          for (const float beta : {0.0f, 1.0f, -0.5f}) {
+            std::vector<float> C = C0, R = C0;
+            hgad::gemm_bf16(ta, tb, M, N, K, -2.0f, A.data(), ta ? M : K, B.data(), tb ? K : N, beta, C.data(), N);
+            hgad::gemm_bf16_reference(ta, tb, M, N, K, -2.0f, A.data(), ta ? M : K, B.data(), tb ? K : N, beta,
+                                      R.data(), N);
+            // Same bf16 inputs, float accumulation in another order: a few float ulps of the scale.
+            const double err = relative_error(ta, tb, M, N, K, -2.0f, A, B, beta, C0, C, R);
+            CHECK(err < 2e-6, "%s: %lldx%lldx%lld ta=%d tb=%d beta=%g: relative error %g", kernel, static_cast<long long>(M),
+                  static_cast<long long>(N), static_cast<long long>(K), ta, tb, beta, err);
+          }
         }
-      }
+  });
 }
 
 HGAD_TEST(bf16_gemm_is_within_bf16_rounding_of_fp32) {
@@ -114,21 +133,24 @@ HGAD_TEST(bf16_packed_matrices_match_reference) {
   const std::vector<float> A = hgadtest::random_vector<float>(M * 40, 21, 1.0), Bt = hgadtest::random_vector<float>(N * K, 22, 1.0);
   std::vector<float> R(M * 80, 0.0f), C1(M * 80, 0.0f), C2(M * 80, 0.0f);
   hgad::gemm_bf16_reference(false, true, M, N, K, 1.0f, A.data(), 40, Bt.data(), K, 0.0f, R.data(), 80);
-  hgad::Bf16Matrix own(K, N, Bt.data(), 1, K);
-  own.multiply(M, A.data(), 40, C1.data(), 80);
+  for_each_kernel([&](const char* kernel) {
+    hgad::Bf16Matrix own(K, N, Bt.data(), 1, K);
+    std::fill(C1.begin(), C1.end(), 0.0f);
+    own.multiply(M, A.data(), 40, C1.data(), 80);
+    double e = 0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) e = std::max(e, static_cast<double>(std::fabs(C1[i * 80 + j] - R[i * 80 + j])));
+    CHECK(e < 1e-4, "Bf16Matrix (%s): max abs error %g", kernel, e);
+  });
   if (hgad::bf16_supported()) {  // oneDNN's bf16 matmul needs the instructions; the reference does not
     hgad::PackedMatrix packed(K, N, Bt.data(), 1, K, 40, 80, true);
     packed.multiply(M, A.data(), C2.data());
   } else {
     C2 = R;
   }
-  double e1 = 0, e2 = 0;
+  double e2 = 0;
   for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) {
-      e1 = std::max(e1, static_cast<double>(std::fabs(C1[i * 80 + j] - R[i * 80 + j])));
-      e2 = std::max(e2, static_cast<double>(std::fabs(C2[i * 80 + j] - R[i * 80 + j])));
-    }
-  CHECK(e1 < 1e-4, "Bf16Matrix: max abs error %g", e1);
+    for (int64_t j = 0; j < N; ++j) e2 = std::max(e2, static_cast<double>(std::fabs(C2[i * 80 + j] - R[i * 80 + j])));
   CHECK(e2 < 1e-4, "PackedMatrix bf16 (%s): max abs error %g", hgad::gemm_backend(), e2);
 }
 

@@ -1,4 +1,4 @@
-// GET /v1/model: what the server scores with (classes, thresholds, backbone, map size, limits).
+// GET /v1/model: what the server scores with (classes, thresholds, class flows, backbone, map size, limits).
 import * as path from 'node:path';
 
 import type { FastifyPluginAsync } from 'fastify';
@@ -14,6 +14,9 @@ export const modelRoute: FastifyPluginAsync<{ state: ServiceState }> = async (ap
       hgad: state.version,
       classes: detector.classes,
       thresholds: spec.calibration?.thresholds ?? null,
+      // classes added to the detector whose maps come from a flow of their own, and thresholds measured before a later change
+      classFlows: (spec.classFlows ?? []).map((f) => ({ className: f.className, couplingLayers: f.couplingLayers })),
+      staleThresholds: spec.staleThresholds ?? [],
       calibration: spec.calibration ? { images: spec.calibration.images, quantile: spec.calibration.quantile } : null,
       prior: detector.model.config.prior,
       backbone: {
