@@ -2,7 +2,7 @@
 // off the JS thread, one operation at a time per model.
 import { resolveConfig, storedConfig, DeviceChoice, DEVICE_CHOICES, HgadConfig, ResolvedConfig } from './config';
 import { HgadArgumentError, HgadError, HgadModelFileError } from './errors';
-import { ExtraTensor, loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
+import { ExtraTensor, finishLoad, loadModelFile, parameterOf, saveModelFile, SaveOptions } from './io/model-file';
 import { checkModelMemory, nativeConfig } from './limits';
 import { fromNativeError } from './native-ops';
 import { native, NativeCudaInfo, NativeLosses, NativeModel, NativeTensorSpec } from './native';
@@ -310,13 +310,9 @@ export class HgadModel {
     for (const name of tensors.keys()) {
       if (!names.has(name)) throw new HgadModelFileError(source, `a stored model has an unexpected tensor "${name}"`);
     }
-    try {
-      await built.core.finishLoad();
-    } catch (e) {
-      const err = e as { code?: string; message?: string };
-      if (err?.code === 'MODEL_STATE') throw new HgadModelFileError(source, err.message ?? String(e));
+    await finishLoad(built.core, source).catch((e: unknown) => {
       throw fromNativeError(e);
-    }
+    });
     return new HgadModel(cfg, {}, built);
   }
 

@@ -226,16 +226,21 @@ export async function loadModelFile<M>(
         `expected ${plan.checksum}): the file was altered or damaged after it was written`);
     }
     plan.steps?.forEach((s, l) => core.setAdamSteps(l, s));
-    try {
-      await core.finishLoad();
-    } catch (e) {
-      const err = e as { code?: string; message?: string };
-      if (err?.code === 'MODEL_STATE') throw new HgadModelFileError(path, err.message ?? String(e));
-      throw e;
-    }
+    await finishLoad(core, path);
     return model;
   } finally {
     await handle.close().catch(() => undefined);
+  }
+}
+
+/** The native checks of a model whose tensors were all written; a bad value is the file's fault (MODEL_FILE). */
+export async function finishLoad(core: NativeModel, path: string): Promise<void> {
+  try {
+    await core.finishLoad();
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err?.code === 'MODEL_STATE') throw new HgadModelFileError(path, err.message ?? String(e));
+    throw e;
   }
 }
 

@@ -349,30 +349,30 @@ HGAD_AMX_TARGET void tiles_from_columns(const float* X, int64_t ld, int64_t Kdim
     }
 }
 
-// op(B) [K, N] as run_amx's tiles (NB = N rounded up to 32, over 16; KB = k-pairs rounded up to 16, over 16).
-HGAD_AMX_TARGET const uint32_t* pack_b_amx(bool transB, int64_t K, int64_t N, const float* B, int64_t ldb, int64_t& KB) {
-  thread_local std::vector<uint32_t> tiles;
+// One operand of run_amx as its tiles, zero-padded to whole 32-row blocks and KB * 16 k-pairs (KB set
+// here): X [R, K] (R the rows of A or the columns of B), stored with each row holding k contiguously
+// (rows_hold_k: A, B^T) or with k down the rows (A^T, B). A's tiles are rows x k-pairs, B's k-pairs x
+// columns, so which of the two storages needs the in-register transpose depends on the side.
+HGAD_AMX_TARGET const uint32_t* pack_amx(bool is_b, bool rows_hold_k, int64_t R, int64_t K, const float* X, int64_t ld,
+                                         std::vector<uint32_t>& buf, int64_t& KB) {
   KB = round_up((K + 1) / 2, kAmxKP) / 16;
-  const int64_t NB = round_up(N, 32) / 16;
-  uint32_t* out = scratch(tiles, NB * KB * kTile);
-  if (transB)  // B^T stored: row n holds k contiguously
-    tiles_from_rows(B, ldb, N, K, NB, KB, true, out);
+  const int64_t RB = round_up(R, 32) / 16;
+  uint32_t* out = scratch(buf, RB * KB * kTile);
+  if (rows_hold_k)
+    tiles_from_rows(X, ld, R, K, RB, KB, is_b, out);
   else
-    tiles_from_columns(B, ldb, K, N, NB, KB, false, out);
+    tiles_from_columns(X, ld, K, R, RB, KB, !is_b, out);
   return out;
 }
 
-// op(A) [M, K] as run_amx's tiles, zero-padded to MP rows (M rounded up to 32) and KB * 16 k-pairs.
 HGAD_AMX_TARGET const uint32_t* pack_a_amx(bool transA, int64_t M, int64_t K, const float* A, int64_t lda, int64_t& KB) {
   thread_local std::vector<uint32_t> tiles;
-  KB = round_up((K + 1) / 2, kAmxKP) / 16;
-  const int64_t MB = round_up(M, kAmxM) / 16;
-  uint32_t* out = scratch(tiles, MB * KB * kTile);
-  if (transA)  // A^T stored: row k holds m contiguously
-    tiles_from_columns(A, lda, K, M, MB, KB, true, out);
-  else
-    tiles_from_rows(A, lda, M, K, MB, KB, false, out);
-  return out;
+  return pack_amx(false, !transA, M, K, A, lda, tiles, KB);
+}
+
+HGAD_AMX_TARGET const uint32_t* pack_b_amx(bool transB, int64_t K, int64_t N, const float* B, int64_t ldb, int64_t& KB) {
+  thread_local std::vector<uint32_t> tiles;
+  return pack_amx(true, transB, N, K, B, ldb, tiles, KB);
 }
 
 // Packs op(B) [K, N] into [KP][NP], zero-padded.
