@@ -52,27 +52,59 @@ function parseArgs(argv: string[]): Args {
 
 const C = 200, P = 256, K = 12, Y = 15, M = 10, B = 4, H = 32, W = 32;
 
-async function rate(seconds: number, vectors: number, fn: () => Promise<unknown>): Promise<number> {
+interface Rate {
+  /** Vectors per second of wall time. */
+  wall: number;
+  /** Vectors per second of the CPU time the process received, per thread (user + system / threads). */
+  cpu: number;
+}
+
+// Wall-clock rate, and the rate per CPU-second received: on a shared VM the hypervisor takes the CPU
+// away (steal time) for stretches of seconds, which moves wall-clock rates by tens of percent between
+// back-to-back runs; time the process was not given the CPU is not in its CPU time.
+async function rates(seconds: number, vectors: number, threads: number, fn: () => Promise<unknown>): Promise<Rate> {
   for (let i = 0; i < 2; i++) await fn();
   let calls = 0;
   const t0 = process.hrtime.bigint();
+  const u0 = process.cpuUsage();
   let elapsed = 0;
   while (elapsed < seconds) {
     await fn();
     calls++;
     elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
   }
-  return (calls * vectors) / elapsed;
+  const u = process.cpuUsage(u0);
+  return { wall: (calls * vectors) / elapsed, cpu: (calls * vectors * threads * 1e6) / (u.user + u.system) };
 }
 
-// GEMM flops hgad executes per vector. The positional half of the first Linear layer (W1b p + b1) is
-// cached across scoring calls while the weights do not change; in training it runs once per position
-// for the `share` images of a tile (all 4 here), forward and backward. The first block computes no
-// input gradient.
-function gemmFlops(share: number): { score: number; train: number } {
+async function rate(seconds: number, vectors: number, fn: () => Promise<unknown>): Promise<number> {
+  return (await rates(seconds, vectors, 1, fn)).wall;
+}
+
+// Share of all CPUs' time the hypervisor gave to others (steal) since `from` (/proc/stat's cpu line).
+function stealTicks(): number[] {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return f;
+  } catch {
+    return [];
+  }
+}
+function stealShare(from: number[], to: number[]): number {
+  if (from.length < 8 || to.length < 8) return NaN;
+  const d = to.map((v, i) => v - (from[i] ?? 0));
+  const total = d.slice(0, 8).reduce((a, b) => a + b, 0);
+  return total > 0 ? d[7]! / total : NaN;
+}
+
+// GEMM flops hgad executes per vector. The positional half of the first Linear layer (W1b p + b1) runs
+// on the CPU through position tables, (H + W) rows per block and call (coupling.h), left out here as
+// negligible; the CUDA backend still runs it per position, once for the `share` images of a tile (all
+// 4 here), forward and backward. The first block computes no input gradient.
+function gemmFlops(share: number | null): { score: number; train: number } {
   const C1 = Math.ceil(C / 2), C2 = Math.floor(C / 2), hid = 2 * (C1 + P), J = Y * M;
   const coupling = 2 * C1 * hid + 2 * hid * 2 * C2 + 2 * C * C;
-  const position = (2 * P * hid) / share;
+  const position = share === null ? 0 : (2 * P * hid) / share;
   const backward = 2 * C * C + 2 * (2 * C2 * hid) * 2 + 2 * hid * C1 * 2 + position;
   const mixture = 2 * C * J;
   return {
@@ -128,7 +160,7 @@ async function main(): Promise<void> {
   const peak = gpu ? NaN : Math.max(...shapes.map(([m, n, k]) => native().measureSgemm(m, n, k, args.threads, 1)));
   const score = await rate(args.seconds, vectors, () => model.score(0, x));
   const train = await rate(args.seconds, vectors, () => model.trainStep(0, x, labels, { phase: 2, lr: 2e-5 }));
-  const flops = gemmFlops(B);
+  const flops = gemmFlops(gpu ? B : null);
   const scoreGflops = (score * flops.score) / 1e9;
   const trainGflops = (train * flops.train) / 1e9;
   const baselines = [pythonBaseline(args, false), pythonBaseline(args, true)];
@@ -161,7 +193,8 @@ async function main(): Promise<void> {
 // Both precisions over three map shapes of 4096 vectors; ratios against this run's own fp32 figure of
 // the same shape and against the PyTorch baseline (measured at 4x32x32). The machine's speed drifts by
 // tens of percent within minutes (a shared VM): each shape is measured in `rounds` rounds that alternate
-// the precisions, and the table gives the medians of the rates and of each round's bf16/fp32 ratio.
+// the precisions, and the table gives the medians of the rates and of each round's bf16/fp32 ratio;
+// then each shape's rate per CPU-second against the best shape's (the shape target).
 async function precisionTable(args: Args, torch: Record<string, unknown> | null): Promise<void> {
   const cpu = cpuPrecision();
   const precisions: ('fp32' | 'bf16')[] = cpu.bf16 ? ['fp32', 'bf16'] : ['fp32'];
@@ -179,6 +212,8 @@ async function precisionTable(args: Args, torch: Record<string, unknown> | null)
   };
   const ps = torch ? (torch.score_vectors_per_s as number) : NaN, pt = torch ? (torch.train_vectors_per_s as number) : NaN;
   const lines: string[][] = precisions.map(() => []);
+  const perCpu: { precision: string; shape: string; score: number; train: number }[] = [];
+  const steal0 = stealTicks();
   for (const [b, h, w] of shapes) {
     const vectors = b * h * w;
     const data = new Float32Array(vectors * C);
@@ -189,15 +224,21 @@ async function precisionTable(args: Args, torch: Record<string, unknown> | null)
     }
     const x = { data, batch: b, height: h, width: w, channels: C };
     const labels = Int32Array.from({ length: b }, (_, i) => i % Y);
-    const score: number[][] = precisions.map(() => []), train: number[][] = precisions.map(() => []);
+    const scoreRates: Rate[][] = precisions.map(() => []), trainRates: Rate[][] = precisions.map(() => []);
     for (let r = 0; r < args.rounds; r++) {
-      for (let p = 0; p < precisions.length; p++) score[p]!.push(await rate(args.seconds, vectors, () => models[p]!.score(0, x)));
       for (let p = 0; p < precisions.length; p++) {
-        train[p]!.push(await rate(args.seconds, vectors, () => models[p]!.trainStep(0, x, labels, { phase: 2, lr: 2e-5 })));
+        scoreRates[p]!.push(await rates(args.seconds, vectors, args.threads, () => models[p]!.score(0, x)));
+      }
+      for (let p = 0; p < precisions.length; p++) {
+        trainRates[p]!.push(await rates(args.seconds, vectors, args.threads,
+          () => models[p]!.trainStep(0, x, labels, { phase: 2, lr: 2e-5 })));
       }
     }
     const key = `${b}x${h}x${w}`;
+    const score = scoreRates.map((v) => v.map((q) => q.wall)), train = trainRates.map((v) => v.map((q) => q.wall));
     precisions.forEach((precision, p) => {
+      perCpu.push({ precision, shape: key, score: median(scoreRates[p]!.map((q) => q.cpu)),
+        train: median(trainRates[p]!.map((q) => q.cpu)) });
       const sr = median(score[p]!.map((v, r) => v / score[0]![r]!)), tr = median(train[p]!.map((v, r) => v / train[0]![r]!));
       const sv = median(score[p]!), tv = median(train[p]!);
       lines[p]!.push(`${precision.padEnd(9)}  ${key.padEnd(9)}  ${sv.toFixed(0).padStart(11)}  ${tv.toFixed(0).padStart(11)}  ` +
@@ -206,6 +247,19 @@ async function precisionTable(args: Args, torch: Record<string, unknown> | null)
     });
   }
   for (const l of lines) for (const line of l) console.log(line);
+  // The shape target (any shape within 10% of the best) is read per CPU-second: steal time moves the
+  // wall-clock medians above by more than the differences between shapes.
+  const steal = stealShare(steal0, stealTicks());
+  console.log(`\nshapes, vectors per CPU-second per thread (medians; steal time during the table: ` +
+    `${Number.isFinite(steal) ? `${(100 * steal).toFixed(1)}%` : 'unknown'} of all CPU time), each as % of the best shape:`);
+  for (const precision of precisions) {
+    for (const mode of ['score', 'train'] as const) {
+      const row = perCpu.filter((r) => r.precision === precision);
+      const best = Math.max(...row.map((r) => r[mode]));
+      console.log(`${precision.padEnd(5)} ${mode.padEnd(5)}  ` +
+        row.map((r) => `${r.shape} ${r[mode].toFixed(0)} (${((100 * r[mode]) / best).toFixed(0)}%)`).join('   '));
+    }
+  }
 }
 
 main().catch((e: unknown) => {

@@ -235,16 +235,41 @@ void block_pos_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t tp,
   }
 }
 
+// Each encoding row is zero outside its own half (posenc.h): only that half of W1b multiplies it.
 template <typename T>
 void block_position_table(const BlockDims& d, const BlockParams<T>& bp, int64_t H, int64_t W, const T* pe_row,
                           const T* pe_col, T* row, T* col) {
-  gemm(false, true, H, d.hid, d.P, T(1), pe_row, d.P, bp.w1 + d.C1, d.n, T(0), row, d.hid);
-  gemm(false, true, W, d.hid, d.P, T(1), pe_col, d.P, bp.w1 + d.C1, d.n, T(0), col, d.hid);
+  const int64_t half = d.P / 2;
+  gemm(false, true, H, d.hid, half, T(1), pe_row + half, d.P, bp.w1 + d.C1 + half, d.n, T(0), row, d.hid);
+  gemm(false, true, W, d.hid, half, T(1), pe_col, d.P, bp.w1 + d.C1, d.n, T(0), col, d.hid);
   for (int64_t r = 0; r < H; ++r) {
     T* qr = row + r * d.hid;
 #pragma omp simd
     for (int64_t j = 0; j < d.hid; ++j) qr[j] += bp.b1[j];
   }
+}
+
+template <typename T>
+void fold_position_grads(int64_t hid, int64_t tp, int64_t p0, int64_t W, const T* dqsum, T* drow, T* dcol) {
+  for (int64_t r = 0; r < tp; ++r) {
+    const int64_t p = p0 + r;
+    const T* qs = dqsum + r * hid;
+    T* gy = drow + (p / W) * hid;
+    T* gx = dcol + (p % W) * hid;
+#pragma omp simd
+    for (int64_t j = 0; j < hid; ++j) {
+      gy[j] += qs[j];
+      gx[j] += qs[j];
+    }
+  }
+}
+
+template <typename T>
+void block_position_table_backward(const BlockDims& d, int64_t H, int64_t W, const T* pe_row, const T* pe_col,
+                                   const T* drow, const T* dcol, T* gw1) {
+  const int64_t half = d.P / 2;
+  gemm(true, false, d.hid, half, H, T(1), drow, d.hid, pe_row + half, d.P, T(1), gw1 + d.C1 + half, d.n);
+  gemm(true, false, d.hid, half, W, T(1), dcol, d.hid, pe_col, d.P, T(1), gw1 + d.C1, d.n);
 }
 
 // h = relu(v1 W1a^T + q[position]); a = 0.1 (h W2^T + b2). Q: the per-position rows, or a PositionTable.
@@ -310,7 +335,7 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
   // images first (dqsum).
   relu_backward(h, dh, dqsum, R, tp, hid);
   mm(bf, true, false, hid, C1, R, T(1), dh, hid, v, C, T(1), gr.w1, d.n);
-  mm(bf, true, false, hid, d.P, tp, T(1), dqsum, hid, pe, d.P, T(1), gr.w1 + C1, d.n);
+  if (pe) mm(bf, true, false, hid, d.P, tp, T(1), dqsum, hid, pe, d.P, T(1), gr.w1 + C1, d.n);
   for (int64_t r = 0; r < tp; ++r) {
     const T* qs = dqsum + r * hid;
 #pragma omp simd
@@ -360,7 +385,10 @@ void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
   template void block_inverse<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,          \
                                  const PositionTable<T>&, T*, T*, T*, T*);                                      \
   template void block_position_table<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,   \
-                                        const T*, T*, T*);
+                                        const T*, T*, T*);                                                      \
+  template void fold_position_grads<T>(int64_t, int64_t, int64_t, int64_t, const T*, T*, T*);                  \
+  template void block_position_table_backward<T>(const BlockDims&, int64_t, int64_t, const T*, const T*,       \
+                                                 const T*, const T*, T*);
 HGAD_INSTANTIATE(float)
 HGAD_INSTANTIATE(double)
 #undef HGAD_INSTANTIATE

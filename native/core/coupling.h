@@ -1,9 +1,10 @@
 // One affine coupling block (HGAD.md section 2) over a tile of R rows, llm.c style: forward, backward
 // and inverse side by side as plain functions over flat row-major arrays.
 //
-// A tile holds `nb` images x `tp` positions, image-major (row r is position r % tp of image r / tp),
-// so the positional-encoding half of the first Linear layer (q = W1b p + b1) is computed once per
-// position and shared by the tile's images, in the forward pass and in the weight gradient.
+// A tile holds `nb` images x `tp` positions, image-major (row r is position r % tp of image r / tp).
+// The positional-encoding half of the first Linear layer (q = W1b p + b1) comes from position tables
+// (row[y] + col[x], PositionTable below) on the CPU, in inference and training alike; the per-position
+// form (block_pos_forward, shared by a tile's images) is the CPU twin of the CUDA backend's.
 #pragma once
 #include <cstdint>
 
@@ -68,7 +69,9 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 
 // Given dw[R, C] and dld[R] (gradient of the loss w.r.t. the block output and each row's log-det),
 // accumulates parameter gradients into gr and writes dv[R, C] (skipped when dv is null);
-// da[R, 2*C2], dh[R, hid] and dqsum[tp, hid] are scratch.
+// da[R, 2*C2] and dh[R, hid] are scratch. dqsum[tp, hid] gets dL/dq per position (summed over the
+// tile's images); with pe null the positional half of W1's gradient is left to the caller
+// (block_position_table_backward, from dqsum folded by fold_position_grads), else it is added here.
 template <typename T>
 void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,
                     const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh, T* dqsum, T* du,
@@ -93,5 +96,17 @@ void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 template <typename T>
 void block_position_table(const BlockDims& d, const BlockParams<T>& bp, int64_t H, int64_t W, const T* pe_row,
                           const T* pe_col, T* row, T* col);
+
+// Training through the table: the gradients of row and col (drow [H, hid], dcol [W, hid]) collect
+// dL/dq of every position, and W1's positional half gets its gradient from them once per step,
+// (H + W) rows of work where a per-position product costs H * W (a third of a step's GEMM work for a
+// single 64 x 64 map). b1's gradient is block_backward's.
+// drow[y] += dqsum[r], dcol[x] += dqsum[r] for the tile's positions p0 + r = y * W + x, r < tp.
+template <typename T>
+void fold_position_grads(int64_t hid, int64_t tp, int64_t p0, int64_t W, const T* dqsum, T* drow, T* dcol);
+// The transpose of block_position_table: gw1 (W1's gradient, [hid, n]) += the positional half's.
+template <typename T>
+void block_position_table_backward(const BlockDims& d, int64_t H, int64_t W, const T* pe_row, const T* pe_col,
+                                   const T* drow, const T* dcol, T* gw1);
 
 }  // namespace hgad

@@ -66,12 +66,14 @@ double level_footprint_bytes(const LevelConfig& cfg, int threads) {
   const double rotations = K * C * C;
   const double packed = K * (C1 * hid + hid * 2 * C2 + 2 * C * C);
   const double derived = J * C + J + 2 * K * C;
-  const double position_cache = K * 2 * 256 * hid;  // Level::position_tables, maps up to 256 x 256
+  // Level::position_tables (and the encodings they are built from), maps up to 256 x 256.
+  const double position_cache = K * 2 * 256 * hid + 2 * 256 * P;
   // One training workspace per thread (workspace.h) at the default tile of 512 rows; threads after
   // the first also keep their own gradient buffer.
   const double R = 512;
-  const double workspace = (K + 1) * R * C + K * R * (hid + C2 + C) + R * (2 * C2 + C + hid) + R * (3 * J + 4 * C) +
-                           R * (2 * C2 + 2 * hid) + 2 * J * C + 3 * J + Y;
+  // The position tables' gradients (dpos) are sized for the same largest map.
+  const double workspace = (K + 1) * R * C + K * R * (hid + C2 + C) + R * (2 * C2 + C) + R * (3 * J + 4 * C) +
+                           R * (2 * C2 + 2 * hid) + 2 * J * C + 3 * J + Y + K * 2 * 256 * hid;
   const double floats = 4 * params + rotations + packed + derived + position_cache + T * workspace + (T - 1) * params;
   // Building the level's random rotations works on two n x n float64 matrices at a time.
   const double init = 2 * C * C * 8;
@@ -217,35 +219,26 @@ void Level<T>::prepare() {
 }
 
 template <typename T>
-const T* Level<T>::positional(int64_t H, int64_t W) {
-  const auto key = std::make_pair(H, W);
-  auto it = pe_cache_.find(key);
-  if (it != pe_cache_.end()) return it->second.data();
-  if (pe_cache_.size() >= 8) pe_cache_.clear();
-  std::vector<T> pe(H * W * cfg_.pos_dim);
-  positional_encoding(cfg_.pos_dim, W, 0, H * W, pe.data());
-  return pe_cache_.emplace(key, std::move(pe)).first->second.data();
-}
-
-template <typename T>
-void Level<T>::position_tables(int64_t H, int64_t W) {
-  if (ptab_h_ == H && ptab_w_ == W && ptab_version_ == version_) return;
+void Level<T>::position_tables(int64_t H, int64_t W, bool rebuild) {
+  if (!rebuild && ptab_h_ == H && ptab_w_ == W && ptab_version_ == version_) return;
   const int64_t P = cfg_.pos_dim, half = P / 2, hid = dims_.hid, K = cfg_.blocks;
-  // The encoding of (y, 0) keeps its row half, that of (0, x) its column half (posenc.h).
-  std::vector<T> pe_row(H * P), pe_col(W * P);
+  ptab_h_ = -1;
+  // The encoding of (y, 0) keeps its row half, that of (0, x) its column half (posenc.h): [H + W, P].
+  ptab_pe_.assign((H + W) * P, T(0));
+  T* pe_row = ptab_pe_.data();
+  T* pe_col = pe_row + H * P;
   for (int64_t y = 0; y < H; ++y) {
-    positional_encoding(P, W, y * W, y * W + 1, pe_row.data() + y * P);
-    std::fill(pe_row.begin() + y * P, pe_row.begin() + y * P + half, T(0));
+    positional_encoding(P, W, y * W, y * W + 1, pe_row + y * P);
+    std::fill(pe_row + y * P, pe_row + y * P + half, T(0));
   }
   for (int64_t x = 0; x < W; ++x) {
-    positional_encoding(P, W, x, x + 1, pe_col.data() + x * P);
-    std::fill(pe_col.begin() + x * P + half, pe_col.begin() + (x + 1) * P, T(0));
+    positional_encoding(P, W, x, x + 1, pe_col + x * P);
+    std::fill(pe_col + x * P + half, pe_col + (x + 1) * P, T(0));
   }
-  ptab_h_ = -1;
   ptab_.resize(K * (H + W) * hid);
   for (int64_t k = 0; k < K; ++k) {
     T* row = ptab_.data() + k * (H + W) * hid;
-    block_position_table(dims_, block(k), H, W, pe_row.data(), pe_col.data(), row, row + H * hid);
+    block_position_table(dims_, block(k), H, W, pe_row, pe_col, row, row + H * hid);
   }
   ptab_h_ = H;
   ptab_w_ = W;

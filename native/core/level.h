@@ -4,10 +4,8 @@
 // do not depend on scheduling).
 #pragma once
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "adam.h"
@@ -155,7 +153,6 @@ class Level {
  private:
   void init(uint64_t seed);
   void prepare();
-  const T* positional(int64_t H, int64_t W);
   // with_packed: include the packed weights (inference, float) when they are current.
   BlockParams<T> block(int64_t k, bool with_packed = false) const;
   void pack_weights();
@@ -163,7 +160,10 @@ class Level {
   // The position tables of every block for an H x W map (coupling.h PositionTable), kept while the
   // parameters do not change: K (H + W) hid values, where a table of q for every position would be
   // K H W hid (140 MB for a 64 x 64 map at the paper's size, which is why such maps were slow).
-  void position_tables(int64_t H, int64_t W);
+  // Training rebuilds them every step (rebuild): prepare() rederives everything else each call too,
+  // so a caller that writes parameters through a pointer it kept is never served stale tables; the
+  // cost is (H + W) rows per block against H * W * batch rows of flow work.
+  void position_tables(int64_t H, int64_t W, bool rebuild = false);
   PositionTable<T> position_table(int64_t k, int64_t p0) const;
   // Common start of forward, inverse and score: derived parameters, workspaces, position tables and
   // packed weights.
@@ -172,7 +172,7 @@ class Level {
   T* flow_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x) const;
   // Forward, loss and backward of one tile; parameter gradients accumulate into gp, the mixture's
   // into the workspace.
-  void train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels, const T* pe,
+  void train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels,
                   const T* weights, T scale, T* gp, T* dx, const T* latent_logdet) const;
 
   LevelConfig cfg_;
@@ -188,11 +188,11 @@ class Level {
 
   // Derived from the parameters by prepare() before each operation.
   std::vector<T> g_, logdet_g_, centres_, cnorm_, logpi_, logpi_intra_;
-  std::map<std::pair<int64_t, int64_t>, std::vector<T>> pe_cache_;
   std::vector<std::unique_ptr<Workspace<T>>> ws_;
   std::vector<T> logp_all_;
   uint64_t version_ = 0;
-  std::vector<T> ptab_;  // per block: row [H, hid], then col [W, hid]
+  std::vector<T> ptab_;     // per block: row [H, hid], then col [W, hid]
+  std::vector<T> ptab_pe_;  // the encodings the tables were built from: rows [H, P], then columns [W, P]
   int64_t ptab_h_ = -1, ptab_w_ = -1;
   uint64_t ptab_version_ = 0;
   std::vector<PackedBlock> packed_;

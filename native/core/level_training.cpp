@@ -18,14 +18,13 @@ using namespace level_detail;
 
 template <typename T>
 void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T* x, const Labels& labels,
-                          const T* pe, const T* weights, T scale, T* gp, T* dx, const T* latent_logdet) const {
+                          const T* weights, T scale, T* gp, T* dx, const T* latent_logdet) const {
   const BlockDims& d = dims_;
   const int64_t C = d.C, K = cfg_.blocks, R = tile.rows(), tp = tile.tp(), rows = w.rows;
   const MixtureParams<T> mp{C, cfg_.classes, cfg_.centres, centres_.data(), cnorm_.data(), logpi_.data(),
                             logpi_intra_.data()};
   const MixtureGrads<T> mg{w.gz_full.data(), w.gz_det.data(), w.col_full.data(), w.col_det.data(),
                            w.dlogpi.data(), w.dlogpi_intra.data(), w.loss};
-  const T* pe_t = pe + tile.p0 * cfg_.pos_dim;
   auto act = [&](int64_t k) { return w.acts.data() + k * rows * C; };
   // Latent input: the rows are the flow's outputs already (act(K)), with their log-dets.
   gather(tile, HW, C, x, latent_logdet ? act(K) : act(0));
@@ -35,10 +34,9 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
     w.ld[r] = latent_logdet ? latent_logdet[g] : T(0);
   }
   for (int64_t k = 0; k < K && !latent_logdet; ++k) {
-    const BlockParams<T> bp = block(k);
-    block_pos_forward(d, bp, tp, pe_t, w.q.data());
-    block_forward(d, bp, R, tp, act(k), w.q.data(), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
-                  w.u.data() + k * rows * C, w.a.data(), w.up.data(), act(k + 1), w.ld.data());
+    block_forward(d, block(k), R, tp, act(k), position_table(k, tile.p0), w.h.data() + k * rows * d.hid,
+                  w.s.data() + k * rows * d.C2, w.u.data() + k * rows * C, w.a.data(), w.up.data(), act(k + 1),
+                  w.ld.data());
   }
   mixture_distances(mp, R, act(K), w.zn.data(), w.D.data());
   mixture_loss_rows(mp, R, w.D.data(), w.ld.data(), w.label.data(), weights, scale, T(0.02), w.A_full.data(),
@@ -51,11 +49,14 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
   for (int64_t k = K - 1; k >= 0; --k) {
     // The gamma slot collects dL/dg; gradients() maps it to dL/dgamma once per step.
     const BlockSlots<T*> g = block_slots(d, gp + block_offset_[k]);
-    // The first block's input gradient is only computed when the caller asks for it.
-    block_backward(d, block(k), R, tp, pe_t, act(k), w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
-                   w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(), w.dqsum.data(),
-                   w.du.data(), BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset},
-                   k > 0 || dx ? dnext : nullptr);
+    // The first block's input gradient is only computed when the caller asks for it. W1's positional
+    // half gets its gradient once per step, from the position tables' (gradients()).
+    block_backward(d, block(k), R, tp, static_cast<const T*>(nullptr), act(k), w.h.data() + k * rows * d.hid,
+                   w.s.data() + k * rows * d.C2, w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(),
+                   w.dh.data(), w.dqsum.data(), w.du.data(),
+                   BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset}, k > 0 || dx ? dnext : nullptr);
+    T* drow = w.dpos.data() + k * (ptab_h_ + ptab_w_) * d.hid;
+    fold_position_grads(d.hid, tp, tile.p0, ptab_w_, w.dqsum.data(), drow, drow + ptab_h_ * d.hid);
     std::swap(dcur, dnext);
   }
   if (dx) scatter(tile, HW, C, dcur, dx);
@@ -71,9 +72,13 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
   prepare();
   const Tiling tl(fs, tile_rows);
   ensure_workspaces(threads, true);
-  const T* pe = positional(fs.height, fs.width);
   const BlockDims& d = dims_;
   const int64_t C = d.C, K = cfg_.blocks, Y = cfg_.classes, M = cfg_.centres, J = Y * M;
+  const int64_t H = fs.height, W = fs.width;
+  // The flow runs forward through the position tables; its backward (parameter gradients, or dx)
+  // collects their gradients per thread.
+  const bool flow = !latent_logdet, backward = flow && (train_flow_ || dx);
+  if (flow) position_tables(H, W, true);
   const T scale = T(1) / static_cast<T>(fs.vectors());
   // Thread t accumulates into its own buffers (thread 0 straight into grads_), zeroed here.
   for (int t = 0; t < threads; ++t) {
@@ -83,9 +88,10 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
     for (auto* v : {&w.gz_full, &w.gz_det, &w.col_full, &w.col_det, &w.dlogpi, &w.dlogpi_intra})
       std::fill(v->begin(), v->end(), T(0));
     std::fill(w.loss, w.loss + kNumTerms, 0.0);
+    if (backward) w.dpos.assign(K * (H + W) * d.hid, T(0));
   }
   for_each_tile(ws_, tl, threads, [&](int tid, Workspace<T>& w, const Tile& tile) {
-    train_tile(w, tile, tl.HW, x, labels, pe, weights, scale, tid == 0 ? grads_.data() : w.gparams.data(), dx,
+    train_tile(w, tile, tl.HW, x, labels, weights, scale, tid == 0 ? grads_.data() : w.gparams.data(), dx,
                latent_logdet);
   });
   // Fixed-order reduction of the other threads' accumulators into thread 0's.
@@ -106,6 +112,16 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
     }
     for (int64_t y = 0; y < Y; ++y) w0.dlogpi[y] += wt.dlogpi[y];
     for (int i = 0; i < kNumTerms; ++i) w0.loss[i] += wt.loss[i];
+    if (backward)
+      for (size_t i = 0; i < w0.dpos.size(); ++i) w0.dpos[i] += wt.dpos[i];
+  }
+  if (backward) {
+    const T* pe_row = ptab_pe_.data();
+    for (int64_t k = 0; k < K; ++k) {
+      const T* drow = w0.dpos.data() + k * (H + W) * d.hid;
+      block_position_table_backward(d, H, W, pe_row, pe_row + H * d.P, drow, drow + H * d.hid,
+                                    block_slots(d, grads_.data() + block_offset_[k]).w1);
+    }
   }
   // The gamma slots hold dL/dg; chain through g = 0.2 ln(1 + exp(gamma / 2)).
   for (int64_t k = 0; k < K; ++k) {

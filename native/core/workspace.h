@@ -14,8 +14,11 @@ struct Workspace {
   bool train = false;
   std::vector<T> acts;   // (K+1) x rows x C when training, else 2 x rows x C (ping-pong)
   std::vector<T> h, s, u;  // K (training) or 1 copies: rows x hid, rows x C2, rows x C
-  std::vector<T> a, up, q;  // rows x 2*C2, rows x C, rows x hid
+  std::vector<T> a, up;  // rows x 2*C2, rows x C
   std::vector<T> ld, dld, zn, D, A_full, A_det, dcur, dnext, du, da, dh, dqsum, rowbuf;
+  // Training: per block, the gradients of the position tables' row [H, hid] and col [W, hid] parts
+  // (sized per map by Level::gradients).
+  std::vector<T> dpos;
   std::vector<int32_t> label;
   // Gradient accumulators of this thread (thread 0 writes the level's own grads instead of gparams).
   std::vector<T> gparams, gz_full, gz_det, col_full, col_det, dlogpi, dlogpi_intra;
@@ -32,7 +35,6 @@ struct Workspace {
     u.assign(copies * R * d.C, T(0));
     a.assign(R * 2 * d.C2, T(0));
     up.assign(R * d.C, T(0));
-    q.assign(R * d.hid, T(0));
     ld.assign(R, T(0));
     zn.assign(R, T(0));
     D.assign(R * J, T(0));
