@@ -51,9 +51,14 @@ HGAD_KERNEL void add_relu_table_impl(T* h, const PositionTable<T>& pos, int64_t 
   }
 }
 
-// dh through the ReLU, and dqsum[p] = sum over the tile's images of dh at position p.
+// dh through the ReLU, and dqsum[p] = sum over the tile's images of dh at position p (dqsum null: a
+// tile of one image, whose sums are dh itself).
 template <typename T>
 HGAD_KERNEL void relu_backward_impl(const T* h, T* dh, T* dqsum, int64_t R, int64_t tp, int64_t hid) {
+  if (!dqsum) {
+    for (int64_t i = 0; i < R * hid; ++i) dh[i] = relu_grad(h[i], dh[i]);
+    return;
+  }
   for (int64_t r = 0; r < R; ++r) {
     const T* hr = h + r * hid;
     T* dhr = dh + r * hid;
@@ -266,10 +271,15 @@ void fold_position_grads(int64_t hid, int64_t tp, int64_t p0, int64_t W, const T
 
 template <typename T>
 void block_position_table_backward(const BlockDims& d, int64_t H, int64_t W, const T* pe_row, const T* pe_col,
-                                   const T* drow, const T* dcol, T* gw1) {
+                                   const T* drow, const T* dcol, T* gw1, T* gb1) {
   const int64_t half = d.P / 2;
   gemm(true, false, d.hid, half, H, T(1), drow, d.hid, pe_row + half, d.P, T(1), gw1 + d.C1 + half, d.n);
   gemm(true, false, d.hid, half, W, T(1), dcol, d.hid, pe_col, d.P, T(1), gw1 + d.C1, d.n);
+  for (int64_t y = 0; y < H; ++y) {
+    const T* gy = drow + y * d.hid;
+#pragma omp simd
+    for (int64_t j = 0; j < d.hid; ++j) gb1[j] += gy[j];
+  }
 }
 
 // h = relu(v1 W1a^T + q[position]); a = 0.1 (h W2^T + b2). Q: the per-position rows, or a PositionTable.
@@ -303,7 +313,7 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 }
 
 template <typename T>
-void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,
+const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,
                     const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh, T* dqsum, T* du,
                     const BlockGrads<T>& gr, T* dv) {
   const int64_t C = d.C, C1 = d.C1, C2 = d.C2, hid = d.hid;
@@ -332,16 +342,24 @@ void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int
   }
   mm(bf, false, false, R, hid, 2 * C2, T(1), da, 2 * C2, bp.w2, hid, T(0), dh, hid);
   // The positional half of W1 sees each position once per image: its gradient sums over the tile's
-  // images first (dqsum).
-  relu_backward(h, dh, dqsum, R, tp, hid);
+  // images first (dqsum; a tile of one image leaves it in dh and returns dh's address).
+  if (R == tp) {
+    relu_backward(h, dh, static_cast<T*>(nullptr), R, tp, hid);
+  } else {
+    relu_backward(h, dh, dqsum, R, tp, hid);
+  }
+  const T* dq = R == tp ? dh : dqsum;
   mm(bf, true, false, hid, C1, R, T(1), dh, hid, v, C, T(1), gr.w1, d.n);
-  if (pe) mm(bf, true, false, hid, d.P, tp, T(1), dqsum, hid, pe, d.P, T(1), gr.w1 + C1, d.n);
-  for (int64_t r = 0; r < tp; ++r) {
-    const T* qs = dqsum + r * hid;
+  if (pe) {
+    mm(bf, true, false, hid, d.P, tp, T(1), dq, hid, pe, d.P, T(1), gr.w1 + C1, d.n);
+    for (int64_t r = 0; r < tp; ++r) {
+      const T* qs = dq + r * hid;
 #pragma omp simd
-    for (int64_t j = 0; j < hid; ++j) gr.b1[j] += qs[j];
+      for (int64_t j = 0; j < hid; ++j) gr.b1[j] += qs[j];
+    }
   }
   if (dv) mm(bf, false, false, R, C1, hid, T(1), dh, hid, bp.w1, d.n, T(1), dv, C);
+  return dq;
 }
 
 template <typename T, typename Q>
@@ -375,7 +393,7 @@ void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
   template void block_pos_forward<T>(const BlockDims&, const BlockParams<T>&, int64_t, const T*, T*);          \
   template void block_forward<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*, const T*, \
                                  T*, T*, T*, T*, T*, T*, T*);                                                   \
-  template void block_backward<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,         \
+  template const T* block_backward<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,         \
                                   const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*,         \
                                   const BlockGrads<T>&, T*);                                                    \
   template void block_inverse<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*, const T*, \
@@ -388,7 +406,7 @@ void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
                                         const T*, T*, T*);                                                      \
   template void fold_position_grads<T>(int64_t, int64_t, int64_t, int64_t, const T*, T*, T*);                  \
   template void block_position_table_backward<T>(const BlockDims&, int64_t, int64_t, const T*, const T*,       \
-                                                 const T*, const T*, T*);
+                                                 const T*, const T*, T*, T*);
 HGAD_INSTANTIATE(float)
 HGAD_INSTANTIATE(double)
 #undef HGAD_INSTANTIATE

@@ -69,11 +69,12 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 
 // Given dw[R, C] and dld[R] (gradient of the loss w.r.t. the block output and each row's log-det),
 // accumulates parameter gradients into gr and writes dv[R, C] (skipped when dv is null);
-// da[R, 2*C2] and dh[R, hid] are scratch. dqsum[tp, hid] gets dL/dq per position (summed over the
-// tile's images); with pe null the positional half of W1's gradient is left to the caller
-// (block_position_table_backward, from dqsum folded by fold_position_grads), else it is added here.
+// da[R, 2*C2] and dh[R, hid] are scratch. Returns dL/dq per position [tp, hid] (summed over the tile's
+// images: in dqsum, or in dh for a tile of one image). With pe null the gradients of W1's positional
+// half and of b1 are left to the caller (fold_position_grads, block_position_table_backward), else
+// they are added here.
 template <typename T>
-void block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,
+const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,
                     const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh, T* dqsum, T* du,
                     const BlockGrads<T>& gr, T* dv);
 
@@ -98,15 +99,16 @@ void block_position_table(const BlockDims& d, const BlockParams<T>& bp, int64_t 
                           const T* pe_col, T* row, T* col);
 
 // Training through the table: the gradients of row and col (drow [H, hid], dcol [W, hid]) collect
-// dL/dq of every position, and W1's positional half gets its gradient from them once per step,
-// (H + W) rows of work where a per-position product costs H * W (a third of a step's GEMM work for a
-// single 64 x 64 map). b1's gradient is block_backward's.
+// dL/dq of every position, and W1's positional half and b1 get their gradients from them once per
+// step, (H + W) rows of work where a per-position product costs H * W (a third of a step's GEMM work
+// for a single 64 x 64 map).
 // drow[y] += dqsum[r], dcol[x] += dqsum[r] for the tile's positions p0 + r = y * W + x, r < tp.
 template <typename T>
 void fold_position_grads(int64_t hid, int64_t tp, int64_t p0, int64_t W, const T* dqsum, T* drow, T* dcol);
-// The transpose of block_position_table: gw1 (W1's gradient, [hid, n]) += the positional half's.
+// The transpose of block_position_table: gw1 (W1's gradient, [hid, n]) += the positional half's,
+// gb1 += the sum of drow's rows (b1 is in every row of the table).
 template <typename T>
 void block_position_table_backward(const BlockDims& d, int64_t H, int64_t W, const T* pe_row, const T* pe_col,
-                                   const T* drow, const T* dcol, T* gw1);
+                                   const T* drow, const T* dcol, T* gw1, T* gb1);
 
 }  // namespace hgad

@@ -51,12 +51,13 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
     const BlockSlots<T*> g = block_slots(d, gp + block_offset_[k]);
     // The first block's input gradient is only computed when the caller asks for it. W1's positional
     // half gets its gradient once per step, from the position tables' (gradients()).
-    block_backward(d, block(k), R, tp, static_cast<const T*>(nullptr), act(k), w.h.data() + k * rows * d.hid,
-                   w.s.data() + k * rows * d.C2, w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(),
-                   w.dh.data(), w.dqsum.data(), w.du.data(),
-                   BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset}, k > 0 || dx ? dnext : nullptr);
+    const T* dq = block_backward(d, block(k), R, tp, static_cast<const T*>(nullptr), act(k),
+                                 w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
+                                 w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(),
+                                 w.dqsum.data(), w.du.data(), BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset},
+                                 k > 0 || dx ? dnext : nullptr);
     T* drow = w.dpos.data() + k * (ptab_h_ + ptab_w_) * d.hid;
-    fold_position_grads(d.hid, tp, tile.p0, ptab_w_, w.dqsum.data(), drow, drow + ptab_h_ * d.hid);
+    fold_position_grads(d.hid, tp, tile.p0, ptab_w_, dq, drow, drow + ptab_h_ * d.hid);
     std::swap(dcur, dnext);
   }
   if (dx) scatter(tile, HW, C, dcur, dx);
@@ -119,8 +120,8 @@ Losses Level<T>::gradients(const FeatureShape& fs, const T* x, const Labels& lab
     const T* pe_row = ptab_pe_.data();
     for (int64_t k = 0; k < K; ++k) {
       const T* drow = w0.dpos.data() + k * (H + W) * d.hid;
-      block_position_table_backward(d, H, W, pe_row, pe_row + H * d.P, drow, drow + H * d.hid,
-                                    block_slots(d, grads_.data() + block_offset_[k]).w1);
+      const BlockSlots<T*> g = block_slots(d, grads_.data() + block_offset_[k]);
+      block_position_table_backward(d, H, W, pe_row, pe_row + H * d.P, drow, drow + H * d.hid, g.w1, g.b1);
     }
   }
   // The gamma slots hold dL/dg; chain through g = 0.2 ln(1 + exp(gamma / 2)).
