@@ -313,9 +313,9 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 }
 
 template <typename T>
-const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,
-                    const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh, T* dqsum, T* du,
-                    const BlockGrads<T>& gr, T* dv) {
+const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe,
+                        const T* v, const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh,
+                        T* dqsum, T* du, const BlockGrads<T>& gr, T* dv) {
   const int64_t C = d.C, C1 = d.C1, C2 = d.C2, hid = d.hid;
   // w = u' R^T  =>  du' = dw R.
   const bool bf = bp.bf16;
@@ -343,11 +343,7 @@ const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R,
   mm(bf, false, false, R, hid, 2 * C2, T(1), da, 2 * C2, bp.w2, hid, T(0), dh, hid);
   // The positional half of W1 sees each position once per image: its gradient sums over the tile's
   // images first (dqsum; a tile of one image leaves it in dh and returns dh's address).
-  if (R == tp) {
-    relu_backward(h, dh, static_cast<T*>(nullptr), R, tp, hid);
-  } else {
-    relu_backward(h, dh, dqsum, R, tp, hid);
-  }
+  relu_backward(h, dh, R == tp ? static_cast<T*>(nullptr) : dqsum, R, tp, hid);
   const T* dq = R == tp ? dh : dqsum;
   mm(bf, true, false, hid, C1, R, T(1), dh, hid, v, C, T(1), gr.w1, d.n);
   if (pe) {

@@ -74,9 +74,9 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 // half and of b1 are left to the caller (fold_position_grads, block_position_table_backward), else
 // they are added here.
 template <typename T>
-const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe, const T* v,
-                    const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh, T* dqsum, T* du,
-                    const BlockGrads<T>& gr, T* dv);
+const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe,
+                        const T* v, const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh,
+                        T* dqsum, T* du, const BlockGrads<T>& gr, T* dv);
 
 // block_forward with q(p) = pos.row[y] + pos.col[x] (inference).
 template <typename T>

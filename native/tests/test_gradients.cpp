@@ -17,14 +17,16 @@ struct GradCase {
   double weights[hgad::kNumTerms];
 };
 
-void check_gradients(const GradCase& gc, bool per_vector_labels) {
+// Default: several tiles, images sharing positions inside a tile.
+void check_gradients(const GradCase& gc, bool per_vector_labels, hgad::FeatureShape fs = {3, 2, 3},
+                     int64_t tile_rows = 4) {
   Level<double> lv(small_config(), 11);
-  lv.tile_rows = 4;  // several tiles, images sharing positions inside a tile
+  lv.tile_rows = tile_rows;
   hgadtest::jitter(lv, 5, 0.3);
-  const hgad::FeatureShape fs{3, 2, 3};
   const int64_t N = fs.vectors(), C = 7;
   std::vector<double> x = hgadtest::random_vector<double>(N * C, 9, 1.5);
   std::vector<int32_t> lab_img = {0, 2, 1};
+  lab_img.resize(fs.batch, 1);
   std::vector<int32_t> lab_vec(N);
   for (int64_t i = 0; i < N; ++i) lab_vec[i] = static_cast<int32_t>((i * 7 + 1) % 3);
   const hgad::Labels labels{per_vector_labels ? lab_vec.data() : lab_img.data(), per_vector_labels};
@@ -103,6 +105,9 @@ HGAD_TEST(gradient_Lz) { check_gradients(term("Lz", hgad::kLz), false); }
 HGAD_TEST(gradient_phase1) { check_gradients(phase(1), false); }
 HGAD_TEST(gradient_phase2) { check_gradients(phase(2), false); }
 HGAD_TEST(gradient_phase2_per_vector_labels) { check_gradients(phase(2), true); }
+// One image: a tile holds one image's positions (its dL/dq is dh itself), and tiles start mid-row
+// (positions 5-9 of a 3 x 4 map span two rows of the position tables).
+HGAD_TEST(gradient_phase2_one_image_tiles) { check_gradients(phase(2), false, {1, 3, 4}, 5); }
 
 // L_gi must not move mu (its centres are detached from mu), and L_mi must not move phi (sg(log pi)).
 HGAD_TEST(gradient_stop_gradients) {
