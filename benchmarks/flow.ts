@@ -81,15 +81,16 @@ async function rate(seconds: number, vectors: number, fn: () => Promise<unknown>
   return (await rates(seconds, vectors, 1, fn)).wall;
 }
 
-// Share of all CPUs' time the hypervisor gave to others (steal) since `from` (/proc/stat's cpu line).
+// /proc/stat's all-CPU counters (user, nice, system, idle, iowait, irq, softirq, steal, ...), or none.
 function stealTicks(): number[] {
   try {
-    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return f;
+    return fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   } catch {
     return [];
   }
 }
+
+// Share of all CPUs' time between two stealTicks() readings that the hypervisor gave to others (steal).
 function stealShare(from: number[], to: number[]): number {
   if (from.length < 8 || to.length < 8) return NaN;
   const d = to.map((v, i) => v - (from[i] ?? 0));

@@ -50,7 +50,7 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
     // The gamma slot collects dL/dg; gradients() maps it to dL/dgamma once per step.
     const BlockSlots<T*> g = block_slots(d, gp + block_offset_[k]);
     // The first block's input gradient is only computed when the caller asks for it. W1's positional
-    // half gets its gradient once per step, from the position tables' (gradients()).
+    // half and b1 get their gradients once per step, from the position tables' (gradients()).
     const T* dq = block_backward(d, block(k), R, tp, static_cast<const T*>(nullptr), act(k),
                                  w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
                                  w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(),
