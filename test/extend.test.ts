@@ -338,28 +338,39 @@ describe('extendDetector', () => {
   }, 60000);
 });
 
+// The spec-decoding tests: `one` (trained on pill) extended by carpet.
+function decodeCarpet(text: string): ReturnType<typeof decodeSpec> {
+  return decodeSpec(text, 'f', one.model.config.levels.length, ['pill', 'carpet']);
+}
+
+/** decodeSpec of `text` changed by `mutate` throws `message`. */
+function expectDecodeError(text: string, mutate: (o: Record<string, any>) => void, message: RegExp): void {
+  const o = JSON.parse(text);
+  mutate(o);
+  expect(() => decodeCarpet(JSON.stringify(o))).toThrow(message);
+}
+
+/** A history entry of the extension that added carpet; `fields` gives its time, digest and what else differs. */
+function carpetEntry(fields: Partial<HistoryEntry> & Pick<HistoryEntry, 'at' | 'trainDigest'>): HistoryEntry {
+  return {
+    action: 'extend', classes: ['carpet'], data: null, trainImages: 7, calibrationImages: 1,
+    schedule: one.spec.training!.schedule, seed: 1, batchSize: 4, seconds: 1, ...fields,
+  };
+}
+
 describe('detector file, pipeline version 2', () => {
   test('history, staleThresholds and classConstants are checked on load; other detectors stay version 1', () => {
-    const classes = ['pill', 'carpet'];
-    const L = one.model.config.levels.length;
     const cal = one.spec.calibration!;
-    const entry: HistoryEntry = {
-      action: 'extend', at: '2026-11-30T17:00:00.000Z', classes: ['carpet'], data: '/data', trainImages: 7, calibrationImages: 1,
-      trainDigest: 'a'.repeat(64), schedule: one.spec.training!.schedule, seed: 1, batchSize: 4, seconds: 3.5,
-    };
+    const entry = carpetEntry({ at: '2026-11-30T17:00:00.000Z', data: '/data', trainDigest: 'a'.repeat(64), seconds: 3.5 });
     const good = {
       ...one.spec, history: [entry], staleThresholds: [],
       calibration: { ...cal, thresholds: { ...cal.thresholds, carpet: 0.01 }, classConstants: { carpet: { ...cal, thresholds: undefined, quantile: undefined, images: 1 } } },
     };
     const text = encodeSpec(JSON.parse(JSON.stringify(good)));
     expect(JSON.parse(text).version).toBe(2);
-    expect(decodeSpec(text, 'f', L, classes).history).toEqual([entry]);
+    expect(decodeCarpet(text).history).toEqual([entry]);
     expect(JSON.parse(encodeSpec(one.spec)).version).toBe(1);
-    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => {
-      const o = JSON.parse(text);
-      mutate(o);
-      expect(() => decodeSpec(JSON.stringify(o), 'f', L, classes)).toThrow(message);
-    };
+    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => expectDecodeError(text, mutate, message);
     bad((o) => { o.version = 1; }, /need version 2/);
     bad((o) => { delete o.history; }, /version 2 needs/);
     bad((o) => { o.history[0].classes = ['bottle']; }, /history\[0\]\.classes\[0\]/);
@@ -372,13 +383,8 @@ describe('detector file, pipeline version 2', () => {
   });
 
   test('version 3: map.classCombine is read back and checked; version-2 files without it still load', () => {
-    const classes = ['pill', 'carpet'];
-    const L = one.model.config.levels.length;
     const cal = one.spec.calibration!;
-    const entry: HistoryEntry = {
-      action: 'extend', at: '2026-12-01T02:00:00.000Z', classes: ['carpet'], data: null, trainImages: 7, calibrationImages: 1,
-      trainDigest: 'b'.repeat(64), schedule: one.spec.training!.schedule, seed: 1, batchSize: 4, seconds: 1,
-    };
+    const entry = carpetEntry({ at: '2026-12-01T02:00:00.000Z', trainDigest: 'b'.repeat(64) });
     const constants = { logpShift: cal.logpShift, nentShift: cal.nentShift.map(() => -0.5), logpTop: 1.5, nentTop: 1.2, images: 1 };
     const spec = {
       ...one.spec, map: { ...one.spec.map, classCombine: { carpet: 'logp*nent' as const } }, history: [entry], staleThresholds: [],
@@ -387,17 +393,13 @@ describe('detector file, pipeline version 2', () => {
     };
     const text = encodeSpec(spec);
     expect(JSON.parse(text).version).toBe(3);
-    const back = decodeSpec(text, 'f', L, classes);
+    const back = decodeCarpet(text);
     expect(back.version).toBe(3);
     expect(back.map.classCombine).toEqual({ carpet: 'logp*nent' });
     expect(combineOf(back.map, 'pill')).toBe('logp');
     expect(combineOf(back.map, 'carpet')).toBe('logp*nent');
     expect(back.calibration!.thresholds.carpet).toBe(1.7);
-    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => {
-      const o = JSON.parse(text);
-      mutate(o);
-      expect(() => decodeSpec(JSON.stringify(o), 'f', L, classes)).toThrow(message);
-    };
+    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => expectDecodeError(text, mutate, message);
     bad((o) => { o.version = 2; }, /map\.classCombine needs version 3/);
     bad((o) => { o.map.classCombine = { bottle: 'logp' }; }, /map\.classCombine\.bottle is not a known field/);
     bad((o) => { o.map.classCombine.carpet = 'nent'; }, /map\.classCombine\.carpet must be one of/);
@@ -411,7 +413,7 @@ describe('detector file, pipeline version 2', () => {
     delete v2.map.classCombine;
     v2.version = 2;
     v2.calibration.thresholds.carpet = 1.2;
-    const old = decodeSpec(JSON.stringify(v2), 'f', L, classes);
+    const old = decodeCarpet(JSON.stringify(v2));
     expect(old.version).toBe(2);
     expect(old.map.classCombine).toBeUndefined();
     expect(combineOf(old.map, 'carpet')).toBe('logp');
@@ -421,28 +423,20 @@ describe('detector file, pipeline version 2', () => {
 
 describe('detector file, pipeline version 4 (class flows)', () => {
   test('classFlows are checked on load', () => {
-    const classes = ['pill', 'carpet'];
-    const L = one.model.config.levels.length;
     const cal = one.spec.calibration!;
-    const entry: HistoryEntry = {
-      action: 'extend', at: '2026-12-01T11:00:00.000Z', classes: ['carpet'], data: null, trainImages: 7, calibrationImages: 1,
-      trainDigest: 'c'.repeat(64), schedule: one.spec.training!.schedule, classFlowSchedule: { ...one.spec.training!.schedule, subEpochs: 8 },
-      seed: 1, batchSize: 4, seconds: 1,
-    };
+    const entry = carpetEntry({
+      at: '2026-12-01T11:00:00.000Z', trainDigest: 'c'.repeat(64), classFlowSchedule: { ...one.spec.training!.schedule, subEpochs: 8 },
+    });
     const spec = {
       ...one.spec, history: [entry], staleThresholds: [], classFlows: [{ className: 'carpet', couplingLayers: 2, centersPerClass: 3, seed: 7 }],
       calibration: { ...cal, thresholds: { ...cal.thresholds, carpet: 0.5 }, classConstants: { carpet: { ...cal, thresholds: undefined, quantile: undefined, images: 1 } } },
     };
     const text = encodeSpec(JSON.parse(JSON.stringify(spec)));
     expect(JSON.parse(text).version).toBe(4);
-    const back = decodeSpec(text, 'f', L, classes);
+    const back = decodeCarpet(text);
     expect(back.classFlows).toEqual(spec.classFlows);
     expect(back.history![0]!.classFlowSchedule!.subEpochs).toBe(8);
-    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => {
-      const o = JSON.parse(text);
-      mutate(o);
-      expect(() => decodeSpec(JSON.stringify(o), 'f', L, classes)).toThrow(message);
-    };
+    const bad = (mutate: (o: Record<string, any>) => void, message: RegExp): void => expectDecodeError(text, mutate, message);
     bad((o) => { o.version = 3; }, /classFlows needs version 4/);
     bad((o) => { o.classFlows = []; }, /classFlows must be an array of 1 to 2/);
     bad((o) => { o.classFlows[0].className = 'bottle'; }, /classFlows\[0\]\.className/);
