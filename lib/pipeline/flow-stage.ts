@@ -2,6 +2,7 @@
 // one class per image decided across all levels (given by the caller, or inferred from the class
 // posteriors averaged over the levels, so every level scores an image under the same class).
 import type { Density, HgadModel } from '../model';
+import { pickRows } from '../score/class-constants';
 import type { LevelMaps } from '../score/maps';
 import type { FeatureBatch } from '../validate';
 import type { ClassFlows } from './class-flows';
@@ -68,13 +69,8 @@ async function ownFlowMaps(model: HgadModel, classFlows: ClassFlows, features: F
     if (images.length === 0) continue;
     for (let l = 0; l < features.length; l++) {
       const f = features[l]!;
-      const HW = f.height * f.width, n = HW * f.channels;
-      let x = f;
-      if (images.length < f.batch) {
-        const data = new Float32Array(images.length * n);
-        images.forEach((b, k) => data.set(f.data.subarray(b * n, (b + 1) * n), k * n));
-        x = { ...f, batch: images.length, data };
-      }
+      const HW = f.height * f.width;
+      const x = images.length < f.batch ? { ...f, batch: images.length, data: pickRows(f.data, images, HW * f.channels) } : f;
       const own = await flow.score(l, x, 0, { density });
       const s = scores[l]!;
       images.forEach((b, k) => {

@@ -45,17 +45,19 @@ export function groupImages(batch: number, keyOf: (b: number) => string): Map<st
   return groups;
 }
 
+/** Images `images` (in that order) of an array holding `perImage` values per image. */
+export function pickRows(a: Float32Array, images: number[], perImage: number): Float32Array {
+  const out = new Float32Array(images.length * perImage);
+  images.forEach((b, i) => out.set(a.subarray(b * perImage, (b + 1) * perImage), i * perImage));
+  return out;
+}
+
 /** The per-level scores of some of a batch's images (the levels themselves when that is all of them). */
 export function pickImages(levels: LevelMaps[], images: number[], batch: number): LevelMaps[] {
   if (images.length === batch) return levels;
   return levels.map((lv) => {
     const hw = lv.height * lv.width;
-    const pick = (a: Float32Array): Float32Array => {
-      const out = new Float32Array(images.length * hw);
-      images.forEach((b, i) => out.set(a.subarray(b * hw, (b + 1) * hw), i * hw));
-      return out;
-    };
-    return { logp: pick(lv.logp), negEntropy: pick(lv.negEntropy), height: lv.height, width: lv.width };
+    return { logp: pickRows(lv.logp, images, hw), negEntropy: pickRows(lv.negEntropy, images, hw), height: lv.height, width: lv.width };
   });
 }
 
