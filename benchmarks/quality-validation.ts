@@ -10,6 +10,10 @@
 // texture is smoothed and whose brightness moves by 8-20%, like magnetic_tile's uneven grinding, which
 // neither other kind resembles and on which settings chosen on them did not transfer (RESULTS.md,
 // "issue 10, session 4").
+// A fourth, 'band' (test/band): a full-width band along the top or bottom edge (12-45% of the height,
+// its boundary wavy) replaced by the same rows of another held-out normal image, brightness moved by
+// 5-15% from the target's own brightness there: the real uneven defects are such bands, whose texture is normal taken alone and differs from
+// the rest of the tile, which the smoothed 'uneven' regions were too easy to stand for.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
@@ -19,10 +23,10 @@ import type { Dataset, Sample } from '../lib/data';
 import { mulberry32, shuffled } from '../lib/data/random';
 
 /** The defect kinds of the split, as their folder names (Sample.defect). */
-export const SYNTHETIC_KINDS = { cutPaste: 'synthetic', subtle: 'subtle', uneven: 'uneven' } as const;
+export const SYNTHETIC_KINDS = { cutPaste: 'synthetic', subtle: 'subtle', uneven: 'uneven', band: 'band' } as const;
 
 export interface ValidationSplit {
-  /** An MVTec-layout tree: <class>/train/good, <class>/test/{good,synthetic,subtle,uneven}, <class>/ground_truth/{synthetic,subtle,uneven}. */
+  /** An MVTec-layout tree: <class>/train/good, <class>/test/{good,synthetic,subtle,uneven,band}, <class>/ground_truth/{synthetic,subtle,uneven,band}. */
   root: string;
   trainImages: number;
   testImages: number;
@@ -126,6 +130,51 @@ async function unevenDefect(target: Sample, rand: () => number, image: string, m
   await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
 }
 
+/** Rows along the top or bottom edge, down to a wavy boundary, taken from the donor (resized to the target), brightness moved. */
+async function bandDefect(target: Sample, donor: Sample, rand: () => number, image: string, mask: string): Promise<void> {
+  const { data, info } = await sharp(target.path).raw().toBuffer({ resolveWithObject: true });
+  const w = info.width, h = info.height, ch = info.channels;
+  const other = await sharp(donor.path).resize(w, h, { fit: 'fill' }).toColourspace(ch >= 3 ? 'srgb' : 'b-w')
+    .removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const och = other.info.channels;
+  const depth = h * (0.12 + 0.33 * rand()), wave = h * (0.005 + 0.015 * rand());
+  const period = w * (0.3 + 0.7 * rand()), phase = rand() * 2 * Math.PI;
+  const fromTop = rand() < 0.5;
+  const factor = rand() < 0.5 ? 0.85 + 0.1 * rand() : 1.05 + 0.1 * rand();
+  const weight = new Float32Array(w * h);
+  for (let x = 0; x < w; x++) {
+    const edge = depth + wave * Math.sin((2 * Math.PI * x) / period + phase);
+    for (let y = 0; y < h; y++) weight[y * w + x] = Math.min(1, Math.max(0, ((fromTop ? edge - y : y - (h - 1 - edge)) + 0.5) / 2));
+  }
+  // The donor's rows brought to the target's mean brightness there first: tiles differ in brightness
+  // far more than the real bands do from their own tile.
+  const gain: number[] = [];
+  for (let c = 0; c < Math.min(ch, 3); c++) {
+    let own = 0, its = 0;
+    for (let i = 0; i < w * h; i++) {
+      own += weight[i]! * data[i * ch + c]!;
+      its += weight[i]! * other.data[i * och + Math.min(c, och - 1)]!;
+    }
+    gain.push(its > 0 ? (own / its) * factor : factor);
+  }
+  const out = Buffer.from(data);
+  const m = Buffer.alloc(w * h);
+  for (let x = 0; x < w; x++) {
+    for (let y = 0; y < h; y++) {
+      const i = y * w + x;
+      const v = weight[i]!;
+      if (v === 0) continue;
+      for (let c = 0; c < Math.min(ch, 3); c++) {
+        const d = other.data[i * och + Math.min(c, och - 1)]! * gain[c]!;
+        out[i * ch + c] = Math.min(255, Math.round(data[i * ch + c]! * (1 - v) + d * v));
+      }
+      if (v >= 0.5) m[i] = 255;
+    }
+  }
+  await sharp(out, { raw: { width: w, height: h, channels: ch } }).png().toFile(image);
+  await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+}
+
 /** Builds the split under `root` (emptied first). */
 export async function buildValidationSplit(dataset: Dataset, classes: string[], root: string, seed: number,
   fraction = 0.2): Promise<ValidationSplit> {
@@ -136,13 +185,14 @@ export async function buildValidationSplit(dataset: Dataset, classes: string[], 
     const n = Math.max(2, Math.round(all.length * fraction));
     const held = all.slice(0, n), train = all.slice(n);
     const dirs = ['train/good', 'test/good', 'test/synthetic', 'ground_truth/synthetic', 'test/subtle', 'ground_truth/subtle', 'test/uneven',
-      'ground_truth/uneven']
+      'ground_truth/uneven', 'test/band', 'ground_truth/band']
       .map((d) => path.join(root, c, d));
     for (const d of dirs) await fs.mkdir(d, { recursive: true });
     for (const s of train) await fs.symlink(s.path, path.join(dirs[0]!, path.basename(s.path)));
     const rand = mulberry32(seed * 31 + 7);
     const randSubtle = mulberry32(seed * 31 + 11);
     const randUneven = mulberry32(seed * 31 + 13);
+    const randBand = mulberry32(seed * 31 + 17);
     for (let i = 0; i < held.length; i++) {
       const s = held[i]!;
       const stem = `${i.toString().padStart(4, '0')}`;
@@ -151,9 +201,10 @@ export async function buildValidationSplit(dataset: Dataset, classes: string[], 
         path.join(dirs[3]!, `${stem}_mask.png`));
       await subtleDefect(s, randSubtle, path.join(dirs[4]!, `${stem}.png`), path.join(dirs[5]!, `${stem}_mask.png`));
       await unevenDefect(s, randUneven, path.join(dirs[6]!, `${stem}.png`), path.join(dirs[7]!, `${stem}_mask.png`));
+      await bandDefect(s, held[(i + 2) % held.length]!, randBand, path.join(dirs[8]!, `${stem}.png`), path.join(dirs[9]!, `${stem}_mask.png`));
     }
     trainImages += train.length;
-    testImages += 4 * held.length;
+    testImages += 5 * held.length;
   }
   return { root, trainImages, testImages };
 }

@@ -263,7 +263,7 @@ function defectView(dataset: Dataset, kind: string): Dataset {
   };
 }
 
-const VALIDATION_KINDS = [SYNTHETIC_KINDS.cutPaste, SYNTHETIC_KINDS.subtle, SYNTHETIC_KINDS.uneven];
+const VALIDATION_KINDS = [SYNTHETIC_KINDS.cutPaste, SYNTHETIC_KINDS.subtle, SYNTHETIC_KINDS.uneven, SYNTHETIC_KINDS.band];
 const kindLine = (m: Record<string, Metrics>): string =>
   Object.entries(m).map(([c, x]) => `${c} image ${pct(x.image)} pixel ${pct(x.pixel)} aupro ${pct(x.aupro)}`).join('; ');
 
