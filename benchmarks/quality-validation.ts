@@ -12,8 +12,9 @@
 // "issue 10, session 4").
 // A fourth, 'band' (test/band): a full-width band along the top or bottom edge (12-45% of the height,
 // its boundary wavy) replaced by the same rows of another held-out normal image, brightness moved by
-// 5-15% from the target's own brightness there: the real uneven defects are such bands, whose texture is normal taken alone and differs from
-// the rest of the tile, which the smoothed 'uneven' regions were too easy to stand for.
+// 5-15% from the target's own there. The real uneven defects are such bands: their texture is normal
+// taken alone and differs from the rest of the tile, which the smoothed 'uneven' regions, too easy,
+// did not stand for (RESULTS.md, "issue 10, session 8").
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
@@ -201,7 +202,8 @@ export async function buildValidationSplit(dataset: Dataset, classes: string[], 
         path.join(dirs[3]!, `${stem}_mask.png`));
       await subtleDefect(s, randSubtle, path.join(dirs[4]!, `${stem}.png`), path.join(dirs[5]!, `${stem}_mask.png`));
       await unevenDefect(s, randUneven, path.join(dirs[6]!, `${stem}.png`), path.join(dirs[7]!, `${stem}_mask.png`));
-      await bandDefect(s, held[(i + 2) % held.length]!, randBand, path.join(dirs[8]!, `${stem}.png`), path.join(dirs[9]!, `${stem}_mask.png`));
+      // Another image than the cut-paste kind's donor where there is one (and never the target itself).
+      await bandDefect(s, held[(i + (held.length > 2 ? 2 : 1)) % held.length]!, randBand, path.join(dirs[8]!, `${stem}.png`), path.join(dirs[9]!, `${stem}_mask.png`));
     }
     trainImages += train.length;
     testImages += 5 * held.length;
