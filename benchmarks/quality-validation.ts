@@ -18,7 +18,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import sharp from 'sharp';
+import sharp, { OutputInfo } from 'sharp';
 
 import type { Dataset, Sample } from '../lib/data';
 import { mulberry32, shuffled } from '../lib/data/random';
@@ -58,6 +58,25 @@ async function syntheticDefect(target: Sample, donor: Sample, rand: () => number
     .toFile(mask);
 }
 
+/**
+ * Writes a defect image and its mask: where a pixel's weight v (the defect's share, soft-edged) is
+ * nonzero, its first three channels become value(pixel, channel, v); the mask covers v >= 0.5.
+ */
+async function writeWeighted(data: Buffer, info: OutputInfo, weight: ArrayLike<number>,
+  value: (i: number, c: number, v: number) => number, image: string, mask: string): Promise<void> {
+  const { width: w, height: h, channels: ch } = info;
+  const out = Buffer.from(data);
+  const m = Buffer.alloc(w * h);
+  for (let i = 0; i < w * h; i++) {
+    const v = weight[i]!;
+    if (v === 0) continue;
+    for (let c = 0; c < Math.min(ch, 3); c++) out[i * ch + c] = Math.min(255, Math.round(value(i, c, v)));
+    if (v >= 0.5) m[i] = 255;
+  }
+  await sharp(out, { raw: { width: w, height: h, channels: ch } }).png().toFile(image);
+  await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+}
+
 /** A small spot (ellipse, 1.5-4% of the side) or a thin crack (a random walk, 1-2% wide), soft-edged. */
 async function subtleDefect(target: Sample, rand: () => number, image: string, mask: string): Promise<void> {
   const { data, info } = await sharp(target.path).raw().toBuffer({ resolveWithObject: true });
@@ -90,17 +109,7 @@ async function subtleDefect(target: Sample, rand: () => number, image: string, m
     }
   }
   const factor = rand() < 0.7 ? 0.55 + 0.25 * rand() : 1.2 + 0.25 * rand();
-  const out = Buffer.from(data);
-  const m = Buffer.alloc(w * h);
-  for (let i = 0; i < w * h; i++) {
-    const v = weight[i]!;
-    if (v === 0) continue;
-    const f = 1 + (factor - 1) * v;
-    for (let c = 0; c < Math.min(ch, 3); c++) out[i * ch + c] = Math.min(255, Math.round(data[i * ch + c]! * f));
-    if (v >= 0.5) m[i] = 255;
-  }
-  await sharp(out, { raw: { width: w, height: h, channels: ch } }).png().toFile(image);
-  await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+  await writeWeighted(data, info, weight, (i, c, v) => data[i * ch + c]! * (1 + (factor - 1) * v), image, mask);
 }
 
 /** A broad elliptical region, feathered over half its radius, blended towards a blurred copy and darkened or brightened. */
@@ -112,23 +121,15 @@ async function unevenDefect(target: Sample, rand: () => number, image: string, m
   const rx = side * (0.17 + 0.17 * rand()), ry = side * (0.17 + 0.17 * rand());
   const cx = rx * 0.5 + rand() * Math.max(1, w - rx), cy = ry * 0.5 + rand() * Math.max(1, h - ry);
   const factor = rand() < 0.5 ? 0.8 + 0.12 * rand() : 1.08 + 0.12 * rand();
-  const out = Buffer.from(data);
-  const m = Buffer.alloc(w * h);
+  const weight = new Float64Array(w * h);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const d = Math.hypot((x - cx) / rx, (y - cy) / ry);
-      const v = d <= 0.5 ? 1 : Math.max(0, 1 - (d - 0.5) * 2);
-      if (v === 0) continue;
-      const i = y * w + x;
-      for (let c = 0; c < Math.min(ch, 3); c++) {
-        const blended = data[i * ch + c]! * (1 - v) + smooth[i * ch + c]! * v;
-        out[i * ch + c] = Math.min(255, Math.round(blended * (1 + (factor - 1) * v)));
-      }
-      if (v >= 0.5) m[i] = 255;
+      weight[y * w + x] = d <= 0.5 ? 1 : Math.max(0, 1 - (d - 0.5) * 2);
     }
   }
-  await sharp(out, { raw: { width: w, height: h, channels: ch } }).png().toFile(image);
-  await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+  await writeWeighted(data, info, weight,
+    (i, c, v) => (data[i * ch + c]! * (1 - v) + smooth[i * ch + c]! * v) * (1 + (factor - 1) * v), image, mask);
 }
 
 /** Rows along the top or bottom edge, down to a wavy boundary, taken from the donor (resized to the target), brightness moved. */
@@ -158,22 +159,8 @@ async function bandDefect(target: Sample, donor: Sample, rand: () => number, ima
     }
     gain.push(its > 0 ? (own / its) * factor : factor);
   }
-  const out = Buffer.from(data);
-  const m = Buffer.alloc(w * h);
-  for (let x = 0; x < w; x++) {
-    for (let y = 0; y < h; y++) {
-      const i = y * w + x;
-      const v = weight[i]!;
-      if (v === 0) continue;
-      for (let c = 0; c < Math.min(ch, 3); c++) {
-        const d = other.data[i * och + Math.min(c, och - 1)]! * gain[c]!;
-        out[i * ch + c] = Math.min(255, Math.round(data[i * ch + c]! * (1 - v) + d * v));
-      }
-      if (v >= 0.5) m[i] = 255;
-    }
-  }
-  await sharp(out, { raw: { width: w, height: h, channels: ch } }).png().toFile(image);
-  await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+  await writeWeighted(data, info, weight,
+    (i, c, v) => data[i * ch + c]! * (1 - v) + other.data[i * och + Math.min(c, och - 1)]! * gain[c]! * v, image, mask);
 }
 
 /** Builds the split under `root` (emptied first). */
