@@ -10,6 +10,7 @@
 //
 //   node dist/benchmarks/quality.js [--seeds 0,1] [--epochs 3] [--passes 4] [--lr 1e-3] [--warmup 1]
 //     [--phase1 1] [--size 256] [--taps a,b,c] [--batch 8] [--threads N] [--limit-per-defect n]
+//     [--reduce n] [--standardize true|false] [--local-average true] [--projection random|pca] [--whiten true]
 //     [--variants unified,per-class,single,inter,nn] [--nn-cap 16384] [--nn-only] [--no-append]
 //     [--validate]   settings check on a split of the TRAINING images (quality-validation.ts), where
 //                    [--combines logp*nent,logp] [--densities latent,full] are measured on each detector
@@ -25,6 +26,7 @@ import { Dataset, openDataset } from '../lib/data';
 import { evaluateDetector } from '../lib/eval/run';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { Density, DENSITIES } from '../lib/model';
+import { PROJECTIONS, Projection } from '../lib/pipeline/reduction';
 import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
 import type { BackboneChoice } from '../lib/pipeline/backbone-spec';
@@ -75,6 +77,8 @@ interface Settings {
   reduce: number | null;
   standardize: boolean;
   localAverage: boolean;
+  projection: Projection;
+  whiten: boolean;
   batch: number;
   threads: number;
   limitPerDefect: number | undefined;
@@ -98,6 +102,8 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     reduce: values.reduce === undefined ? null : Number(values.reduce),
     standardize: values.standardize === undefined ? values.reduce !== undefined : values.standardize === 'true',
     localAverage: values['local-average'] === 'true',
+    projection: projectionOf(values.projection),
+    whiten: values.whiten === 'true',
     batch: num('batch', 8), threads: num('threads', os.availableParallelism()),
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
     limitPerClass: values['limit-per-class'] === undefined ? undefined : Number(values['limit-per-class']),
@@ -113,6 +119,12 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
   };
 }
 
+function projectionOf(v: string | boolean | undefined): Projection {
+  if (v === undefined) return 'random';
+  if (!(PROJECTIONS as readonly unknown[]).includes(v)) throw new Error(`--projection: one of ${PROJECTIONS.join(', ')}, not ${String(v)}`);
+  return v as Projection;
+}
+
 /** The backbone of every row, flows and NN reference alike. */
 function backboneOf(s: Settings): BackboneChoice {
   return { model: s.backbone, taps: s.taps, inputSize: s.size };
@@ -126,8 +138,8 @@ async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed:
     data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false, precision,
     ...(s.limitPerClass ? { limitPerClass: s.limitPerClass } : {}),
     backbone: backboneOf(s),
-    ...(s.reduce !== null || s.standardize || s.localAverage
-      ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize, localAverage: s.localAverage } }
+    ...(s.reduce !== null || s.standardize || s.localAverage || s.projection !== 'random'
+      ? { reduction: { ...(s.reduce !== null ? { channels: s.reduce } : {}), standardize: s.standardize, localAverage: s.localAverage, projection: s.projection, whiten: s.whiten } }
       : {}),
     schedule: { metaEpochs: s.epochs, subEpochs: s.passes, lr: s.lr, warmupEpochs: s.warmup, phase1Epochs: s.phase1 },
     onProgress: (p) => {
@@ -335,6 +347,7 @@ async function main(): Promise<void> {
     seeds: { type: 'string' }, epochs: { type: 'string' }, passes: { type: 'string' }, lr: { type: 'string' },
     warmup: { type: 'string' }, phase1: { type: 'string' }, size: { type: 'string' }, taps: { type: 'string' },
     backbone: { type: 'string' }, reduce: { type: 'string' }, standardize: { type: 'string' }, combines: { type: 'string' }, densities: { type: 'string' }, 'local-average': { type: 'string' },
+    projection: { type: 'string' }, whiten: { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
     'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' },
@@ -362,7 +375,7 @@ async function main(): Promise<void> {
     `Machine: ${cpu}, ${os.availableParallelism()} cores, Node ${process.version}. Data: ../shared/data ` +
       `(${CLASSES.join(', ')}; full training sets, 10% of them held out for calibration; test split ` +
       `${s.limitPerDefect ? `limited to ${s.limitPerDefect} images per defect type` : 'complete'}). Backbone ` +
-      `${path.basename(s.backbone)}, taps ${s.taps.join(', ')} at ${s.size} px${s.reduce !== null ? `, reduced to ${s.reduce} channels${s.standardize ? ' (standardised)' : ''}` : ''}${s.localAverage ? ', 3x3 local averaging' : ''}; flow K = 12, P = 256, M = 10 (1 for (c), (d)); ` +
+      `${path.basename(s.backbone)}, taps ${s.taps.join(', ')} at ${s.size} px${s.reduce !== null ? `, reduced to ${s.reduce} channels${s.standardize ? ' (standardised)' : ''}${s.projection === 'pca' ? `, principal directions${s.whiten ? ' (whitened)' : ''}` : ''}` : ''}${s.localAverage ? ', 3x3 local averaging' : ''}; flow K = 12, P = 256, M = 10 (1 for (c), (d)); ` +
       `${s.epochs} meta epochs x ${s.passes} passes, lr ${s.lr} (warm-up ${s.warmup}, phase 1 for ${s.phase1} meta epochs), ` +
       `batch ${s.batch}, ${s.threads} threads; seeds ${s.seeds.join(', ')}.`, '',
     'Protocol: the authors\' (class given; maps normalised over each class\'s test images, \'batch\'); the ' +

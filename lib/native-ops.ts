@@ -29,6 +29,10 @@ export interface NativeFeatureOps {
   projectChannels(x: Float32Array, rows: number, inChannels: number, mean: Float32Array, scale: Float32Array,
     weight: Float32Array, outChannels: number): Promise<Float32Array>;
   orthonormalRows(seed: number, rows: number, inChannels: number): Promise<Float32Array>;
+  channelCrossMoments(x: Float32Array, rows: number, channels: number, shift: Float32Array, sum: Float64Array,
+    cross: Float64Array): Promise<{ sum: Float64Array; cross: Float64Array }>;
+  principalDirections(cross: Float64Array, sum: Float64Array, rows: number, scale: Float32Array, outChannels: number,
+    whiten: boolean): Promise<{ weight: Float32Array; values: Float64Array; total: number }>;
 }
 
 export function featureOps(): NativeFeatureOps {

@@ -4,6 +4,7 @@ import { PRESETS } from '../features/presets';
 import { DENSITIES } from '../model';
 import type { BackboneChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
+import { PROJECTIONS } from '../pipeline/reduction';
 import { MAP_COMBINES } from '../pipeline/spec';
 import { ExtendOptions, extendDetector } from '../train/extend';
 import { train, TrainOptions } from '../train/trainer';
@@ -36,6 +37,9 @@ Backbone
                             directions before the flow (default: the preset's recommendation, else none)
   --standardize <on|off>    with --reduce: standardise the channels first (on)
   --local-average <on|off>  average each position's features over its 3x3 neighbourhood first (off)
+  --projection <random|pca> the directions --reduce projects onto: fixed random ones, or the training
+                            features' leading principal directions (random)
+  --whiten <on|off>         with --projection pca: scale each direction to unit variance (off)
 Training (defaults: the preset's recommended schedule, else HGAD.md's, in brackets)
   --epochs <n>              meta epochs (25)        --passes <n>   passes per meta epoch (8)
   --batch-size <n>          images per batch (8)    --lr <x>       learning rate (2e-4)
@@ -79,6 +83,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' }, density: { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
+  projection: { type: 'string' }, whiten: { type: 'string' },
   from: { type: 'string' }, 'add-classes': { type: 'string' }, combine: { type: 'string' }, flow: { type: 'string' },
   'class-flow-layers': { type: 'string' }, 'class-flow-epochs': { type: 'string' }, 'class-flow-passes': { type: 'string' },
 };
@@ -87,7 +92,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
 const ONLY_WITH_FROM = ['add-classes', 'combine', 'flow', 'class-flow-layers', 'class-flow-epochs', 'class-flow-passes'];
 
 /** Flags that shape a new detector: meaningless when adding classes to one (--from). */
-const NOT_WITH_FROM = ['classes', 'prior', 'density', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'checkpoint', 'resume'];
+const NOT_WITH_FROM = ['classes', 'prior', 'density', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'projection', 'whiten', 'checkpoint', 'resume'];
 
 function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -105,20 +110,26 @@ export function backboneFrom(p: Parsed): BackboneChoice {
   });
 }
 
-/** --reduce n | none and --standardize on|off -> TrainOptions.reduction (undefined: the preset's default). */
+/**
+ * --reduce n | none, --standardize, --local-average, --projection and --whiten -> TrainOptions.reduction
+ * (undefined: the preset's default; without --reduce the levels keep their width).
+ */
 export function reductionFrom(p: Parsed): TrainOptions['reduction'] {
   const reduce = str(p, 'reduce');
   const standardize = choice(p, 'standardize', ['on', 'off'] as const);
   const local = choice(p, 'local-average', ['on', 'off'] as const);
+  const projection = choice(p, 'projection', PROJECTIONS);
+  const whiten = choice(p, 'whiten', ['on', 'off'] as const);
+  const given = { '--standardize': standardize, '--local-average': local, '--projection': projection, '--whiten': whiten };
   if (reduce === 'none') {
-    if (standardize !== undefined) throw new HgadArgumentError('--standardize', 'no value with --reduce none', standardize);
-    if (local !== undefined) throw new HgadArgumentError('--local-average', 'no value with --reduce none', local);
+    for (const [flag, v] of Object.entries(given)) if (v !== undefined) throw new HgadArgumentError(flag, 'no value with --reduce none', v);
     return false;
   }
-  if (reduce === undefined && standardize === undefined && local === undefined) return undefined;
+  if (reduce === undefined && Object.values(given).every((v) => v === undefined)) return undefined;
   const channels = int(p, 'reduce', 2, 1 << 16);
+  const onOff = (v: 'on' | 'off' | undefined): boolean | undefined => (v === undefined ? undefined : v === 'on');
   return defined({
-    channels, standardize: standardize === undefined ? undefined : standardize === 'on', localAverage: local === undefined ? undefined : local === 'on',
+    channels, standardize: onOff(standardize), localAverage: onOff(local), projection, whiten: onOff(whiten),
   });
 }
 

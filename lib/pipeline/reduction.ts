@@ -1,8 +1,10 @@
 // Channel reduction before the flow (native/core/projection.h). A flow's cost grows with the square of
 // its width, and ResNet taps have 512 and 1024 channels: each level is standardised with per-channel
-// statistics of the training features, then projected onto `channels` fixed random orthonormal
-// directions. Standardising first matters: backbone channels differ in scale by orders of magnitude, and
-// an orthonormal projection of raw features would be dominated by the few loudest ones.
+// statistics of the training features, then projected onto `channels` fixed orthonormal directions:
+// random ones, or the standardised features' leading principal directions (measured on the same
+// sample), which keep far more of the features' variance at the same width. Standardising first
+// matters: backbone channels differ in scale by orders of magnitude, and a projection of raw features
+// would be dominated by the few loudest ones.
 import { HgadArgumentError, HgadModelFileError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
 import type { ExtraTensor } from '../io/model-file';
@@ -24,7 +26,17 @@ export interface ReductionOptions {
    * Default false.
    */
   localAverage?: boolean;
+  /**
+   * The directions projected onto: 'random' (Haar-random orthonormal, drawn from the seed) or 'pca' (the
+   * leading principal directions of the standardised training features). Default 'random'.
+   */
+  projection?: Projection;
+  /** With 'pca': divide each direction by the square root of its variance, so every reduced channel has unit variance. Default false. */
+  whiten?: boolean;
 }
+
+export type Projection = 'random' | 'pca';
+export const PROJECTIONS: readonly Projection[] = ['random', 'pca'];
 
 /** What the detector file stores (PipelineSpec.reduction); the tensors are stored beside the flow's. */
 export interface ReductionSpec {
@@ -35,6 +47,11 @@ export interface ReductionSpec {
   /** Training images the statistics were measured on. */
   images: number;
   seed: number;
+  /** Absent in files written before principal directions existed: 'random'. */
+  projection?: Projection;
+  whiten?: boolean;
+  /** With 'pca': the fraction of each level's standardised variance its directions keep. */
+  retained?: number[];
 }
 
 interface Level {
@@ -43,10 +60,12 @@ interface Level {
   weight: Float32Array;
 }
 
-export const REDUCTION_KEYS = ['channels', 'standardize', 'images', 'localAverage'];
+export const REDUCTION_KEYS = ['channels', 'standardize', 'images', 'localAverage', 'projection', 'whiten'];
 const TENSOR = (l: number, what: 'mean' | 'scale' | 'weight'): string => `pipeline.reduction.${l}.${what}`;
 /** Variance floor, relative to the mean variance of the level's channels: dead channels stay quiet. */
 const VARIANCE_FLOOR = 1e-2;
+/** The widest level principal directions are computed for (native kMaxPrincipalChannels). */
+export const MAX_PCA_CHANNELS = 4096;
 
 /** Validates the option and resolves the output width of each level. */
 export interface ResolvedReduction {
@@ -54,11 +73,13 @@ export interface ResolvedReduction {
   standardize: boolean;
   images: number;
   localAverage: boolean;
+  projection: Projection;
+  whiten: boolean;
 }
 
 export function resolveReduction(options: unknown, inChannels: number[]): ResolvedReduction {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new HgadArgumentError('reduction', 'an object { channels?, standardize?, images? }', options);
+    throw new HgadArgumentError('reduction', 'an object { channels?, standardize?, images?, localAverage?, projection?, whiten? }', options);
   }
   const o = options as Record<string, unknown>;
   for (const k of Object.keys(o)) {
@@ -84,27 +105,60 @@ export function resolveReduction(options: unknown, inChannels: number[]): Resolv
   checkInteger('reduction.images', images, 1, 1 << 20);
   const localAverage = o.localAverage ?? false;
   if (typeof localAverage !== 'boolean') throw new HgadArgumentError('reduction.localAverage', 'a boolean', localAverage);
-  return { channels, standardize, images: images as number, localAverage };
+  const projection = o.projection ?? 'random';
+  if (!PROJECTIONS.includes(projection as Projection)) throw new HgadArgumentError('reduction.projection', `one of ${PROJECTIONS.map((p) => `'${p}'`).join(', ')}`, projection);
+  const whiten = o.whiten ?? false;
+  if (typeof whiten !== 'boolean') throw new HgadArgumentError('reduction.whiten', 'a boolean', whiten);
+  if (whiten && projection !== 'pca') throw new HgadArgumentError('reduction.whiten', "false unless projection is 'pca'", whiten);
+  if (projection === 'pca') {
+    inChannels.forEach((c, l) => {
+      if (c > MAX_PCA_CHANNELS && channels[l]! < c) {
+        throw new HgadArgumentError('reduction.projection', `'random' for level ${l}: principal directions take levels of at most ${MAX_PCA_CHANNELS} channels`, `'pca' with ${c} channels`);
+      }
+    });
+  }
+  return { channels, standardize, images: images as number, localAverage, projection: projection as Projection, whiten };
 }
+
+/** What fit() needs: the resolved options (projection and whiten default to 'random' and false). */
+export type FitOptions = Omit<ResolvedReduction, 'images' | 'projection' | 'whiten'> & Partial<Pick<ResolvedReduction, 'projection' | 'whiten'>>;
 
 export class FeatureReduction {
   private constructor(readonly spec: ReductionSpec, private readonly levels: Level[]) {}
 
   /**
-   * Measures the statistics on `batches` (backbone features of training images) and draws the
-   * projections from `seed`.
+   * Measures the statistics on `batches` (backbone features of training images), then draws the
+   * projections from `seed` or, with projection 'pca', takes the leading principal directions.
    */
-  static async fit(inChannels: number[], resolved: Omit<ResolvedReduction, 'images'>, batches: AsyncIterable<FeatureLevel[]>,
+  static async fit(inChannels: number[], resolved: FitOptions, batches: AsyncIterable<FeatureLevel[]>,
     seed: number): Promise<FeatureReduction> {
     const ops = featureOps();
+    const projection = resolved.projection ?? 'random', whiten = resolved.whiten ?? false;
+    // Levels whose principal directions are measured: their cross-moments also give the mean and variance.
+    const pca = inChannels.map((c) => projection === 'pca' && c <= MAX_PCA_CHANNELS);
     const sums = inChannels.map((c) => ({ sum: new Float64Array(c), sumsq: new Float64Array(c), rows: 0 }));
+    const cross = inChannels.map((c, l) => (pca[l] ? { shift: null as Float32Array | null, sum: new Float64Array(c) as Float64Array<ArrayBufferLike>, cross: new Float64Array(c * c) as Float64Array<ArrayBufferLike>, rows: 0 } : null));
     let images = 0;
-    if (resolved.standardize) {
+    if (resolved.standardize || pca.some(Boolean)) {
       for await (const raw of batches) {
         const features = resolved.localAverage ? await Promise.all(raw.map(localAverage)) : raw;
         for (let l = 0; l < features.length; l++) {
           const f = features[l]!;
           const rows = f.batch * f.height * f.width;
+          const cr = cross[l];
+          if (cr) {
+            // Moments about the first batch's mean, so the float32 products in the native sums do not cancel.
+            if (!cr.shift) {
+              const m = await callNative(() => ops.channelMoments(f.data, rows, f.channels));
+              cr.shift = Float32Array.from(m.sum, (v) => v / rows);
+            }
+            const next = await callNative(() => ops.channelCrossMoments(f.data, rows, f.channels, cr.shift!, cr.sum, cr.cross));
+            cr.sum = next.sum;
+            cr.cross = next.cross;
+            cr.rows += rows;
+            continue;
+          }
+          if (!resolved.standardize) continue;
           const m = await callNative(() => ops.channelMoments(f.data, rows, f.channels));
           const acc = sums[l]!;
           for (let c = 0; c < f.channels; c++) {
@@ -117,25 +171,39 @@ export class FeatureReduction {
       }
     }
     const levels: Level[] = [];
+    const retained: number[] = [];
     for (let l = 0; l < inChannels.length; l++) {
-      const C = inChannels[l]!, acc = sums[l]!;
+      const C = inChannels[l]!, out = resolved.channels[l]!, cr = cross[l];
       const mean = new Float32Array(C), scale = new Float32Array(C).fill(1);
-      if (resolved.standardize && acc.rows > 0) {
+      const moments = cr
+        ? { rows: cr.rows, mean: (c: number) => cr.shift![c]! + cr.sum[c]! / cr.rows, variance: (c: number) => cr.cross[c * C + c]! / cr.rows - (cr.sum[c]! / cr.rows) ** 2 }
+        : { rows: sums[l]!.rows, mean: (c: number) => sums[l]!.sum[c]! / sums[l]!.rows, variance: (c: number) => sums[l]!.sumsq[c]! / sums[l]!.rows - (sums[l]!.sum[c]! / sums[l]!.rows) ** 2 };
+      if (resolved.standardize && moments.rows > 0) {
         const variance = new Float64Array(C);
         for (let c = 0; c < C; c++) {
-          const mu = acc.sum[c]! / acc.rows;
-          mean[c] = mu;
-          variance[c] = Math.max(0, acc.sumsq[c]! / acc.rows - mu * mu);
+          mean[c] = moments.mean(c);
+          variance[c] = Math.max(0, moments.variance(c));
         }
         const floor = VARIANCE_FLOOR * (variance.reduce((a, b) => a + b, 0) / C) + 1e-12;
         for (let c = 0; c < C; c++) scale[c] = 1 / Math.sqrt(variance[c]! + floor);
+      } else if (cr && cr.rows > 0) {
+        for (let c = 0; c < C; c++) mean[c] = moments.mean(c);
       }
-      const out = resolved.channels[l]!;
-      const weight = out === C ? identity(C) : await callNative(() => ops.orthonormalRows(seed * 1009 + l, out, C));
+      let weight: Float32Array;
+      if (cr) {
+        if (cr.rows === 0) throw new HgadArgumentError('reduction.images', 'at least one training image to measure principal directions on', 0);
+        const pd = await callNative(() => ops.principalDirections(cr.cross, cr.sum, cr.rows, scale, out, whiten));
+        weight = pd.weight;
+        retained.push(pd.total > 0 ? pd.values.reduce((a, b) => a + b, 0) / pd.total : 1);
+      } else {
+        weight = out === C ? identity(C) : await callNative(() => ops.orthonormalRows(seed * 1009 + l, out, C));
+        retained.push(Number.NaN);
+      }
       levels.push({ mean, scale, weight });
     }
     return new FeatureReduction({
       inChannels, channels: resolved.channels, standardize: resolved.standardize, localAverage: resolved.localAverage, images, seed,
+      ...(projection === 'pca' ? { projection, whiten, retained: retained.map((r) => (Number.isNaN(r) ? 1 : Math.round(r * 1e6) / 1e6)) } : {}),
     }, levels);
   }
 

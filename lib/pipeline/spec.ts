@@ -8,7 +8,7 @@ import { PRESETS } from '../features/presets';
 import { Density, DENSITIES } from '../model';
 import { MAX_SIGMA } from '../score/maps';
 import { resolveSchedule } from '../train/schedule';
-import type { ReductionSpec } from './reduction';
+import { PROJECTIONS, Projection, ReductionSpec } from './reduction';
 
 export const PIPELINE_KEY = 'pipeline';
 /** The version of a detector's spec. */
@@ -220,7 +220,7 @@ const HISTORY_KEYS = ['action', 'at', 'classes', 'data', 'trainImages', 'calibra
 /** Entries a history may hold (each extension adds one). */
 const MAX_HISTORY = 10000;
 const SPEC_REQUIRED = ['version', 'backbone', 'map', 'calibration', 'training'];
-const REDUCTION_KEYS = ['inChannels', 'channels', 'standardize', 'localAverage', 'images', 'seed'];
+const REDUCTION_KEYS = ['inChannels', 'channels', 'standardize', 'localAverage', 'images', 'seed', 'projection', 'whiten', 'retained'];
 const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', 'seed'];
 /** The widest level the reduction takes (the native feature operations' own limit). */
 const MAX_CHANNELS = 1 << 16;
@@ -391,9 +391,16 @@ function decodeReduction(v: unknown, levels: number, bad: Bad): ReductionSpec {
   if (typeof r.standardize !== 'boolean') bad(`reduction.standardize must be true or false but is ${describe(r.standardize)}`);
   const localAverage = r.localAverage ?? false;
   if (typeof localAverage !== 'boolean') bad(`reduction.localAverage must be true or false but is ${describe(localAverage)}`);
+  const projection = r.projection ?? 'random';
+  if (!PROJECTIONS.includes(projection as Projection)) bad(`reduction.projection must be one of ${PROJECTIONS.join(', ')} but is ${describe(projection)}`);
+  const whiten = r.whiten ?? false;
+  if (typeof whiten !== 'boolean') bad(`reduction.whiten must be true or false but is ${describe(whiten)}`);
+  const retained = r.retained === undefined ? undefined : numbers(r.retained, levels, 'reduction.retained', 0, 1, bad);
   return {
     inChannels, channels, standardize: r.standardize as boolean, localAverage: localAverage as boolean,
     images: integer(r.images, 'reduction.images', 0, 2 ** 40, bad), seed: integer(r.seed, 'reduction.seed', 0, 2 ** 53, bad),
+    ...(r.projection !== undefined || r.whiten !== undefined ? { projection: projection as Projection, whiten: whiten as boolean } : {}),
+    ...(retained ? { retained } : {}),
   };
 }
 

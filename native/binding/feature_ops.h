@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "../core/checks.h"
@@ -60,6 +61,66 @@ inline Napi::Value ProjectChannels(const Napi::CallbackInfo& info) {
       [y](Napi::Env e) -> Napi::Value { return new_array<float, Napi::Float32Array>(e, y); });
 }
 
+// channelCrossMoments(x, rows, channels, shift, sum, cross) -> Promise<{ sum, cross }>: the running sums
+// (Float64Array, channels and channels^2) with this batch added; the arguments are left as they were.
+inline Napi::Value ChannelCrossMoments(const Napi::CallbackInfo& info) {
+  const int64_t rows = to_int(info[1], "rows", 1, int64_t(1) << 40);
+  const int64_t C = to_int(info[2], "channels", 1, hgad::kMaxPrincipalChannels);
+  auto x = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "x", rows * C));
+  auto shift = copy_in<float>(typed<Napi::Float32Array>(info[3], napi_float32_array, "shift", C));
+  auto sum = copy_in<double>(typed<Napi::Float64Array>(info[4], napi_float64_array, "sum", C));
+  auto cross = copy_in<double>(typed<Napi::Float64Array>(info[5], napi_float64_array, "cross", C * C));
+  return queue_op(
+      info.Env(),
+      [x, rows, C, shift, sum, cross] {
+        hgad::check_finite(x->data.get(), rows * C, "x");
+        hgad::check_finite(shift->data.get(), C, "shift");
+        hgad::channel_cross_moments(x->data.get(), rows, C, shift->data.get(), sum->data.get(), cross->data.get());
+      },
+      [sum, cross](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        r.Set("sum", new_array<double, Napi::Float64Array>(e, sum));
+        r.Set("cross", new_array<double, Napi::Float64Array>(e, cross));
+        return r;
+      });
+}
+
+// principalDirections(cross, sum, rows, scale, out, whiten) -> Promise<{ weight: Float32Array (out *
+// channels), values: Float64Array (out), total: number }>; channels from scale's length.
+inline Napi::Value PrincipalDirections(const Napi::CallbackInfo& info) {
+  const int64_t C = static_cast<int64_t>(typed<Napi::Float32Array>(info[3], napi_float32_array, "scale", -1).ElementLength());
+  if (C < 1 || C > hgad::kMaxPrincipalChannels) {
+    throw Napi::RangeError::New(info.Env(), "Expected 1 to " + std::to_string(hgad::kMaxPrincipalChannels) +
+                                                " elements in scale but received " + std::to_string(C));
+  }
+  const int64_t rows = to_int(info[2], "rows", 1, int64_t(1) << 53);
+  const int64_t out = to_int(info[4], "out", 1, C);
+  if (!info[5].IsBoolean()) throw Napi::TypeError::New(info.Env(), "Expected a boolean for whiten");
+  const bool whiten = info[5].As<Napi::Boolean>().Value();
+  auto cross = copy_in<double>(typed<Napi::Float64Array>(info[0], napi_float64_array, "cross", C * C));
+  auto sum = copy_in<double>(typed<Napi::Float64Array>(info[1], napi_float64_array, "sum", C));
+  auto scale = copy_in<float>(typed<Napi::Float32Array>(info[3], napi_float32_array, "scale", C));
+  auto weight = host_array<float>(static_cast<size_t>(out * C));
+  auto values = host_array<double>(static_cast<size_t>(out));
+  auto total = std::make_shared<double>(0.0);
+  return queue_op(
+      info.Env(),
+      [cross, sum, rows, scale, C, out, whiten, weight, values, total] {
+        hgad::check_finite(cross->data.get(), C * C, "cross");
+        hgad::check_finite(sum->data.get(), C, "sum");
+        hgad::check_finite(scale->data.get(), C, "scale");
+        *total = hgad::principal_directions(cross->data.get(), sum->data.get(), rows, scale->data.get(), C, out, whiten,
+                                            weight->data.get(), values->data.get());
+      },
+      [weight, values, total](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        r.Set("weight", new_array<float, Napi::Float32Array>(e, weight));
+        r.Set("values", new_array<double, Napi::Float64Array>(e, values));
+        r.Set("total", Napi::Number::New(e, *total));
+        return r;
+      });
+}
+
 // orthonormalRows(seed, rows, in) -> Promise<Float32Array (rows * in)>
 inline Napi::Value OrthonormalRows(const Napi::CallbackInfo& info) {
   const int64_t seed = to_int(info[0], "seed", 0, (int64_t(1) << 53) - 1);
@@ -78,6 +139,8 @@ inline Napi::Value OrthonormalRows(const Napi::CallbackInfo& info) {
 inline void RegisterFeatureOps(Napi::Env env, Napi::Object exports) {
   exports.Set("channelMoments", Napi::Function::New(env, Guarded<ChannelMoments>));
   exports.Set("projectChannels", Napi::Function::New(env, Guarded<ProjectChannels>));
+  exports.Set("channelCrossMoments", Napi::Function::New(env, Guarded<ChannelCrossMoments>));
+  exports.Set("principalDirections", Napi::Function::New(env, Guarded<PrincipalDirections>));
   exports.Set("orthonormalRows", Napi::Function::New(env, Guarded<OrthonormalRows>));
 }
 

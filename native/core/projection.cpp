@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "eigen.h"
 #include "gemm.h"
 #include "rng.h"
 
@@ -15,6 +16,10 @@ namespace {
 // the same whatever the number of threads.
 constexpr int64_t kMomentRows = 256;
 constexpr int64_t kProjectRows = 512;
+// Cross-moments: blocks of kCrossRows rows, kCrossSlots of them multiplied at a time in parallel (one
+// float32 GEMM each), then added to the float64 sums in block order.
+constexpr int64_t kCrossRows = 256;
+constexpr int64_t kCrossSlots = 8;
 }  // namespace
 
 void channel_moments(const float* x, int64_t rows, int64_t channels, double* sum, double* sumsq) {
@@ -66,6 +71,55 @@ void project_channels(const float* x, int64_t rows, int64_t in, const float* mea
     for (int64_t r = 0; r < n; ++r)
       for (int64_t o = 0; o < out; ++o) yt[r * out + o] += bias[o];
   }
+}
+
+void channel_cross_moments(const float* x, int64_t rows, int64_t channels, const float* shift, double* sum,
+                           double* cross) {
+  const int64_t C = channels, blocks = (rows + kCrossRows - 1) / kCrossRows;
+  std::vector<float> centred(static_cast<size_t>(kCrossSlots * kCrossRows * C));
+  std::vector<float> part(static_cast<size_t>(kCrossSlots * C * C));
+  for (int64_t g = 0; g < blocks; g += kCrossSlots) {
+    const int64_t slots = std::min(kCrossSlots, blocks - g);
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < slots; ++s) {
+      const int64_t r0 = (g + s) * kCrossRows, n = std::min(rows, r0 + kCrossRows) - r0;
+      float* xc = centred.data() + s * kCrossRows * C;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < C; ++c) xc[r * C + c] = x[(r0 + r) * C + c] - shift[c];
+      gemm(true, false, C, C, n, 1.0f, xc, C, xc, C, 0.0f, part.data() + s * C * C, C);
+    }
+    for (int64_t s = 0; s < slots; ++s) {
+      const int64_t r0 = (g + s) * kCrossRows, n = std::min(rows, r0 + kCrossRows) - r0;
+      const float* xc = centred.data() + s * kCrossRows * C;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < C; ++c) sum[c] += xc[r * C + c];
+      const float* p = part.data() + s * C * C;
+      for (int64_t i = 0; i < C * C; ++i) cross[i] += p[i];
+    }
+  }
+}
+
+double principal_directions(const double* cross, const double* sum, int64_t rows, const float* scale,
+                            int64_t channels, int64_t out, bool whiten, float* W, double* values) {
+  const int64_t C = channels;
+  std::vector<double> cov(static_cast<size_t>(C * C)), vectors(static_cast<size_t>(C * C)), all(static_cast<size_t>(C));
+  const double n = static_cast<double>(rows);
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t j = 0; j < C; ++j) {
+      // Symmetrised: the float32 block products are symmetric only up to rounding.
+      const double c = 0.5 * (cross[i * C + j] + cross[j * C + i]) / n - (sum[i] / n) * (sum[j] / n);
+      cov[i * C + j] = c * scale[i] * scale[j];
+    }
+  double trace = 0.0;
+  for (int64_t i = 0; i < C; ++i) trace += cov[i * C + i];
+  symmetric_eigen(C, cov.data(), all.data(), vectors.data());
+  const double floor = 1e-2 * std::max(trace, 0.0) / static_cast<double>(C) + 1e-12;
+  for (int64_t k = 0; k < out; ++k) {
+    values[k] = all[k];
+    const double f = whiten ? 1.0 / std::sqrt(std::max(all[k], 0.0) + floor) : 1.0;
+    for (int64_t j = 0; j < C; ++j) W[k * C + j] = static_cast<float>(vectors[k * C + j] * f);
+  }
+  return trace;
 }
 
 std::vector<float> orthonormal_rows(uint64_t seed, int64_t rows, int64_t in) {

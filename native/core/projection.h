@@ -16,6 +16,25 @@ void channel_moments(const float* x, int64_t rows, int64_t channels, double* sum
 void project_channels(const float* x, int64_t rows, int64_t in, const float* mean, const float* scale,
                       const float* W, int64_t out, float* y);
 
+// The widest level principal directions are computed for: the covariance is C x C float64, and its
+// eigen-decomposition O(C^3).
+constexpr int64_t kMaxPrincipalChannels = 4096;
+
+// Cross-moments about a fixed shift (a first estimate of the mean, so float32 products do not cancel):
+// sum[c] += sum_r (x[r, c] - shift[c]); cross[i, j] += sum_r (x[r, i] - shift[i]) (x[r, j] - shift[j]).
+// cross is channels x channels row-major. Independent of the thread count, like channel_moments.
+void channel_cross_moments(const float* x, int64_t rows, int64_t channels, const float* shift, double* sum,
+                           double* cross);
+
+// The `out` leading principal directions of features with those cross-moments (over `rows` rows),
+// after scaling each channel by scale[c]: the eigenvectors of S (cross / rows - m m^T) S, m = sum / rows,
+// S = diag(scale), by descending eigenvalue. W (out x channels, row-major) gets them as rows, divided by
+// sqrt(eigenvalue + floor) when `whiten` (the floor 1e-2 of the mean eigenvalue, so near-null directions
+// are not blown up). values gets the out leading eigenvalues; the return value is the trace (the total
+// variance), so a caller can say what fraction the directions keep.
+double principal_directions(const double* cross, const double* sum, int64_t rows, const float* scale,
+                            int64_t channels, int64_t out, bool whiten, float* W, double* values);
+
 // `rows` Haar-random orthonormal directions of R^in (rows <= in), row-major; seeded, the same on every
 // platform (the project's own Rng, no std:: distributions).
 std::vector<float> orthonormal_rows(uint64_t seed, int64_t rows, int64_t in);
