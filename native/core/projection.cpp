@@ -16,10 +16,12 @@ namespace {
 // the same whatever the number of threads.
 constexpr int64_t kMomentRows = 256;
 constexpr int64_t kProjectRows = 512;
-// Cross-moments: blocks of kCrossRows rows, kCrossSlots of them multiplied at a time in parallel (one
-// float32 GEMM each), then added to the float64 sums in block order.
+// Cross-moments: blocks of kCrossRows rows, up to kCrossSlots of them multiplied at a time in parallel
+// (one float32 GEMM each, their C x C products held within kCrossBytes), then added to the float64 sums
+// in block order, so the slot count does not change the result.
 constexpr int64_t kCrossRows = 256;
 constexpr int64_t kCrossSlots = 8;
+constexpr int64_t kCrossBytes = int64_t(64) << 20;
 }  // namespace
 
 void channel_moments(const float* x, int64_t rows, int64_t channels, double* sum, double* sumsq) {
@@ -76,10 +78,11 @@ void project_channels(const float* x, int64_t rows, int64_t in, const float* mea
 void channel_cross_moments(const float* x, int64_t rows, int64_t channels, const float* shift, double* sum,
                            double* cross) {
   const int64_t C = channels, blocks = (rows + kCrossRows - 1) / kCrossRows;
-  std::vector<float> centred(static_cast<size_t>(kCrossSlots * kCrossRows * C));
-  std::vector<float> part(static_cast<size_t>(kCrossSlots * C * C));
-  for (int64_t g = 0; g < blocks; g += kCrossSlots) {
-    const int64_t slots = std::min(kCrossSlots, blocks - g);
+  const int64_t group = std::max<int64_t>(1, std::min(kCrossSlots, kCrossBytes / (C * C * int64_t(sizeof(float)))));
+  std::vector<float> centred(static_cast<size_t>(group * kCrossRows * C));
+  std::vector<float> part(static_cast<size_t>(group * C * C));
+  for (int64_t g = 0; g < blocks; g += group) {
+    const int64_t slots = std::min(group, blocks - g);
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < slots; ++s) {
       const int64_t r0 = (g + s) * kCrossRows, n = std::min(rows, r0 + kCrossRows) - r0;
