@@ -125,7 +125,7 @@ double principal_directions(const double* cross, const double* sum, int64_t rows
   return trace;
 }
 
-std::vector<float> orthonormal_rows(uint64_t seed, int64_t rows, int64_t in) {
+std::vector<double> orthonormal_rows_f64(uint64_t seed, int64_t rows, int64_t in) {
   // Modified Gram-Schmidt over Gaussian rows: a Haar-random orthonormal frame, O(rows^2 in).
   Rng rng(seed);
   std::vector<double> q(static_cast<size_t>(rows * in));
@@ -143,6 +143,11 @@ std::vector<float> orthonormal_rows(uint64_t seed, int64_t rows, int64_t in) {
     norm = std::sqrt(norm);
     for (int64_t i = 0; i < in; ++i) qj[i] /= norm;
   }
+  return q;
+}
+
+std::vector<float> orthonormal_rows(uint64_t seed, int64_t rows, int64_t in) {
+  const std::vector<double> q = orthonormal_rows_f64(seed, rows, in);
   return std::vector<float>(q.begin(), q.end());
 }
 

@@ -38,5 +38,7 @@ double principal_directions(const double* cross, const double* sum, int64_t rows
 // `rows` Haar-random orthonormal directions of R^in (rows <= in), row-major; seeded, the same on every
 // platform (the project's own Rng, no std:: distributions).
 std::vector<float> orthonormal_rows(uint64_t seed, int64_t rows, int64_t in);
+// The same frame before rounding to float32 (tests build matrices of known spectrum from it).
+std::vector<double> orthonormal_rows_f64(uint64_t seed, int64_t rows, int64_t in);
 
 }  // namespace hgad

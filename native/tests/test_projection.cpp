@@ -14,22 +14,10 @@
 
 namespace {
 
-// Q diag(lambda) Q^T for a random orthogonal Q (Gram-Schmidt of Gaussian rows).
+// Q diag(lambda) Q^T for a random orthogonal Q (the reduction's own seeded frame, in float64).
 std::vector<double> with_spectrum(const std::vector<double>& lambda, uint64_t seed) {
   const int64_t n = static_cast<int64_t>(lambda.size());
-  std::vector<double> q = hgadtest::random_vector<double>(n * n, seed);
-  for (int64_t j = 0; j < n; ++j) {
-    double* qj = q.data() + j * n;
-    for (int64_t k = 0; k < j; ++k) {
-      const double* qk = q.data() + k * n;
-      double dot = 0;
-      for (int64_t i = 0; i < n; ++i) dot += qk[i] * qj[i];
-      for (int64_t i = 0; i < n; ++i) qj[i] -= dot * qk[i];
-    }
-    double norm = 0;
-    for (int64_t i = 0; i < n; ++i) norm += qj[i] * qj[i];
-    for (int64_t i = 0; i < n; ++i) qj[i] /= std::sqrt(norm);
-  }
+  const std::vector<double> q = hgad::orthonormal_rows_f64(seed, n, n);
   std::vector<double> a(n * n, 0.0);
   for (int64_t k = 0; k < n; ++k)
     for (int64_t i = 0; i < n; ++i)
