@@ -364,8 +364,10 @@ HGAD_AMX_TARGET void tiles_from_rows(const float* X, int64_t ld, int64_t R, int6
 // column blocks outer, CB * 16 columns (zeros past Ccount), KB * 16 k-pairs (zeros past Kdim).
 HGAD_AMX_TARGET void tiles_from_columns(const float* X, int64_t ld, int64_t Kdim, int64_t Ccount, int64_t CB, int64_t KB,
                                         bool transposed, uint32_t* out) {
-  for (int64_t cb = 0; cb < CB; ++cb)
-    for (int64_t kb = 0; kb < KB; ++kb) {
+  // k blocks outer: each pass reads a band of 32 rows of X from left to right (column blocks outer read
+  // 64 bytes from each of hundreds of rows per tile, and the packing waited on those loads).
+  for (int64_t kb = 0; kb < KB; ++kb)
+    for (int64_t cb = 0; cb < CB; ++cb) {
       __m512i r[16];
       const int64_t c0 = cb * 16, n = std::max<int64_t>(0, std::min<int64_t>(16, Ccount - c0));
       for (int i = 0; i < 16; ++i) {
