@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 
 #include "bf16.h"
 #include "cpu_features.h"
@@ -184,8 +185,57 @@ struct TileConfig {
   uint8_t rows[16] = {};
 };
 
-HGAD_AMX_TARGET void run_amx(int64_t M, int64_t N, int64_t KB, const uint32_t* a, const uint32_t* b, float alpha,
-                             float beta, float* C, int64_t ldc) {
+// What a finished 32 x 32 block of C becomes: `out` holds it with rows 32 floats apart, rows i0.. and
+// columns n0.. of C, mr x nr of them real (columns past 16 are stale when nr <= 16: read them masked).
+// C = alpha A B + beta C:
+struct StoreScaled {
+  float alpha, beta;
+  float* C;
+  int64_t ldc;
+  HGAD_AMX_TARGET void operator()(int64_t i0, int64_t n0, int64_t mr, __mmask16 m0, __mmask16 m1, const float* out) const {
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int64_t i = 0; i < mr; ++i) {
+      float* ci = C + (i0 + i) * ldc + n0;
+      __m512 r0 = _mm512_mul_ps(_mm512_load_ps(out + i * 32), va);
+      if (beta != 0.0f) r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+      _mm512_mask_storeu_ps(ci, m0, r0);
+      if (!m1) continue;
+      __m512 r1 = _mm512_mul_ps(_mm512_load_ps(out + i * 32 + 16), va);
+      if (beta != 0.0f) r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+      _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+  }
+};
+
+// H = relu(A B + qa[row] + qb[row]) written as the A tiles of a following product (rows x k-pairs, the
+// layout pack_amx gives A): a 32 x 32 block of H is two such tiles, k block n0 / 32. Columns past N and
+// rows past M are written as zeros, as packing pads them.
+struct StoreReluTiles {
+  const float* const* qa;
+  const float* const* qb;
+  uint32_t* tiles;
+  int64_t KB;  // k blocks of the tiles: N rounded up to 32, over 32
+  HGAD_AMX_TARGET void operator()(int64_t i0, int64_t n0, int64_t mr, __mmask16 m0, __mmask16 m1, const float* out) const {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < kAmxM; ++i) {
+      const int64_t row = i0 + i;
+      __m512i* t = reinterpret_cast<__m512i*>(tiles + ((row / 16) * KB + n0 / 32) * kTile + (row % 16) * 16);
+      if (i >= mr) {
+        _mm512_storeu_si512(t, _mm512_setzero_si512());
+        continue;
+      }
+      // relu_add(h, qa + qb) (elementwise.h) in the same float operations, as max(x, 0).
+      const __m512 q0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, qa[row] + n0), _mm512_maskz_loadu_ps(m0, qb[row] + n0));
+      const __m512 q1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, qa[row] + n0 + 16), _mm512_maskz_loadu_ps(m1, qb[row] + n0 + 16));
+      const __m512 h0 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m0, out + i * 32), q0), zero);
+      const __m512 h1 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m1, out + i * 32 + 16), q1), zero);
+      _mm512_storeu_si512(t, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h1, h0)));
+    }
+  }
+};
+
+template <class Store>
+HGAD_AMX_TARGET void run_amx(int64_t M, int64_t N, int64_t KB, const uint32_t* a, const uint32_t* b, const Store& store) {
   // Every tile 16 rows x 64 bytes. Loaded on every call: the tile state is per thread and released below.
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
@@ -194,7 +244,6 @@ HGAD_AMX_TARGET void run_amx(int64_t M, int64_t N, int64_t KB, const uint32_t* a
   }
   _tile_loadconfig(&cfg);
   alignas(64) float out[kAmxM * 32];
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   // Row blocks outer: the two A tiles of a block row stay in L1 while B's column blocks stream past
   // (measured: 3-15% faster per product than column blocks outer, 11-15% per bf16 training step).
   for (int64_t i0 = 0; i0 < M; i0 += kAmxM) {
@@ -252,16 +301,7 @@ HGAD_AMX_TARGET void run_amx(int64_t M, int64_t N, int64_t KB, const uint32_t* a
       if (two_n) _tile_stored(1, out + 16, 128);
       if (two_m) _tile_stored(2, out + 16 * 32, 128);
       if (two_m && two_n) _tile_stored(3, out + 16 * 32 + 16, 128);
-      for (int64_t i = 0; i < mr; ++i) {
-        float* ci = C + (i0 + i) * ldc + n0;
-        __m512 r0 = _mm512_mul_ps(_mm512_load_ps(out + i * 32), va);
-        if (beta != 0.0f) r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-        _mm512_mask_storeu_ps(ci, m0, r0);
-        if (nr <= 16) continue;
-        __m512 r1 = _mm512_mul_ps(_mm512_load_ps(out + i * 32 + 16), va);
-        if (beta != 0.0f) r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
-        _mm512_mask_storeu_ps(ci + 16, m1, r1);
-      }
+      store(i0, n0, mr, m0, m1, out);
     }
   }
   _tile_release();
@@ -488,7 +528,7 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
     int64_t KB;
     const uint32_t* b = pack_b_amx(transB, K, N, B, ldb, KB);
     const uint32_t* a = pack_a_amx(transA, M, K, A, lda, KB);
-    run_amx(M, N, KB, a, b, alpha, beta, C, ldc);
+    run_amx(M, N, KB, a, b, StoreScaled{alpha, beta, C, ldc});
     return;
   }
   if (bf16_kernel_available()) {
@@ -514,13 +554,43 @@ Bf16Matrix::Bf16Matrix(int64_t K, int64_t N, const float* b, int64_t stride_k, i
 #endif
 }
 
+bool Bf16Matrix::amx_tiles() const { return !tiles_.empty() && K_ > 0 && N_ > 0 && bf16_amx_available(); }
+
+const uint32_t* Bf16Matrix::multiply_relu_to_tiles(int64_t M, const float* A, int64_t lda, const float* const* qa,
+                                                   const float* const* qb) const {
+#ifdef HGAD_HAVE_BF16_KERNEL
+  if (amx_tiles()) {
+    thread_local std::vector<uint32_t> h;
+    int64_t KB;
+    const uint32_t* a = pack_a_amx(false, M, K_, A, lda, KB);
+    const int64_t HKB = (N_ + 31) / 32;
+    uint32_t* out = scratch(h, round_up(M, kAmxM) / 16 * HKB * kTile);
+    run_amx(M, N_, KB, a, tiles_.data(), StoreReluTiles{qa, qb, out, HKB});
+    return out;
+  }
+#endif
+  (void)M, (void)A, (void)lda, (void)qa, (void)qb;
+  throw std::logic_error("Bf16Matrix::multiply_relu_to_tiles needs AMX (amx_tiles())");
+}
+
+void Bf16Matrix::multiply_tiles(int64_t M, const uint32_t* h, float* C, int64_t ldc) const {
+#ifdef HGAD_HAVE_BF16_KERNEL
+  if (amx_tiles()) {
+    run_amx(M, N_, round_up(KP_, kAmxKP) / kAmxKP, h, tiles_.data(), StoreScaled{1.0f, 0.0f, C, ldc});
+    return;
+  }
+#endif
+  (void)M, (void)h, (void)C, (void)ldc;
+  throw std::logic_error("Bf16Matrix::multiply_tiles needs AMX (amx_tiles())");
+}
+
 void Bf16Matrix::multiply(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc) const {
   if (M == 0 || N_ == 0) return;
 #ifdef HGAD_HAVE_BF16_KERNEL
   if (!tiles_.empty() && K_ > 0 && bf16_amx_available()) {
     int64_t KB;
     const uint32_t* a = pack_a_amx(false, M, K_, A, lda, KB);
-    run_amx(M, N_, KB, a, tiles_.data(), 1.0f, 0.0f, C, ldc);
+    run_amx(M, N_, KB, a, tiles_.data(), StoreScaled{1.0f, 0.0f, C, ldc});
     return;
   }
   if (bf16_kernel_available() && K_ > 0) {

@@ -24,6 +24,15 @@ class Bf16Matrix {
   Bf16Matrix(int64_t K, int64_t N, const float* b, int64_t stride_k, int64_t stride_n);
   // C[M, N] = A[M, K] B (overwritten); A rows lda apart, C rows ldc apart.
   void multiply(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc) const;
+  // Inference's first layer on AMX: H = relu(A B + qa[i] + qb[i]) (two [N] terms per row i) is never
+  // stored as floats: it goes straight into the bf16 operand tiles of the next product, which
+  // multiply_tiles() reads (bitwise the same result as multiply, the ReLU, then multiply). Only where
+  // amx_tiles() holds; the tiles live in a per-thread buffer until the thread's next call.
+  bool amx_tiles() const;
+  const uint32_t* multiply_relu_to_tiles(int64_t M, const float* A, int64_t lda, const float* const* qa,
+                                         const float* const* qb) const;
+  // C[M, N] = H B, H the tiles of a matrix with N = this one's K (from multiply_relu_to_tiles).
+  void multiply_tiles(int64_t M, const uint32_t* h, float* C, int64_t ldc) const;
   int64_t rows() const { return K_; }
   int64_t cols() const { return N_; }
 

@@ -70,6 +70,8 @@ PackedMatrix::~PackedMatrix() = default;
 PackedMatrix::PackedMatrix(PackedMatrix&&) noexcept = default;
 PackedMatrix& PackedMatrix::operator=(PackedMatrix&&) noexcept = default;
 
+const Bf16Matrix* PackedMatrix::amx() const { return impl_->own_bf16 && impl_->b16.amx_tiles() ? &impl_->b16 : nullptr; }
+
 void PackedMatrix::multiply(int64_t M, const float* A, float* C) const {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;

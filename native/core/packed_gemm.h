@@ -12,6 +12,8 @@
 
 namespace hgad {
 
+class Bf16Matrix;
+
 class PackedMatrix {
  public:
   // Element (k, n) of B is b[k * stride_k + n * stride_n]; A rows are lda apart, C rows ldc apart.
@@ -23,6 +25,8 @@ class PackedMatrix {
 
   // C = A B for M rows (C is overwritten). Safe to call from several threads at once.
   void multiply(int64_t M, const float* A, float* C) const;
+  // The bf16 copy when products run on hgad's AMX kernel (Bf16Matrix::amx_tiles), else null.
+  const Bf16Matrix* amx() const;
 
  private:
   struct Impl;

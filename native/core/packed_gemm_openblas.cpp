@@ -38,6 +38,8 @@ PackedMatrix::~PackedMatrix() = default;
 PackedMatrix::PackedMatrix(PackedMatrix&&) noexcept = default;
 PackedMatrix& PackedMatrix::operator=(PackedMatrix&&) noexcept = default;
 
+const Bf16Matrix* PackedMatrix::amx() const { return impl_->bf16 && impl_->b16.amx_tiles() ? &impl_->b16 : nullptr; }
+
 void PackedMatrix::multiply(int64_t M, const float* A, float* C) const {
   const Impl& p = *impl_;
   if (p.bf16) return p.b16.multiply(M, A, p.lda, C, p.ldc);

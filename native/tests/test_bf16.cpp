@@ -2,6 +2,7 @@
 // per-position product they replace; bf16 inference and training against float.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -9,6 +10,7 @@
 #include "../core/bf16_gemm.h"
 #include "../core/coupling.h"
 #include "../core/cpu_features.h"
+#include "../core/elementwise.h"
 #include "../core/gemm.h"
 #include "../core/packed_gemm.h"
 #include "../core/posenc.h"
@@ -152,6 +154,39 @@ HGAD_TEST(bf16_packed_matrices_match_reference) {
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) e2 = std::max(e2, static_cast<double>(std::fabs(C2[i * 80 + j] - R[i * 80 + j])));
   CHECK(e2 < 1e-4, "PackedMatrix bf16 (%s): max abs error %g", hgad::gemm_backend(), e2);
+}
+
+HGAD_TEST(bf16_fused_first_layer_matches_its_steps) {
+  // Inference's first coupling layer on AMX writes relu(A W1 + qa + qb) straight into the second
+  // product's bf16 tiles: bitwise what multiply, the ReLU with the row's two terms and multiply give.
+  if (!hgad::bf16_amx_available()) {
+    std::printf("  (skipped: no AMX-BF16 on this CPU, and the fused path is AMX-only)\n");
+    return;
+  }
+  // M, K and both widths past whole 32-row blocks, 16-pair tiles and 16-column halves; the flow's own.
+  const int64_t shapes[][4] = {{37, 29, 45, 50}, {5, 7, 16, 3}, {33, 64, 33, 17}, {20, 100, 712, 200}, {64, 3, 8, 40}};
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], K = s[1], N1 = s[2], N2 = s[3], lda = K + 3;
+    const std::vector<float> A = hgadtest::random_vector<float>(M * lda, 41 + M, 1.0);
+    const std::vector<float> w1t = hgadtest::random_vector<float>(N1 * K, 42 + K, 1.0);  // (n, k) at n * K + k
+    const std::vector<float> w2t = hgadtest::random_vector<float>(N2 * N1, 43 + N1, 1.0);
+    const std::vector<float> ta = hgadtest::random_vector<float>(3 * N1, 44, 1.0), tb = hgadtest::random_vector<float>(4 * N1, 45, 1.0);
+    std::vector<const float*> qa(M), qb(M);
+    for (int64_t i = 0; i < M; ++i) {
+      qa[i] = ta.data() + (i % 3) * N1;
+      qb[i] = tb.data() + (i % 4) * N1;
+    }
+    const hgad::Bf16Matrix first(K, N1, w1t.data(), 1, K), second(N1, N2, w2t.data(), 1, N1);
+    CHECK(first.amx_tiles() && second.amx_tiles(), "AMX tiles for %lldx%lld", static_cast<long long>(K), static_cast<long long>(N1));
+    std::vector<float> H(M * N1), R(M * N2), C(M * N2, -1.0f);
+    first.multiply(M, A.data(), lda, H.data(), N1);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N1; ++j) H[i * N1 + j] = hgad::relu_add(H[i * N1 + j], qa[i][j] + qb[i][j]);
+    second.multiply(M, H.data(), N1, R.data(), N2);
+    second.multiply_tiles(M, first.multiply_relu_to_tiles(M, A.data(), lda, qa.data(), qb.data()), C.data(), N2);
+    CHECK(std::memcmp(C.data(), R.data(), C.size() * sizeof(float)) == 0, "fused %lldx%lldx%lldx%lld differs from its steps",
+          static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N1), static_cast<long long>(N2));
+  }
 }
 
 HGAD_TEST(position_table_equals_per_position_product) {
