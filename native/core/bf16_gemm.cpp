@@ -66,17 +66,20 @@ void gemm_bf16_reference(bool transA, bool transB, int64_t M, int64_t N, int64_t
 #ifdef HGAD_HAVE_BF16_KERNEL
 namespace {
 
+// 32 bf16 lanes [l0..l15, h0..h15] -> the 16 pairs (l_i, h_i), l_i in the low half (one vpermw).
+HGAD_BF16_TARGET inline __m512i interleave(__m512i both) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, both);
+}
+
 // 16 floats of row lo and row hi (null: zeros) -> 16 pairs; n <= 16 valid.
 HGAD_BF16_TARGET inline __m512i pairs16(const float* lo, const float* hi, int64_t n) {
   const __mmask16 m = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
   const __m512 l = _mm512_maskz_loadu_ps(m, lo);
   const __m512 h = hi ? _mm512_maskz_loadu_ps(m, hi) : _mm512_setzero_ps();
   // vcvtne2ps2bf16 puts h in the upper 256 bits, l in the lower.
-  const __m512i both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l));
-  // Interleave: 16-bit lane i of l to lane 2i, of h to lane 2i + 1 (one vpermw).
-  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
-                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  return _mm512_permutexvar_epi16(idx, both);
+  return interleave(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l)));
 }
 
 // Row `row` (K floats, contiguous) -> KP pairs along k.
@@ -230,6 +233,46 @@ struct StoreReluTiles {
       const __m512 h0 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m0, out + i * 32), q0), zero);
       const __m512 h1 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m1, out + i * 32 + 16), q1), zero);
       _mm512_storeu_si512(t, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h1, h0)));
+    }
+  }
+};
+
+// Mixed-precision training's first layer: StoreReluTiles' tiles (ha), and besides them H as floats for
+// the backward pass and as the B operand of the weight gradient that reads H with k down its rows (hb:
+// k-pairs of rows 2kp, 2kp + 1 by 16 columns, tile (nb, kb) at hb + (nb * KBr + kb) * 256).
+struct StoreReluTrain {
+  const float* const* qa;
+  const float* const* qb;
+  float* H;
+  int64_t ldh;
+  uint32_t* ha;
+  int64_t KB;  // ha's k blocks: N rounded up to 32, over 32
+  uint32_t* hb;
+  int64_t KBr;  // hb's k blocks: M rounded up to 32, over 32
+  HGAD_AMX_TARGET void operator()(int64_t i0, int64_t n0, int64_t mr, __mmask16 m0, __mmask16 m1, const float* out) const {
+    const __m512 zero = _mm512_setzero_ps();
+    uint32_t* b0 = hb + ((n0 / 16) * KBr + i0 / 32) * kTile;
+    uint32_t* b1 = b0 + KBr * kTile;
+    for (int64_t i = 0; i < kAmxM; i += 2) {
+      __m512 h[2][2];
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t row = i0 + i + j;
+        if (i + j < mr) {
+          const __m512 q0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, qa[row] + n0), _mm512_maskz_loadu_ps(m0, qb[row] + n0));
+          const __m512 q1 =
+              _mm512_add_ps(_mm512_maskz_loadu_ps(m1, qa[row] + n0 + 16), _mm512_maskz_loadu_ps(m1, qb[row] + n0 + 16));
+          h[j][0] = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m0, out + (i + j) * 32), q0), zero);
+          h[j][1] = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m1, out + (i + j) * 32 + 16), q1), zero);
+          _mm512_mask_storeu_ps(H + row * ldh + n0, m0, h[j][0]);
+          if (m1) _mm512_mask_storeu_ps(H + row * ldh + n0 + 16, m1, h[j][1]);
+        } else {
+          h[j][0] = h[j][1] = zero;
+        }
+        _mm512_storeu_si512(ha + ((row / 16) * KB + n0 / 32) * kTile + (row % 16) * 16,
+                            reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h[j][1], h[j][0])));
+      }
+      _mm512_storeu_si512(b0 + (i / 2) * 16, interleave(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h[1][0], h[0][0]))));
+      _mm512_storeu_si512(b1 + (i / 2) * 16, interleave(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h[1][1], h[0][1]))));
     }
   }
 };
@@ -552,6 +595,51 @@ Bf16Matrix::Bf16Matrix(int64_t K, int64_t N, const float* b, int64_t stride_k, i
     to_tiles(pairs_.data(), round_up(KP_, kAmxKP), NP_, NP_, true, tiles_.data());
   }
 #endif
+}
+
+int64_t amx_tiles_size(int64_t M, int64_t N) { return round_up(M, 32) * round_up(N, 32) / 2; }
+
+void gemm_bf16_relu_amx(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bt, int64_t ldb,
+                        const float* const* qa, const float* const* qb, float* H, int64_t ldh, uint32_t* ha, uint32_t* hb) {
+#ifdef HGAD_HAVE_BF16_KERNEL
+  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
+    int64_t KB;
+    const uint32_t* b = pack_b_amx(true, K, N, Bt, ldb, KB);
+    const uint32_t* a = pack_a_amx(false, M, K, A, lda, KB);
+    run_amx(M, N, KB, a, b, StoreReluTrain{qa, qb, H, ldh, ha, (N + 31) / 32, hb, (M + 31) / 32});
+    return;
+  }
+#endif
+  (void)M, (void)N, (void)K, (void)A, (void)lda, (void)Bt, (void)ldb, (void)qa, (void)qb, (void)H, (void)ldh, (void)ha, (void)hb;
+  throw std::logic_error("gemm_bf16_relu_amx needs AMX and a non-empty product");
+}
+
+void gemm_bf16_tiled_a(int64_t M, int64_t N, int64_t K, const uint32_t* ha, bool transB, const float* B, int64_t ldb,
+                       float alpha, float beta, float* C, int64_t ldc) {
+#ifdef HGAD_HAVE_BF16_KERNEL
+  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
+    int64_t KB;
+    const uint32_t* b = pack_b_amx(transB, K, N, B, ldb, KB);
+    run_amx(M, N, KB, ha, b, StoreScaled{alpha, beta, C, ldc});
+    return;
+  }
+#endif
+  (void)M, (void)N, (void)K, (void)ha, (void)transB, (void)B, (void)ldb, (void)alpha, (void)beta, (void)C, (void)ldc;
+  throw std::logic_error("gemm_bf16_tiled_a needs AMX and a non-empty product");
+}
+
+void gemm_bf16_tiled_b(bool transA, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const uint32_t* hb,
+                       float alpha, float beta, float* C, int64_t ldc) {
+#ifdef HGAD_HAVE_BF16_KERNEL
+  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
+    int64_t KB;
+    const uint32_t* a = pack_a_amx(transA, M, K, A, lda, KB);
+    run_amx(M, N, KB, a, hb, StoreScaled{alpha, beta, C, ldc});
+    return;
+  }
+#endif
+  (void)transA, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)hb, (void)alpha, (void)beta, (void)C, (void)ldc;
+  throw std::logic_error("gemm_bf16_tiled_b needs AMX and a non-empty product");
 }
 
 bool Bf16Matrix::amx_tiles() const { return !tiles_.empty() && K_ > 0 && N_ > 0 && bf16_amx_available(); }

@@ -17,6 +17,22 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
 void gemm_bf16_reference(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// Mixed-precision training's first coupling layer on AMX (bf16_amx_available(), non-empty sizes):
+// H = relu(A op(B) + qa[i] + qb[i]) with B^T stored (Bt, rows ldb apart, as W1's rows are) and two [N]
+// terms per row i, written as floats (H, rows ldh apart) for the backward pass and as bf16 tiles twice:
+// ha, the A operand of the next product (gemm_bf16_tiled_a), and hb, the B operand of the weight
+// gradient that reads H with k down its rows (gemm_bf16_tiled_b). Each holds amx_tiles_size(M, N)
+// uint32s. Bitwise what gemm_bf16, the ReLU and gemm_bf16 on the float H give.
+int64_t amx_tiles_size(int64_t M, int64_t N);
+void gemm_bf16_relu_amx(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bt, int64_t ldb,
+                        const float* const* qa, const float* const* qb, float* H, int64_t ldh, uint32_t* ha, uint32_t* hb);
+// C = alpha H op(B) + beta C, H [M, K] given by its tiles ha.
+void gemm_bf16_tiled_a(int64_t M, int64_t N, int64_t K, const uint32_t* ha, bool transB, const float* B, int64_t ldb,
+                       float alpha, float beta, float* C, int64_t ldc);
+// C = alpha op(A) H + beta C, H [K, N] given by its tiles hb.
+void gemm_bf16_tiled_b(bool transA, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const uint32_t* hb,
+                       float alpha, float beta, float* C, int64_t ldc);
+
 // B[K, N] (element (k, n) at b[k * stride_k + n * stride_n]) packed once for many products C = A B.
 class Bf16Matrix {
  public:

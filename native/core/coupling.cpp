@@ -301,15 +301,8 @@ void block_position_table_backward(const BlockDims& d, int64_t H, int64_t W, con
   }
 }
 
-// Inference in bf16 on AMX (both packed matrices on hgad's kernel): h goes from the first product's
-// accumulators through the ReLU into the second product's bf16 operand tiles, skipping a float h, its
-// ReLU pass and its packing (a tenth of a bf16 score). The same float operations, so the same result.
-static bool subnet_forward_amx(const BlockDims& d, const BlockParams<float>& bp, int64_t R, int64_t tp, const float* v,
-                               const PositionTable<float>& pos, float* a) {
-  if (!bp.packed) return false;
-  const Bf16Matrix* first = bp.packed->w1a.amx();
-  const Bf16Matrix* second = bp.packed->w2.amx();
-  if (!first || !second) return false;
+// The table's two rows for each of the tile's R rows: terms[r] (row[y]) and terms[R + r] (col[x]).
+static const float* const* position_terms(const BlockDims& d, const PositionTable<float>& pos, int64_t R, int64_t tp) {
   thread_local std::vector<const float*> terms;
   terms.resize(static_cast<size_t>(2 * R));
   for (int64_t r = 0; r < R; ++r) {
@@ -317,16 +310,38 @@ static bool subnet_forward_amx(const BlockDims& d, const BlockParams<float>& bp,
     terms[r] = pos.row + (p / pos.width) * d.hid;
     terms[R + r] = pos.col + (p % pos.width) * d.hid;
   }
-  second->multiply_tiles(R, first->multiply_relu_to_tiles(R, v, d.C, terms.data(), terms.data() + R), a, 2 * d.C2);
+  return terms.data();
+}
+
+// Inference in bf16 on AMX (both packed matrices on hgad's kernel): h goes from the first product's
+// accumulators through the ReLU into the second product's bf16 operand tiles, skipping a float h, its
+// ReLU pass and its packing (bf16 scoring about a third faster on the bench:flow shapes). The same
+// float operations, so the same result.
+static bool subnet_forward_amx(const BlockDims& d, const BlockParams<float>& bp, int64_t R, int64_t tp, const float* v,
+                               const PositionTable<float>& pos, float* a) {
+  if (!bp.packed) return false;
+  const Bf16Matrix* first = bp.packed->w1a.amx();
+  const Bf16Matrix* second = bp.packed->w2.amx();
+  if (!first || !second) return false;
+  const float* const* terms = position_terms(d, pos, R, tp);
+  second->multiply_tiles(R, first->multiply_relu_to_tiles(R, v, d.C, terms, terms + R), a, 2 * d.C2);
   return true;
 }
 
 // h = relu(v1 W1a^T + q[position]); a = 0.1 (h W2^T + b2). Q: the per-position rows, or a PositionTable.
+// tiles (mixed-precision training on AMX): h is also written as the tiles both of its products read.
 template <typename T, typename Q>
 static void subnet_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v,
-                           const Q& q, T* h, T* a) {
-  if constexpr (std::is_same_v<Q, PositionTable<float>>)
+                           const Q& q, T* h, T* a, const HiddenTiles* tiles = nullptr) {
+  if constexpr (std::is_same_v<Q, PositionTable<float>>) {
     if (subnet_forward_amx(d, bp, R, tp, v, q, a)) return;
+    if (tiles && R > 0) {
+      const float* const* terms = position_terms(d, q, R, tp);
+      gemm_bf16_relu_amx(R, d.hid, d.C1, v, d.C, bp.w1, d.n, terms, terms + R, h, d.hid, tiles->a, tiles->b);
+      gemm_bf16_tiled_a(R, 2 * d.C2, d.hid, tiles->a, true, bp.w2, d.hid, 1.0f, 0.0f, a, 2 * d.C2);
+      return;
+    }
+  }
   product(bp.packed ? &bp.packed->w1a : nullptr, bp.bf16, true, R, d.hid, d.C1, v, d.C, bp.w1, d.n, h, d.hid);
   add_relu(h, q, R, tp, d.hid);
   product(bp.packed ? &bp.packed->w2 : nullptr, bp.bf16, true, R, 2 * d.C2, d.hid, h, d.hid, bp.w2, d.hid, a,
@@ -335,8 +350,8 @@ static void subnet_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t
 
 template <typename T, typename Q>
 static void forward_impl(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v, const Q& q,
-                         T* h, T* s, T* u, T* a, T* up, T* w, T* ld) {
-  subnet_forward(d, bp, R, tp, v, q, h, a);
+                         T* h, T* s, T* u, T* a, T* up, T* w, T* ld, const HiddenTiles* tiles = nullptr) {
+  subnet_forward(d, bp, R, tp, v, q, h, a, tiles);
   affine_forward_rows(d, bp, R, v, a, s, u, up, ld);
   product(bp.packed ? &bp.packed->rot : nullptr, bp.bf16, true, R, d.C, d.C, up, d.C, bp.rot, d.C, w, d.C);
 }
@@ -349,14 +364,14 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 
 template <typename T>
 void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v,
-                   const PositionTable<T>& pos, T* h, T* s, T* u, T* a, T* up, T* w, T* ld) {
-  forward_impl(d, bp, R, tp, v, pos, h, s, u, a, up, w, ld);
+                   const PositionTable<T>& pos, T* h, T* s, T* u, T* a, T* up, T* w, T* ld, const HiddenTiles* tiles) {
+  forward_impl(d, bp, R, tp, v, pos, h, s, u, a, up, w, ld, tiles);
 }
 
 template <typename T>
 const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe,
                         const T* v, const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh,
-                        T* dqsum, T* du, const BlockGrads<T>& gr, T* dv) {
+                        T* dqsum, T* du, const BlockGrads<T>& gr, T* dv, const HiddenTiles* tiles) {
   const int64_t C = d.C, C1 = d.C1, C2 = d.C2, hid = d.hid;
   // w = u' R^T  =>  du' = dw R.
   const bool bf = bp.bf16;
@@ -375,7 +390,14 @@ const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R,
   // log|det| holds sum ln g: d/dg_c = 1/g_c for every row.
   for (int64_t j = 0; j < C; ++j) gr.g[j] += dld_sum / bp.g[j];
   affine_backward_rows(d, bp, R, v, s, dld, du, da, dv);
-  mm(bf, true, false, 2 * C2, hid, R, T(1), da, 2 * C2, h, hid, T(1), gr.w2, hid);
+  if constexpr (std::is_same_v<T, float>) {
+    if (tiles)
+      gemm_bf16_tiled_b(true, 2 * C2, hid, R, da, 2 * C2, tiles->b, 1.0f, 1.0f, gr.w2, hid);
+    else
+      mm(bf, true, false, 2 * C2, hid, R, T(1), da, 2 * C2, h, hid, T(1), gr.w2, hid);
+  } else {
+    mm(bf, true, false, 2 * C2, hid, R, T(1), da, 2 * C2, h, hid, T(1), gr.w2, hid);
+  }
   for (int64_t r = 0; r < R; ++r) {
     const T* dar = da + r * 2 * C2;
 #pragma omp simd
@@ -432,11 +454,11 @@ void block_inverse(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
                                  T*, T*, T*, T*, T*, T*, T*);                                                   \
   template const T* block_backward<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,         \
                                   const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*,         \
-                                  const BlockGrads<T>&, T*);                                                    \
+                                  const BlockGrads<T>&, T*, const HiddenTiles*);                                \
   template void block_inverse<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*, const T*, \
                                  T*, T*, T*, T*);                                                               \
   template void block_forward<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,          \
-                                 const PositionTable<T>&, T*, T*, T*, T*, T*, T*, T*);                          \
+                                 const PositionTable<T>&, T*, T*, T*, T*, T*, T*, T*, const HiddenTiles*);      \
   template void block_inverse<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,          \
                                  const PositionTable<T>&, T*, T*, T*, T*);                                      \
   template void block_position_table<T>(const BlockDims&, const BlockParams<T>&, int64_t, int64_t, const T*,   \

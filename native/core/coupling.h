@@ -47,6 +47,13 @@ struct PositionTable {
   int64_t p0;     // the tile's first position; row r of the tile is position p0 + r % tp
 };
 
+// Mixed-precision training on AMX: the first layer's output h also kept as the bf16 operand tiles of
+// the two products that read it (bf16_gemm.h: gemm_bf16_relu_amx), so neither packs it.
+struct HiddenTiles {
+  uint32_t* a;  // h as the A operand of a = h W2^T (scratch of the forward pass)
+  uint32_t* b;  // h as the B operand of W2's gradient da^T h (kept from the forward to the backward pass)
+};
+
 template <typename T>
 struct BlockGrads {
   T* w1;
@@ -73,15 +80,18 @@ void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int6
 // images: in dqsum, or in dh for a tile of one image). With pe null the gradients of W1's positional
 // half and of b1 are left to the caller (fold_position_grads, block_position_table_backward), else
 // they are added here.
+// tiles: the forward pass's HiddenTiles (float with bf16 on AMX), else null.
 template <typename T>
 const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* pe,
                         const T* v, const T* h, const T* s, const T* u, const T* dw, const T* dld, T* da, T* dh,
-                        T* dqsum, T* du, const BlockGrads<T>& gr, T* dv);
+                        T* dqsum, T* du, const BlockGrads<T>& gr, T* dv, const HiddenTiles* tiles = nullptr);
 
-// block_forward with q(p) = pos.row[y] + pos.col[x] (inference).
+// block_forward with q(p) = pos.row[y] + pos.col[x]. tiles: mixed-precision training on AMX only
+// (float, bp.bf16, no packed weights), else null.
 template <typename T>
 void block_forward(const BlockDims& d, const BlockParams<T>& bp, int64_t R, int64_t tp, const T* v,
-                   const PositionTable<T>& pos, T* h, T* s, T* u, T* a, T* up, T* w, T* ld);
+                   const PositionTable<T>& pos, T* h, T* s, T* u, T* a, T* up, T* w, T* ld,
+                   const HiddenTiles* tiles = nullptr);
 
 // w[R, C] -> v[R, C], the exact inverse of block_forward; h, a, up are scratch.
 template <typename T>

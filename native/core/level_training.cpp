@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
+#include "bf16_gemm.h"
 #include "checks.h"
 #include "elementwise.h"
 #include "level_detail.h"
@@ -33,10 +35,19 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
     w.label[r] = labels.per_vector ? labels.data[g] : labels.data[g / HW];
     w.ld[r] = latent_logdet ? latent_logdet[g] : T(0);
   }
+  // Mixed precision on AMX: each block's h also goes into the bf16 tiles its two products read.
+  const int64_t tiles_size = amx_tiles_size(rows, d.hid);
+  const bool tiled = std::is_same_v<T, float> && bf16_training && bf16_amx_available() && R > 0;
+  if (tiled) {
+    if (static_cast<int64_t>(w.h_tiles_a.size()) < tiles_size) w.h_tiles_a.resize(static_cast<size_t>(tiles_size));
+    if (static_cast<int64_t>(w.h_tiles_b.size()) < K * tiles_size) w.h_tiles_b.resize(static_cast<size_t>(K * tiles_size));
+  }
+  auto tiles = [&](int64_t k) { return HiddenTiles{w.h_tiles_a.data(), w.h_tiles_b.data() + k * tiles_size}; };
   for (int64_t k = 0; k < K && !latent_logdet; ++k) {
+    const HiddenTiles t = tiled ? tiles(k) : HiddenTiles{};
     block_forward(d, block(k), R, tp, act(k), position_table(k, tile.p0), w.h.data() + k * rows * d.hid,
                   w.s.data() + k * rows * d.C2, w.u.data() + k * rows * C, w.a.data(), w.up.data(), act(k + 1),
-                  w.ld.data());
+                  w.ld.data(), tiled ? &t : nullptr);
   }
   mixture_distances(mp, R, act(K), w.zn.data(), w.D.data());
   mixture_loss_rows(mp, R, w.D.data(), w.ld.data(), w.label.data(), weights, scale, T(0.02), w.A_full.data(),
@@ -49,13 +60,14 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
   for (int64_t k = K - 1; k >= 0; --k) {
     // The gamma slot collects dL/dg; gradients() maps it to dL/dgamma once per step.
     const BlockSlots<T*> g = block_slots(d, gp + block_offset_[k]);
+    const HiddenTiles t = tiled ? tiles(k) : HiddenTiles{};
     // The first block's input gradient is only computed when the caller asks for it. W1's positional
     // half and b1 get their gradients once per step, from the position tables' (gradients()).
     const T* dq = block_backward(d, block(k), R, tp, static_cast<const T*>(nullptr), act(k),
                                  w.h.data() + k * rows * d.hid, w.s.data() + k * rows * d.C2,
                                  w.u.data() + k * rows * C, dcur, w.dld.data(), w.da.data(), w.dh.data(),
                                  w.dqsum.data(), w.du.data(), BlockGrads<T>{g.w1, g.b1, g.w2, g.b2, g.gamma, g.offset},
-                                 k > 0 || dx ? dnext : nullptr);
+                                 k > 0 || dx ? dnext : nullptr, tiled ? &t : nullptr);
     T* drow = w.dpos.data() + k * (ptab_h_ + ptab_w_) * d.hid;
     fold_position_grads(d.hid, tp, tile.p0, ptab_w_, dq, drow, drow + ptab_h_ * d.hid);
     std::swap(dcur, dnext);

@@ -189,6 +189,46 @@ HGAD_TEST(bf16_fused_first_layer_matches_its_steps) {
   }
 }
 
+HGAD_TEST(bf16_training_first_layer_tiles_match_plain_products) {
+  // Mixed-precision training on AMX keeps h as the tiles of its two products: h itself, a = h W2^T and
+  // W2's gradient D^T h must be bitwise what gemm_bf16 gives on the float h.
+  if (!hgad::bf16_amx_available()) {
+    std::printf("  (skipped: no AMX-BF16 on this CPU, and the tiled path is AMX-only)\n");
+    return;
+  }
+  const int64_t shapes[][4] = {{37, 29, 45, 50}, {5, 7, 16, 3}, {64, 100, 712, 200}, {33, 3, 8, 17}};
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], K = s[1], N = s[2], N2 = s[3], lda = K + 2;
+    const std::vector<float> A = hgadtest::random_vector<float>(M * lda, 51 + M, 1.0);
+    const std::vector<float> w1t = hgadtest::random_vector<float>(N * (K + 5), 52 + K, 1.0);  // rows K + 5 apart
+    const std::vector<float> w2t = hgadtest::random_vector<float>(N2 * N, 53 + N, 1.0);
+    const std::vector<float> D = hgadtest::random_vector<float>(M * N2, 54, 1.0);  // [M, N2]: D^T h is [N2, N]
+    const std::vector<float> ta = hgadtest::random_vector<float>(5 * N, 55, 1.0), tb = hgadtest::random_vector<float>(2 * N, 56, 1.0);
+    std::vector<const float*> qa(M), qb(M);
+    for (int64_t i = 0; i < M; ++i) {
+      qa[i] = ta.data() + (i % 5) * N;
+      qb[i] = tb.data() + (i % 2) * N;
+    }
+    std::vector<float> Href(M * N), H(M * N, -7.0f), Cref(M * N2), C(M * N2), G0 = hgadtest::random_vector<float>(N2 * N, 57, 1.0);
+    std::vector<float> Gref = G0, G = G0;
+    hgad::gemm_bf16(false, true, M, N, K, 1.0f, A.data(), lda, w1t.data(), K + 5, 0.0f, Href.data(), N);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) Href[i * N + j] = hgad::relu_add(Href[i * N + j], qa[i][j] + qb[i][j]);
+    hgad::gemm_bf16(false, true, M, N2, N, 1.0f, Href.data(), N, w2t.data(), N, 0.0f, Cref.data(), N2);
+    hgad::gemm_bf16(true, false, N2, N, M, 1.0f, D.data(), N2, Href.data(), N, 1.0f, Gref.data(), N);
+    std::vector<uint32_t> ha(hgad::amx_tiles_size(M, N), 1u), hb(hgad::amx_tiles_size(M, N), 1u);
+    hgad::gemm_bf16_relu_amx(M, N, K, A.data(), lda, w1t.data(), K + 5, qa.data(), qb.data(), H.data(), N, ha.data(), hb.data());
+    hgad::gemm_bf16_tiled_a(M, N2, N, ha.data(), true, w2t.data(), N, 1.0f, 0.0f, C.data(), N2);
+    hgad::gemm_bf16_tiled_b(true, N2, N, M, D.data(), N2, hb.data(), 1.0f, 1.0f, G.data(), N);
+    const auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+      return std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+    };
+    CHECK(same(H, Href) && same(C, Cref) && same(G, Gref), "%lldx%lldx%lldx%lld: h %d, h W2^T %d, D^T h %d (1: bitwise equal)",
+          static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(N2),
+          same(H, Href), same(C, Cref), same(G, Gref));
+  }
+}
+
 HGAD_TEST(position_table_equals_per_position_product) {
   const hgad::BlockDims d(9, 8);
   const int64_t H = 5, W = 7, P = d.P, hid = d.hid;
