@@ -416,6 +416,60 @@ HGAD_AMX_TARGET inline void transpose16(__m512i r[16]) {
   }
 }
 
+// Mixed-precision training's backward through the first layer's ReLU: G = relu_grad(h, A B)
+// (elementwise.h), as floats when G is set (rows ldg apart), summed per position over the tile's images
+// into gsum when set (gsum[(row % tp) * ldg + j], the first image writing: relu_backward's dqsum), and
+// as bf16 tiles twice: ga, G as an A operand (rows x column pairs, like StoreReluTiles), and gt, G^T as
+// an A operand (columns x row pairs: tile (nb, kb) at gt + (nb * KBr + kb) * 256, nb a 16-column block).
+struct StoreReluGrad {
+  const float* h;
+  int64_t ldh;
+  float* G;
+  float* gsum;
+  int64_t ldg, tp;
+  uint32_t* ga;
+  int64_t KB;  // ga's k blocks: N rounded up to 32, over 32
+  uint32_t* gt;
+  int64_t KBr;  // gt's k blocks: M rounded up to 32, over 32
+  HGAD_AMX_TARGET void operator()(int64_t i0, int64_t n0, int64_t mr, __mmask16 m0, __mmask16 m1, const float* out) const {
+    const __m512 zero = _mm512_setzero_ps();
+    __m512i pairs[2][16];  // [column half][row pair]: G's pairs down the rows, transposed below
+    for (int64_t i = 0; i < kAmxM; i += 2) {
+      __m512 g[2][2];
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t row = i0 + i + j;
+        if (i + j >= mr) {
+          g[j][0] = g[j][1] = zero;
+        } else {
+          const float* hr = h + row * ldh + n0;
+          const __m512 h0 = _mm512_maskz_loadu_ps(m0, hr), h1 = _mm512_maskz_loadu_ps(m1, hr + 16);
+          g[j][0] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(h0, zero, _CMP_GT_OQ), _mm512_maskz_load_ps(m0, out + (i + j) * 32));
+          g[j][1] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(h1, zero, _CMP_GT_OQ), _mm512_maskz_load_ps(m1, out + (i + j) * 32 + 16));
+          if (G) {
+            _mm512_mask_storeu_ps(G + row * ldg + n0, m0, g[j][0]);
+            if (m1) _mm512_mask_storeu_ps(G + row * ldg + n0 + 16, m1, g[j][1]);
+          }
+          if (gsum) {
+            float* q = gsum + (row % tp) * ldg + n0;
+            const bool first = row < tp;
+            _mm512_mask_storeu_ps(q, m0, first ? g[j][0] : _mm512_add_ps(_mm512_maskz_loadu_ps(m0, q), g[j][0]));
+            if (m1) _mm512_mask_storeu_ps(q + 16, m1, first ? g[j][1] : _mm512_add_ps(_mm512_maskz_loadu_ps(m1, q + 16), g[j][1]));
+          }
+        }
+        _mm512_storeu_si512(ga + ((row / 16) * KB + n0 / 32) * kTile + (row % 16) * 16,
+                            reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(g[j][1], g[j][0])));
+      }
+      pairs[0][i / 2] = interleave(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(g[1][0], g[0][0])));
+      pairs[1][i / 2] = interleave(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(g[1][1], g[0][1])));
+    }
+    for (int64_t c = 0; c < 2; ++c) {
+      transpose16(pairs[c]);
+      uint32_t* t = gt + ((n0 / 16 + c) * KBr + i0 / 32) * kTile;
+      for (int r = 0; r < 16; ++r) _mm512_storeu_si512(t + r * 16, pairs[c][r]);
+    }
+  }
+};
+
 // 16 pairs of k in [32 kb, 32 kb + 32) of a row holding k contiguously (K of them; zeros past K).
 HGAD_AMX_TARGET inline __m512i row_pairs(const float* row, int64_t K, int64_t kb) {
   const int64_t k = kb * 32, rest = std::max<int64_t>(0, std::min<int64_t>(32, K - k));
@@ -640,6 +694,23 @@ void gemm_bf16_tiled_b(bool transA, int64_t M, int64_t N, int64_t K, const float
 #endif
   (void)transA, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)hb, (void)alpha, (void)beta, (void)C, (void)ldc;
   throw std::logic_error("gemm_bf16_tiled_b needs AMX and a non-empty product");
+}
+
+void gemm_bf16_relu_grad_amx(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                             const float* h, int64_t ldh, float* G, float* gsum, int64_t ldg, int64_t tp, uint32_t* ga,
+                             uint32_t* gt) {
+#ifdef HGAD_HAVE_BF16_KERNEL
+  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
+    int64_t KB;
+    const uint32_t* b = pack_b_amx(false, K, N, B, ldb, KB);
+    const uint32_t* a = pack_a_amx(false, M, K, A, lda, KB);
+    run_amx(M, N, KB, a, b, StoreReluGrad{h, ldh, G, gsum, ldg, tp, ga, (N + 31) / 32, gt, (M + 31) / 32});
+    return;
+  }
+#endif
+  (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)h, (void)ldh, (void)G, (void)gsum, (void)ldg,
+      (void)tp, (void)ga, (void)gt;
+  throw std::logic_error("gemm_bf16_relu_grad_amx needs AMX and a non-empty product");
 }
 
 bool Bf16Matrix::amx_tiles() const { return !tiles_.empty() && K_ > 0 && N_ > 0 && bf16_amx_available(); }

@@ -26,6 +26,13 @@ void gemm_bf16_reference(bool transA, bool transB, int64_t M, int64_t N, int64_t
 int64_t amx_tiles_size(int64_t M, int64_t N);
 void gemm_bf16_relu_amx(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bt, int64_t ldb,
                         const float* const* qa, const float* const* qb, float* H, int64_t ldh, uint32_t* ha, uint32_t* hb);
+// Its backward through the ReLU: G = relu_grad(h, A B) (B [K, N] stored as is, like W2), written as
+// floats when G is set, summed per position into gsum when set (relu_backward's dqsum: row r adds to
+// gsum[(r % tp) * ldg], rows below tp writing), and as the tiles of G (ga) and of G^T (gt) as A operands
+// (gemm_bf16_tiled_a), amx_tiles_size(M, N) each. Bitwise what gemm_bf16 and relu_backward give.
+void gemm_bf16_relu_grad_amx(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                             const float* h, int64_t ldh, float* G, float* gsum, int64_t ldg, int64_t tp, uint32_t* ga,
+                             uint32_t* gt);
 // C = alpha H op(B) + beta C, H [M, K] given by its tiles ha.
 void gemm_bf16_tiled_a(int64_t M, int64_t N, int64_t K, const uint32_t* ha, bool transB, const float* B, int64_t ldb,
                        float alpha, float beta, float* C, int64_t ldc);

@@ -403,12 +403,23 @@ const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R,
 #pragma omp simd
     for (int64_t j = 0; j < 2 * C2; ++j) gr.b2[j] += dar[j];
   }
-  mm(bf, false, false, R, hid, 2 * C2, T(1), da, 2 * C2, bp.w2, hid, T(0), dh, hid);
   // The positional half of W1 sees each position once per image: its gradient sums over the tile's
   // images first (dqsum; a tile of one image leaves it in dh and returns dh's address).
-  relu_backward(h, dh, R == tp ? static_cast<T*>(nullptr) : dqsum, R, tp, hid);
   const T* dq = R == tp ? dh : dqsum;
-  mm(bf, true, false, hid, C1, R, T(1), dh, hid, v, C, T(1), gr.w1, d.n);
+  bool tiled = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (tiles) {  // dh (as floats only when it is dq) and the tiles of dh and dh^T, from the accumulators
+      gemm_bf16_relu_grad_amx(R, hid, 2 * C2, da, 2 * C2, bp.w2, hid, h, hid, R == tp ? dh : nullptr,
+                              R == tp ? nullptr : dqsum, hid, tp, tiles->a, tiles->at);
+      gemm_bf16_tiled_a(hid, C1, R, tiles->at, false, v, C, 1.0f, 1.0f, gr.w1, d.n);
+      tiled = true;
+    }
+  }
+  if (!tiled) {
+    mm(bf, false, false, R, hid, 2 * C2, T(1), da, 2 * C2, bp.w2, hid, T(0), dh, hid);
+    relu_backward(h, dh, R == tp ? static_cast<T*>(nullptr) : dqsum, R, tp, hid);
+    mm(bf, true, false, hid, C1, R, T(1), dh, hid, v, C, T(1), gr.w1, d.n);
+  }
   if (pe) {
     mm(bf, true, false, hid, d.P, tp, T(1), dq, hid, pe, d.P, T(1), gr.w1 + C1, d.n);
     for (int64_t r = 0; r < tp; ++r) {
@@ -417,7 +428,15 @@ const T* block_backward(const BlockDims& d, const BlockParams<T>& bp, int64_t R,
       for (int64_t j = 0; j < hid; ++j) gr.b1[j] += qs[j];
     }
   }
-  if (dv) mm(bf, false, false, R, C1, hid, T(1), dh, hid, bp.w1, d.n, T(1), dv, C);
+  if (dv) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (tiled) {
+        gemm_bf16_tiled_a(R, C1, hid, tiles->a, false, bp.w1, d.n, 1.0f, 1.0f, dv, C);
+        return dq;
+      }
+    }
+    mm(bf, false, false, R, C1, hid, T(1), dh, hid, bp.w1, d.n, T(1), dv, C);
+  }
   return dq;
 }
 

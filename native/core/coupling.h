@@ -48,10 +48,14 @@ struct PositionTable {
 };
 
 // Mixed-precision training on AMX: the first layer's output h also kept as the bf16 operand tiles of
-// the two products that read it (bf16_gemm.h: gemm_bf16_relu_amx), so neither packs it.
+// the two products that read it (bf16_gemm.h: gemm_bf16_relu_amx), so neither packs it and no ReLU
+// pass runs.
+// The backward pass writes dh the same way: as the A operand of dv's product and, transposed, of W1's
+// gradient dh^T v.
 struct HiddenTiles {
-  uint32_t* a;  // h as the A operand of a = h W2^T (scratch of the forward pass)
-  uint32_t* b;  // h as the B operand of W2's gradient da^T h (kept from the forward to the backward pass)
+  uint32_t* a;   // h as the A operand of a = h W2^T, then dh as that of dh W1a (scratch)
+  uint32_t* b;   // h as the B operand of W2's gradient da^T h (kept from the forward to the backward pass)
+  uint32_t* at;  // dh^T as the A operand of dh^T v (scratch of the backward pass)
 };
 
 template <typename T>

@@ -72,8 +72,9 @@ double level_footprint_bytes(const LevelConfig& cfg, int threads) {
   // the first also keep their own gradient buffer.
   const double R = 512;
   // The position tables' gradients (dpos) are sized for the same largest map.
+  // Mixed-precision training on AMX adds h's and dh's bf16 tiles (K + 2 copies of rows x hid / 2 uint32).
   const double workspace = (K + 1) * R * C + K * R * (hid + C2 + C) + R * (2 * C2 + C) + R * (3 * J + 4 * C) +
-                           R * (2 * C2 + 2 * hid) + 2 * J * C + 3 * J + Y + K * 2 * 256 * hid;
+                           R * (2 * C2 + 2 * hid) + 2 * J * C + 3 * J + Y + K * 2 * 256 * hid + (K + 2) * R * hid / 2;
   const double floats = 4 * params + rotations + packed + derived + position_cache + T * workspace + (T - 1) * params;
   // Building the level's random rotations works on two n x n float64 matrices at a time.
   const double init = 2 * C * C * 8;

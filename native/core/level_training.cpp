@@ -39,10 +39,13 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
   const int64_t tiles_size = amx_tiles_size(rows, d.hid);
   const bool tiled = std::is_same_v<T, float> && bf16_training && bf16_amx_available() && R > 0;
   if (tiled) {
-    if (static_cast<int64_t>(w.h_tiles_a.size()) < tiles_size) w.h_tiles_a.resize(static_cast<size_t>(tiles_size));
+    for (auto* v : {&w.h_tiles_a, &w.h_tiles_at})
+      if (static_cast<int64_t>(v->size()) < tiles_size) v->resize(static_cast<size_t>(tiles_size));
     if (static_cast<int64_t>(w.h_tiles_b.size()) < K * tiles_size) w.h_tiles_b.resize(static_cast<size_t>(K * tiles_size));
   }
-  auto tiles = [&](int64_t k) { return HiddenTiles{w.h_tiles_a.data(), w.h_tiles_b.data() + k * tiles_size}; };
+  auto tiles = [&](int64_t k) {
+    return HiddenTiles{w.h_tiles_a.data(), w.h_tiles_b.data() + k * tiles_size, w.h_tiles_at.data()};
+  };
   for (int64_t k = 0; k < K && !latent_logdet; ++k) {
     const HiddenTiles t = tiled ? tiles(k) : HiddenTiles{};
     block_forward(d, block(k), R, tp, act(k), position_table(k, tile.p0), w.h.data() + k * rows * d.hid,

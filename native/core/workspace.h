@@ -20,9 +20,9 @@ struct Workspace {
   // (sized per map by Level::gradients).
   std::vector<T> dpos;
   std::vector<int32_t> label;
-  // Mixed-precision training on AMX: h as bf16 operand tiles (HiddenTiles), the A side once, the B side
-  // per block (kept for the backward pass). Grown by Level::train_tile when it takes that path.
-  std::vector<uint32_t> h_tiles_a, h_tiles_b;
+  // Mixed-precision training on AMX: h and dh as bf16 operand tiles (HiddenTiles: a and at once, b per
+  // block, kept for the backward pass). Grown by Level::train_tile when it takes that path.
+  std::vector<uint32_t> h_tiles_a, h_tiles_at, h_tiles_b;
   // Gradient accumulators of this thread (thread 0 writes the level's own grads instead of gparams).
   std::vector<T> gparams, gz_full, gz_det, col_full, col_det, dlogpi, dlogpi_intra;
   double loss[5] = {0, 0, 0, 0, 0};

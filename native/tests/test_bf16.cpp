@@ -229,6 +229,47 @@ HGAD_TEST(bf16_training_first_layer_tiles_match_plain_products) {
   }
 }
 
+HGAD_TEST(bf16_training_relu_backward_tiles_match_plain_products) {
+  // Its backward: dh = relu_grad(h, da W2), summed per position over the tile's images (tp positions
+  // per image) or kept as floats for a tile of one image, and dh, dh^T as tiles for dh W1a and dh^T v.
+  if (!hgad::bf16_amx_available()) {
+    std::printf("  (skipped: no AMX-BF16 on this CPU, and the tiled path is AMX-only)\n");
+    return;
+  }
+  const int64_t shapes[][5] = {{37, 29, 45, 50, 37}, {40, 7, 16, 3, 8}, {96, 64, 712, 100, 32}, {33, 3, 8, 17, 11}};
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], K = s[1], N = s[2], N2 = s[3], tp = s[4];
+    const std::vector<float> A = hgadtest::random_vector<float>(M * K, 61 + M, 1.0), W = hgadtest::random_vector<float>(K * N, 62, 1.0);
+    std::vector<float> h = hgadtest::random_vector<float>(M * N, 63, 1.0);
+    for (size_t i = 0; i < h.size(); i += 7) h[i] = 0.0f;  // the ReLU's own zeros
+    const std::vector<float> V = hgadtest::random_vector<float>(M * N2, 64, 1.0), W1 = hgadtest::random_vector<float>(N * N2, 65, 1.0);
+    std::vector<float> G(M * N), Gsum(tp * N, 0.0f), Pr(N * N2, 0.5f), Qr(M * N2, 0.25f);
+    hgad::gemm_bf16(false, false, M, N, K, 1.0f, A.data(), K, W.data(), N, 0.0f, G.data(), N);
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t j = 0; j < N; ++j) {
+        const float g = hgad::relu_grad(h[r * N + j], G[r * N + j]);
+        G[r * N + j] = g;
+        Gsum[(r % tp) * N + j] = r < tp ? g : Gsum[(r % tp) * N + j] + g;
+      }
+    hgad::gemm_bf16(true, false, N, N2, M, 1.0f, G.data(), N, V.data(), N2, 1.0f, Pr.data(), N2);  // dh^T v
+    hgad::gemm_bf16(false, false, M, N2, N, 1.0f, G.data(), N, W1.data(), N2, 1.0f, Qr.data(), N2);  // dh W1a
+    std::vector<uint32_t> ga(hgad::amx_tiles_size(M, N), 1u), gt(hgad::amx_tiles_size(M, N), 1u);
+    std::vector<float> Gf(M * N, -3.0f), Sf(tp * N, -3.0f), P(N * N2, 0.5f), Q(M * N2, 0.25f);
+    // Once with the sums (a tile of several images), once with the floats (a tile of one image).
+    hgad::gemm_bf16_relu_grad_amx(M, N, K, A.data(), K, W.data(), N, h.data(), N, nullptr, Sf.data(), N, tp, ga.data(), gt.data());
+    hgad::gemm_bf16_relu_grad_amx(M, N, K, A.data(), K, W.data(), N, h.data(), N, Gf.data(), nullptr, N, M, ga.data(), gt.data());
+    hgad::gemm_bf16_tiled_a(N, N2, M, gt.data(), false, V.data(), N2, 1.0f, 1.0f, P.data(), N2);
+    hgad::gemm_bf16_tiled_a(M, N2, N, ga.data(), false, W1.data(), N2, 1.0f, 1.0f, Q.data(), N2);
+    const auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+      return std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+    };
+    CHECK(same(Gf, G) && same(Sf, Gsum) && same(P, Pr) && same(Q, Qr),
+          "%lldx%lldx%lld tp %lld: dh %d, sums %d, dh^T v %d, dh W1a %d (1: bitwise equal)", static_cast<long long>(M),
+          static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(tp), same(Gf, G), same(Sf, Gsum),
+          same(P, Pr), same(Q, Qr));
+  }
+}
+
 HGAD_TEST(position_table_equals_per_position_product) {
   const hgad::BlockDims d(9, 8);
   const int64_t H = 5, W = 7, P = d.P, hid = d.hid;
