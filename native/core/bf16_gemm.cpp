@@ -192,6 +192,7 @@ struct TileConfig {
 // columns n0.. of C, mr x nr of them real (columns past 16 are stale when nr <= 16: read them masked).
 // C = alpha A B + beta C:
 struct StoreScaled {
+  static constexpr bool kColumnsOuter = false;
   float alpha, beta;
   float* C;
   int64_t ldc;
@@ -214,6 +215,10 @@ struct StoreScaled {
 // layout pack_amx gives A): a 32 x 32 block of H is two such tiles, k block n0 / 32. Columns past N and
 // rows past M are written as zeros, as packing pads them.
 struct StoreReluTiles {
+  // Column blocks outer: the position tables' columns n0.. of every row in the tile stay in L1 (with
+  // row blocks outer a single 64 x 64 map, whose 512-row tiles reach 64 table columns, scored 9-13%
+  // slower per CPU-second than sixteen 16 x 16 maps; 0-4% this way).
+  static constexpr bool kColumnsOuter = true;
   const float* const* qa;
   const float* const* qb;
   uint32_t* tiles;
@@ -241,6 +246,7 @@ struct StoreReluTiles {
 // the backward pass and as the B operand of the weight gradient that reads H with k down its rows (hb:
 // k-pairs of rows 2kp, 2kp + 1 by 16 columns, tile (nb, kb) at hb + (nb * KBr + kb) * 256).
 struct StoreReluTrain {
+  static constexpr bool kColumnsOuter = false;
   const float* const* qa;
   const float* const* qb;
   float* H;
@@ -287,65 +293,67 @@ HGAD_AMX_TARGET void run_amx(int64_t M, int64_t N, int64_t KB, const uint32_t* a
   }
   _tile_loadconfig(&cfg);
   alignas(64) float out[kAmxM * 32];
-  // Row blocks outer: the two A tiles of a block row stay in L1 while B's column blocks stream past
-  // (measured: 3-15% faster per product than column blocks outer, 11-15% per bf16 training step).
-  for (int64_t i0 = 0; i0 < M; i0 += kAmxM) {
-    for (int64_t n0 = 0; n0 < N; n0 += 32) {
-      const int64_t nr = std::min<int64_t>(32, N - n0);
-      const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
-      const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
-      const uint32_t* b0 = b + (n0 / 16) * KB * kTile;
-      const uint32_t* b1 = b0 + KB * kTile;
-      const uint32_t* a0 = a + (i0 / 16) * KB * kTile;
-      const uint32_t* a1 = a0 + KB * kTile;
-      const int64_t mr = std::min(kAmxM, M - i0);
-      // A last block of at most 16 rows or columns runs half (or a quarter) of the tile products: the
-      // flow's 100-, 200- and 712-wide products end in such blocks.
-      const bool two_m = mr > 16, two_n = nr > 16;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      if (two_m && two_n) {
-        for (int64_t kb = 0; kb < KB; ++kb) {
-          _tile_loadd(4, a0 + kb * kTile, 64);
-          _tile_loadd(5, a1 + kb * kTile, 64);
-          _tile_loadd(6, b0 + kb * kTile, 64);
-          _tile_loadd(7, b1 + kb * kTile, 64);
-          _tile_dpbf16ps(0, 4, 6);
-          _tile_dpbf16ps(1, 4, 7);
-          _tile_dpbf16ps(2, 5, 6);
-          _tile_dpbf16ps(3, 5, 7);
-        }
-      } else if (two_m) {
-        for (int64_t kb = 0; kb < KB; ++kb) {
-          _tile_loadd(4, a0 + kb * kTile, 64);
-          _tile_loadd(5, a1 + kb * kTile, 64);
-          _tile_loadd(6, b0 + kb * kTile, 64);
-          _tile_dpbf16ps(0, 4, 6);
-          _tile_dpbf16ps(2, 5, 6);
-        }
-      } else if (two_n) {
-        for (int64_t kb = 0; kb < KB; ++kb) {
-          _tile_loadd(4, a0 + kb * kTile, 64);
-          _tile_loadd(6, b0 + kb * kTile, 64);
-          _tile_loadd(7, b1 + kb * kTile, 64);
-          _tile_dpbf16ps(0, 4, 6);
-          _tile_dpbf16ps(1, 4, 7);
-        }
-      } else {
-        for (int64_t kb = 0; kb < KB; ++kb) {
-          _tile_loadd(4, a0 + kb * kTile, 64);
-          _tile_loadd(6, b0 + kb * kTile, 64);
-          _tile_dpbf16ps(0, 4, 6);
-        }
+  // Row blocks outer unless the store says otherwise: the two A tiles of a block row stay in L1 while
+  // B's column blocks stream past (measured: 3-15% faster per product than column blocks outer, 11-15%
+  // per bf16 training step).
+  const int64_t mblocks = (M + kAmxM - 1) / kAmxM, nblocks = (N + 31) / 32;
+  for (int64_t t = 0; t < mblocks * nblocks; ++t) {
+    const int64_t i0 = (Store::kColumnsOuter ? t % mblocks : t / nblocks) * kAmxM;
+    const int64_t n0 = (Store::kColumnsOuter ? t / mblocks : t % nblocks) * 32;
+    const int64_t nr = std::min<int64_t>(32, N - n0);
+    const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+    const uint32_t* b0 = b + (n0 / 16) * KB * kTile;
+    const uint32_t* b1 = b0 + KB * kTile;
+    const uint32_t* a0 = a + (i0 / 16) * KB * kTile;
+    const uint32_t* a1 = a0 + KB * kTile;
+    const int64_t mr = std::min(kAmxM, M - i0);
+    // A last block of at most 16 rows or columns runs half (or a quarter) of the tile products: the
+    // flow's 100-, 200- and 712-wide products end in such blocks.
+    const bool two_m = mr > 16, two_n = nr > 16;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    if (two_m && two_n) {
+      for (int64_t kb = 0; kb < KB; ++kb) {
+        _tile_loadd(4, a0 + kb * kTile, 64);
+        _tile_loadd(5, a1 + kb * kTile, 64);
+        _tile_loadd(6, b0 + kb * kTile, 64);
+        _tile_loadd(7, b1 + kb * kTile, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
       }
-      _tile_stored(0, out, 128);
-      if (two_n) _tile_stored(1, out + 16, 128);
-      if (two_m) _tile_stored(2, out + 16 * 32, 128);
-      if (two_m && two_n) _tile_stored(3, out + 16 * 32 + 16, 128);
-      store(i0, n0, mr, m0, m1, out);
+    } else if (two_m) {
+      for (int64_t kb = 0; kb < KB; ++kb) {
+        _tile_loadd(4, a0 + kb * kTile, 64);
+        _tile_loadd(5, a1 + kb * kTile, 64);
+        _tile_loadd(6, b0 + kb * kTile, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+      }
+    } else if (two_n) {
+      for (int64_t kb = 0; kb < KB; ++kb) {
+        _tile_loadd(4, a0 + kb * kTile, 64);
+        _tile_loadd(6, b0 + kb * kTile, 64);
+        _tile_loadd(7, b1 + kb * kTile, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+      }
+    } else {
+      for (int64_t kb = 0; kb < KB; ++kb) {
+        _tile_loadd(4, a0 + kb * kTile, 64);
+        _tile_loadd(6, b0 + kb * kTile, 64);
+        _tile_dpbf16ps(0, 4, 6);
+      }
     }
+    _tile_stored(0, out, 128);
+    if (two_n) _tile_stored(1, out + 16, 128);
+    if (two_m) _tile_stored(2, out + 16 * 32, 128);
+    if (two_m && two_n) _tile_stored(3, out + 16 * 32 + 16, 128);
+    store(i0, n0, mr, m0, m1, out);
   }
   _tile_release();
 }
@@ -422,6 +430,7 @@ HGAD_AMX_TARGET inline void transpose16(__m512i r[16]) {
 // as bf16 tiles twice: ga, G as an A operand (rows x column pairs, like StoreReluTiles), and gt, G^T as
 // an A operand (columns x row pairs: tile (nb, kb) at gt + (nb * KBr + kb) * 256, nb a 16-column block).
 struct StoreReluGrad {
+  static constexpr bool kColumnsOuter = false;
   const float* h;
   int64_t ldh;
   float* G;
