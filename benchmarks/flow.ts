@@ -193,8 +193,8 @@ async function main(): Promise<void> {
 
 // Both precisions over three map shapes of 4096 vectors; ratios against this run's own fp32 figure of
 // the same shape and against the PyTorch baseline (measured at 4x32x32). The machine's speed drifts by
-// tens of percent within minutes (a shared VM): each shape is measured in `rounds` rounds that alternate
-// the precisions, and the table gives the medians of the rates and of each round's bf16/fp32 ratio;
+// tens of percent within minutes (a shared VM): each round measures every shape at both precisions, and
+// the table gives the medians over `rounds` rounds of the rates and of each round's bf16/fp32 ratio;
 // then each shape's rate per CPU-second against the best shape's (the shape target).
 async function precisionTable(args: Args, torch: Record<string, unknown> | null): Promise<void> {
   const cpu = cpuPrecision();
@@ -214,8 +214,9 @@ async function precisionTable(args: Args, torch: Record<string, unknown> | null)
   const ps = torch ? (torch.score_vectors_per_s as number) : NaN, pt = torch ? (torch.train_vectors_per_s as number) : NaN;
   const lines: string[][] = precisions.map(() => []);
   const perCpu: { precision: string; shape: string; score: number; train: number }[] = [];
-  const steal0 = stealTicks();
-  for (const [b, h, w] of shapes) {
+  // Rounds outer: every round measures every shape at both precisions, so a drift of the machine's
+  // speed during the table moves all shapes alike instead of the shapes measured last.
+  const inputs = shapes.map(([b, h, w]) => {
     const vectors = b * h * w;
     const data = new Float32Array(vectors * C);
     let s = 777 + b;
@@ -223,19 +224,23 @@ async function precisionTable(args: Args, torch: Record<string, unknown> | null)
       s = (s * 1103515245 + 12345) >>> 0;
       data[i] = (s / 2 ** 32 - 0.5) * 2;
     }
-    const x = { data, batch: b, height: h, width: w, channels: C };
-    const labels = Int32Array.from({ length: b }, (_, i) => i % Y);
-    const scoreRates: Rate[][] = precisions.map(() => []), trainRates: Rate[][] = precisions.map(() => []);
-    for (let r = 0; r < args.rounds; r++) {
+    return { key: `${b}x${h}x${w}`, vectors, x: { data, batch: b, height: h, width: w, channels: C },
+      labels: Int32Array.from({ length: b }, (_, i) => i % Y),
+      scoreRates: precisions.map((): Rate[] => []), trainRates: precisions.map((): Rate[] => []) };
+  });
+  const steal0 = stealTicks();
+  for (let r = 0; r < args.rounds; r++) {
+    for (const it of inputs) {
       for (let p = 0; p < precisions.length; p++) {
-        scoreRates[p]!.push(await rates(args.seconds, vectors, args.threads, () => models[p]!.score(0, x)));
+        it.scoreRates[p]!.push(await rates(args.seconds, it.vectors, args.threads, () => models[p]!.score(0, it.x)));
       }
       for (let p = 0; p < precisions.length; p++) {
-        trainRates[p]!.push(await rates(args.seconds, vectors, args.threads,
-          () => models[p]!.trainStep(0, x, labels, { phase: 2, lr: 2e-5 })));
+        it.trainRates[p]!.push(await rates(args.seconds, it.vectors, args.threads,
+          () => models[p]!.trainStep(0, it.x, it.labels, { phase: 2, lr: 2e-5 })));
       }
     }
-    const key = `${b}x${h}x${w}`;
+  }
+  for (const { key, scoreRates, trainRates } of inputs) {
     const score = scoreRates.map((v) => v.map((q) => q.wall)), train = trainRates.map((v) => v.map((q) => q.wall));
     precisions.forEach((precision, p) => {
       perCpu.push({ precision, shape: key, score: median(scoreRates[p]!.map((q) => q.cpu)),
