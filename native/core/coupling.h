@@ -47,11 +47,10 @@ struct PositionTable {
   int64_t p0;     // the tile's first position; row r of the tile is position p0 + r % tp
 };
 
-// Mixed-precision training on AMX: the first layer's output h also kept as the bf16 operand tiles of
-// the two products that read it (bf16_gemm.h: gemm_bf16_relu_amx), so neither packs it and no ReLU
-// pass runs.
-// The backward pass writes dh the same way: as the A operand of dv's product and, transposed, of W1's
-// gradient dh^T v.
+// Mixed-precision training on AMX: the first layer's output h is also kept as the bf16 operand tiles of
+// the two products that read it (bf16_gemm.h: gemm_bf16_relu_amx), and the backward pass writes dh the
+// same way, as the A operand of dh W1a and, transposed, of W1's gradient dh^T v: nothing packs them and
+// no ReLU pass runs.
 struct HiddenTiles {
   uint32_t* a;   // h as the A operand of a = h W2^T, then dh as that of dh W1a (scratch)
   uint32_t* b;   // h as the B operand of W2's gradient da^T h (kept from the forward to the backward pass)

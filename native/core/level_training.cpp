@@ -35,7 +35,7 @@ void Level<T>::train_tile(Workspace<T>& w, const Tile& tile, int64_t HW, const T
     w.label[r] = labels.per_vector ? labels.data[g] : labels.data[g / HW];
     w.ld[r] = latent_logdet ? latent_logdet[g] : T(0);
   }
-  // Mixed precision on AMX: each block's h also goes into the bf16 tiles its two products read.
+  // Mixed precision on AMX: each block's h and dh also go into the bf16 tiles their products read.
   const int64_t tiles_size = amx_tiles_size(rows, d.hid);
   const bool tiled = std::is_same_v<T, float> && bf16_training && bf16_amx_available() && R > 0;
   if (tiled) {
