@@ -211,6 +211,17 @@ struct StoreScaled {
   }
 };
 
+// One row of a finished block through relu_add(h, qa + qb) (elementwise.h), in the same float
+// operations, as max(x, 0): h0 its columns n0.., h1 its columns n0 + 16.. (zeros where masked off).
+HGAD_AMX_TARGET inline void relu_row(const float* qa, const float* qb, const float* acc, __mmask16 m0, __mmask16 m1,
+                                     __m512& h0, __m512& h1) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 q0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, qa), _mm512_maskz_loadu_ps(m0, qb));
+  const __m512 q1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, qa + 16), _mm512_maskz_loadu_ps(m1, qb + 16));
+  h0 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m0, acc), q0), zero);
+  h1 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m1, acc + 16), q1), zero);
+}
+
 // H = relu(A B + qa[row] + qb[row]) written as the A tiles of a following product (rows x k-pairs, the
 // layout pack_amx gives A): a 32 x 32 block of H is two such tiles, k block n0 / 32. Columns past N and
 // rows past M are written as zeros, as packing pads them.
@@ -224,7 +235,6 @@ struct StoreReluTiles {
   uint32_t* tiles;
   int64_t KB;  // k blocks of the tiles: N rounded up to 32, over 32
   HGAD_AMX_TARGET void operator()(int64_t i0, int64_t n0, int64_t mr, __mmask16 m0, __mmask16 m1, const float* out) const {
-    const __m512 zero = _mm512_setzero_ps();
     for (int64_t i = 0; i < kAmxM; ++i) {
       const int64_t row = i0 + i;
       __m512i* t = reinterpret_cast<__m512i*>(tiles + ((row / 16) * KB + n0 / 32) * kTile + (row % 16) * 16);
@@ -232,11 +242,8 @@ struct StoreReluTiles {
         _mm512_storeu_si512(t, _mm512_setzero_si512());
         continue;
       }
-      // relu_add(h, qa + qb) (elementwise.h) in the same float operations, as max(x, 0).
-      const __m512 q0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, qa[row] + n0), _mm512_maskz_loadu_ps(m0, qb[row] + n0));
-      const __m512 q1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, qa[row] + n0 + 16), _mm512_maskz_loadu_ps(m1, qb[row] + n0 + 16));
-      const __m512 h0 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m0, out + i * 32), q0), zero);
-      const __m512 h1 = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m1, out + i * 32 + 16), q1), zero);
+      __m512 h0, h1;
+      relu_row(qa[row] + n0, qb[row] + n0, out + i * 32, m0, m1, h0, h1);
       _mm512_storeu_si512(t, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h1, h0)));
     }
   }
@@ -264,11 +271,7 @@ struct StoreReluTrain {
       for (int64_t j = 0; j < 2; ++j) {
         const int64_t row = i0 + i + j;
         if (i + j < mr) {
-          const __m512 q0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, qa[row] + n0), _mm512_maskz_loadu_ps(m0, qb[row] + n0));
-          const __m512 q1 =
-              _mm512_add_ps(_mm512_maskz_loadu_ps(m1, qa[row] + n0 + 16), _mm512_maskz_loadu_ps(m1, qb[row] + n0 + 16));
-          h[j][0] = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m0, out + (i + j) * 32), q0), zero);
-          h[j][1] = _mm512_max_ps(_mm512_add_ps(_mm512_maskz_load_ps(m1, out + (i + j) * 32 + 16), q1), zero);
+          relu_row(qa[row] + n0, qb[row] + n0, out + (i + j) * 32, m0, m1, h[j][0], h[j][1]);
           _mm512_mask_storeu_ps(H + row * ldh + n0, m0, h[j][0]);
           if (m1) _mm512_mask_storeu_ps(H + row * ldh + n0 + 16, m1, h[j][1]);
         } else {
@@ -553,6 +556,27 @@ HGAD_AMX_TARGET const uint32_t* pack_b_amx(bool transB, int64_t K, int64_t N, co
   return pack_amx(true, transB, N, K, B, ldb, tiles, KB);
 }
 
+// The tiled entry points below (gemm_bf16_relu_amx and its kin): each operand either given as tiles
+// already laid out for run_amx, or a float matrix op(X) (rows ld apart) packed here.
+struct AmxOperand {
+  const uint32_t* tiles;
+  bool trans;
+  const float* x;
+  int64_t ld;
+};
+
+// false where the product cannot run on AMX (no AMX, or an empty product): the caller throws.
+template <class Store>
+HGAD_AMX_TARGET bool amx_product(int64_t M, int64_t N, int64_t K, const AmxOperand& a, const AmxOperand& b,
+                                 const Store& store) {
+  if (!bf16_amx_available() || M <= 0 || N <= 0 || K <= 0) return false;
+  int64_t KB = round_up((K + 1) / 2, kAmxKP) / kAmxKP;  // what packing sets too
+  const uint32_t* pb = b.tiles ? b.tiles : pack_b_amx(b.trans, K, N, b.x, b.ld, KB);
+  const uint32_t* pa = a.tiles ? a.tiles : pack_a_amx(a.trans, M, K, a.x, a.ld, KB);
+  run_amx(M, N, KB, pa, pb, store);
+  return true;
+}
+
 // Packs op(B) [K, N] into [KP][NP], zero-padded.
 HGAD_BF16_TARGET const uint32_t* pack_b(bool transB, int64_t K, int64_t N, const float* B, int64_t ldb,
                                         int64_t& NP) {
@@ -665,13 +689,9 @@ int64_t amx_tiles_size(int64_t M, int64_t N) { return round_up(M, 32) * round_up
 void gemm_bf16_relu_amx(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bt, int64_t ldb,
                         const float* const* qa, const float* const* qb, float* H, int64_t ldh, uint32_t* ha, uint32_t* hb) {
 #ifdef HGAD_HAVE_BF16_KERNEL
-  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
-    int64_t KB;
-    const uint32_t* b = pack_b_amx(true, K, N, Bt, ldb, KB);
-    const uint32_t* a = pack_a_amx(false, M, K, A, lda, KB);
-    run_amx(M, N, KB, a, b, StoreReluTrain{qa, qb, H, ldh, ha, (N + 31) / 32, hb, (M + 31) / 32});
+  if (amx_product(M, N, K, {nullptr, false, A, lda}, {nullptr, true, Bt, ldb},
+                  StoreReluTrain{qa, qb, H, ldh, ha, (N + 31) / 32, hb, (M + 31) / 32}))
     return;
-  }
 #endif
   (void)M, (void)N, (void)K, (void)A, (void)lda, (void)Bt, (void)ldb, (void)qa, (void)qb, (void)H, (void)ldh, (void)ha, (void)hb;
   throw std::logic_error("gemm_bf16_relu_amx needs AMX and a non-empty product");
@@ -680,12 +700,7 @@ void gemm_bf16_relu_amx(int64_t M, int64_t N, int64_t K, const float* A, int64_t
 void gemm_bf16_tiled_a(int64_t M, int64_t N, int64_t K, const uint32_t* ha, bool transB, const float* B, int64_t ldb,
                        float alpha, float beta, float* C, int64_t ldc) {
 #ifdef HGAD_HAVE_BF16_KERNEL
-  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
-    int64_t KB;
-    const uint32_t* b = pack_b_amx(transB, K, N, B, ldb, KB);
-    run_amx(M, N, KB, ha, b, StoreScaled{alpha, beta, C, ldc});
-    return;
-  }
+  if (amx_product(M, N, K, {ha, false, nullptr, 0}, {nullptr, transB, B, ldb}, StoreScaled{alpha, beta, C, ldc})) return;
 #endif
   (void)M, (void)N, (void)K, (void)ha, (void)transB, (void)B, (void)ldb, (void)alpha, (void)beta, (void)C, (void)ldc;
   throw std::logic_error("gemm_bf16_tiled_a needs AMX and a non-empty product");
@@ -694,12 +709,7 @@ void gemm_bf16_tiled_a(int64_t M, int64_t N, int64_t K, const uint32_t* ha, bool
 void gemm_bf16_tiled_b(bool transA, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const uint32_t* hb,
                        float alpha, float beta, float* C, int64_t ldc) {
 #ifdef HGAD_HAVE_BF16_KERNEL
-  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
-    int64_t KB;
-    const uint32_t* a = pack_a_amx(transA, M, K, A, lda, KB);
-    run_amx(M, N, KB, a, hb, StoreScaled{alpha, beta, C, ldc});
-    return;
-  }
+  if (amx_product(M, N, K, {nullptr, transA, A, lda}, {hb, false, nullptr, 0}, StoreScaled{alpha, beta, C, ldc})) return;
 #endif
   (void)transA, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)hb, (void)alpha, (void)beta, (void)C, (void)ldc;
   throw std::logic_error("gemm_bf16_tiled_b needs AMX and a non-empty product");
@@ -709,13 +719,9 @@ void gemm_bf16_relu_grad_amx(int64_t M, int64_t N, int64_t K, const float* A, in
                              const float* h, int64_t ldh, float* G, float* gsum, int64_t ldg, int64_t tp, uint32_t* ga,
                              uint32_t* gt) {
 #ifdef HGAD_HAVE_BF16_KERNEL
-  if (bf16_amx_available() && M > 0 && N > 0 && K > 0) {
-    int64_t KB;
-    const uint32_t* b = pack_b_amx(false, K, N, B, ldb, KB);
-    const uint32_t* a = pack_a_amx(false, M, K, A, lda, KB);
-    run_amx(M, N, KB, a, b, StoreReluGrad{h, ldh, G, gsum, ldg, tp, ga, (N + 31) / 32, gt, (M + 31) / 32});
+  if (amx_product(M, N, K, {nullptr, false, A, lda}, {nullptr, false, B, ldb},
+                  StoreReluGrad{h, ldh, G, gsum, ldg, tp, ga, (N + 31) / 32, gt, (M + 31) / 32}))
     return;
-  }
 #endif
   (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)h, (void)ldh, (void)G, (void)gsum, (void)ldg,
       (void)tp, (void)ga, (void)gt;
@@ -755,7 +761,7 @@ void Bf16Matrix::multiply_tiles(int64_t M, const uint32_t* h, float* C, int64_t 
 void Bf16Matrix::multiply(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc) const {
   if (M == 0 || N_ == 0) return;
 #ifdef HGAD_HAVE_BF16_KERNEL
-  if (!tiles_.empty() && K_ > 0 && bf16_amx_available()) {
+  if (amx_tiles()) {
     int64_t KB;
     const uint32_t* a = pack_a_amx(false, M, K_, A, lda, KB);
     run_amx(M, N_, KB, a, tiles_.data(), StoreScaled{1.0f, 0.0f, C, ldc});
