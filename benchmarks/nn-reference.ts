@@ -7,6 +7,11 @@
 // given) and the all-classes bank (the union of the per-class banks: no class needed). All numeric
 // work is native (lib/eval/nearest.ts -> native/core/nearest.cpp).
 //
+// With `detector`, the same search runs in a trained detector's flow latent space instead: each level's
+// vectors are the detector's flow inputs (reduced features) mapped through its flow (HgadModel.forward),
+// then averaged and banked the same way. Session 11 of issue 10 found this space separates real defects
+// from normal texture better than the flow's inputs or its mixture density (benchmarks/RESULTS.md).
+//
 // The bank is built from the images the flow trains on: the train split minus the 10% calibration
 // hold-out of the trainer (lib/train/trainer.ts planOf: splitHoldout over the union of the classes,
 // same seed). Bank cap: at most `cap` vectors per class and level, drawn uniformly at random without
@@ -27,8 +32,10 @@ import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../lib
 import { hashString, mulberry32 } from '../lib/data/random';
 import { evaluate, EvalSample } from '../lib/eval/evaluate';
 import { distanceMaps, DistancePlane, localAverage, nearestDistances } from '../lib/eval/nearest';
-import type { Backbone, FeatureLevel } from '../lib/features/backbone';
+import type { FeatureLevel } from '../lib/features/backbone';
 import { BackboneChoice, openBackbone, specFromChoice } from '../lib/pipeline/backbone-spec';
+import type { AnomalyDetector } from '../lib/pipeline/detector';
+import { HgadArgumentError } from '../lib/errors';
 import { checkInteger } from '../lib/validate';
 
 export interface NnMetrics {
@@ -40,8 +47,10 @@ export interface NnMetrics {
 export interface NnReferenceOptions {
   dataset: Dataset;
   classes: string[];
-  /** The flow's backbone choice (model, taps, inputSize / scales). */
-  backbone: BackboneChoice;
+  /** The flow's backbone choice (model, taps, inputSize / scales); unused with `detector`. */
+  backbone?: BackboneChoice;
+  /** Search this trained detector's flow latents (see the file's comment) instead of the backbone's taps. */
+  detector?: AnomalyDetector;
   /** Seed of the trainer's hold-out split and of the bank subsampling. */
   seed: number;
   /** Most vectors per class and level in a bank (default 16384). */
@@ -69,6 +78,8 @@ export interface NnReferenceResult {
   perClassBank: Record<string, NnMetrics>;
   /** Against the union of all classes' banks. */
   allClassesBank: Record<string, NnMetrics>;
+  /** What was searched: the backbone's taps, or the detector's flow latents. */
+  space: 'backbone' | 'latent';
   banks: NnBankSize[];
   cap: number;
   trainImages: number;
@@ -96,14 +107,43 @@ function pick(n: number, m: number, next: () => number): Int32Array {
   return idx.slice(0, m).sort();
 }
 
-async function pooledFeatures(bb: Backbone, pixels: Uint8Array, batch: number): Promise<FeatureLevel[]> {
+/** What the search runs on: a backbone's taps, or a detector's flow latents. */
+export interface VectorSource {
+  inputSize: number;
+  levels: { name: string; height: number; width: number; channels: number }[];
+  extract(pixels: Uint8Array, batch: number): Promise<FeatureLevel[]>;
+  dispose(): Promise<void>;
+}
+
+async function backboneSource(choice: BackboneChoice, threads: number): Promise<VectorSource> {
+  const bb = await openBackbone(await specFromChoice(choice), threads);
+  return { inputSize: bb.inputSize, levels: bb.levels, extract: (pixels, batch) => bb.extract(pixels, batch), dispose: () => bb.dispose() };
+}
+
+/** The detector's flow inputs mapped through its flow, level by level; the detector stays open. */
+export async function latentSource(detector: AnomalyDetector): Promise<VectorSource> {
+  const bb = await detector.backbone();
+  const widths = detector.model.config.levels.map((l) => l.channels);
+  return {
+    inputSize: detector.inputSize,
+    levels: bb.levels.map((l, i) => ({ name: l.name, height: l.height, width: l.width, channels: widths[i]! })),
+    extract: async (pixels, batch) => {
+      const out: FeatureLevel[] = [];
+      for (const [i, f] of (await detector.features(pixels, batch)).entries()) out.push({ ...f, data: (await detector.model.forward(i, f)).z });
+      return out;
+    },
+    dispose: async () => undefined,
+  };
+}
+
+async function pooledFeatures(src: VectorSource, pixels: Uint8Array, batch: number): Promise<FeatureLevel[]> {
   const out: FeatureLevel[] = [];
-  for (const f of await bb.extract(pixels, batch)) out.push(await localAverage(f));
+  for (const f of await src.extract(pixels, batch)) out.push(await localAverage(f));
   return out;
 }
 
 /** One class's banks, one per level: `cap` vectors at most, the same share from every image. */
-async function buildBanks(bb: Backbone, samples: Sample[], className: string, cap: number, seed: number, o: Required<Pick<NnReferenceOptions, 'batchSize' | 'threads'>>):
+async function buildBanks(bb: VectorSource, samples: Sample[], className: string, cap: number, seed: number, o: Required<Pick<NnReferenceOptions, 'batchSize' | 'threads'>>):
   Promise<{ banks: Float32Array[]; sizes: NnBankSize[] }> {
   const n = samples.length;
   const levels = bb.levels;
@@ -169,7 +209,10 @@ export async function runNnReference(options: NnReferenceOptions): Promise<NnRef
   let all: Sample[] = [];
   for (const c of classes) all = all.concat(dataset.samples('train', c));
   const { train } = splitHoldout(all, 0.1, options.seed);
-  const bb = await openBackbone(await specFromChoice(options.backbone), o.threads);
+  if (options.detector === undefined && options.backbone === undefined) {
+    throw new HgadArgumentError('options.backbone', 'a backbone choice, or options.detector', options.backbone);
+  }
+  const bb = options.detector ? await latentSource(options.detector) : await backboneSource(options.backbone!, o.threads);
   try {
     const banks = new Map<string, Float32Array[]>();
     const sizes: NnBankSize[] = [];
@@ -220,7 +263,7 @@ export async function runNnReference(options: NnReferenceOptions): Promise<NnRef
     const total = (Date.now() - started) / 1000;
     const cpu = process.cpuUsage(cpu0);
     return {
-      perClassBank, allClassesBank, banks: sizes, cap, trainImages: train.length, testImages,
+      perClassBank, allClassesBank, space: options.detector ? 'latent' : 'backbone', banks: sizes, cap, trainImages: train.length, testImages,
       seconds: { bank: bankSeconds, test: total - bankSeconds, search: searchMs / 1000, total, cpu: (cpu.user + cpu.system) / 1e6 },
     };
   } finally {
@@ -232,7 +275,10 @@ export async function runNnReference(options: NnReferenceOptions): Promise<NnRef
 export function nnNote(r: NnReferenceResult): string {
   const capped = r.banks.filter((b) => b.vectors < b.available);
   const banks = r.banks.map((b) => `${b.className} ${b.level.replace(/@\d+$/, '')} ${b.vectors}${b.vectors < b.available ? ` of ${b.available}` : ''}`).join(', ');
-  return `NN reference (PatchCore-style, no training): 3x3-averaged backbone features per level, Euclidean distance ` +
+  const what = r.space === 'latent'
+    ? 'Search in the flow\'s latent space: the detector\'s flow inputs mapped through its flow, 3x3-averaged'
+    : 'NN reference (PatchCore-style, no training): 3x3-averaged backbone features';
+  return `${what} per level, Euclidean distance ` +
     `to the nearest memory-bank vector, per-level distance maps upsampled, summed and blurred like the flow's; ` +
     `image score = map max. Bank cap ${r.cap} vectors per class and level, random subsampling stratified over ` +
     `the training images (${capped.length ? 'capped' : 'no bank needed capping'}; vectors per bank: ${banks}); the ` +

@@ -6,12 +6,14 @@
 // (class given; 'batch' normalisation over each class's test images, as the authors evaluate one
 // class at a time), plus the calibrated numbers of (a), and (nn) the nearest-neighbour reference
 // (PatchCore-style, benchmarks/nn-reference.ts) on the same backbone taps, with a per-class and an
-// all-classes memory bank. The Markdown table is appended to benchmarks/RESULTS.md.
+// all-classes memory bank. With the variant nn-latent (beside unified), the same search also runs in
+// each unified detector's flow latent space (rows '(a) unified HGAD, latent search, ...'). The Markdown
+// table is appended to benchmarks/RESULTS.md.
 //
 //   node dist/benchmarks/quality.js [--seeds 0,1] [--epochs 3] [--passes 4] [--lr 1e-3] [--warmup 1]
 //     [--phase1 1] [--size 256] [--taps a,b,c] [--batch 8] [--threads N] [--limit-per-defect n]
 //     [--reduce n] [--standardize true|false] [--local-average true] [--projection random|pca] [--whiten true]
-//     [--variants unified,per-class,single,inter,nn] [--nn-cap 16384] [--nn-only] [--no-append]
+//     [--variants unified,per-class,single,inter,nn,nn-latent] [--nn-cap 16384] [--nn-only] [--no-append]
 //     [--validate]   settings check on a split of the TRAINING images (quality-validation.ts), where
 //                    [--combines logp*nent,logp] [--densities latent,full] are measured on each detector
 //     [--precision-guard] [--limit-per-class n]   the bf16 quality guard instead (precision-guard.ts):
@@ -31,7 +33,7 @@ import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
 import type { BackboneChoice } from '../lib/pipeline/backbone-spec';
 import type { Precision } from '../lib/precision';
-import { DEFAULT_NN_CAP, nnNote, runNnReference } from './nn-reference';
+import { DEFAULT_NN_CAP, nnNote, NnReferenceResult, runNnReference } from './nn-reference';
 import { guardSection, runPrecisionGuard } from './precision-guard';
 import { buildValidationSplit, SYNTHETIC_KINDS } from './quality-validation';
 
@@ -63,6 +65,9 @@ const VARIANTS: Record<string, { label: string; prior: Prior; unified: boolean }
 // Not a flow: runNn, below.
 const NN = 'nn';
 const NN_LABELS = { perClass: 'NN reference, per-class bank', allClasses: 'NN reference, all-classes bank' };
+// Not a flow either: the same search in the unified detector's flow latent space, run with (a).
+const NN_LATENT = 'nn-latent';
+const LATENT_LABELS = { perClass: '(a) unified HGAD, latent search, per-class bank', allClasses: '(a) unified HGAD, latent search, all-classes bank' };
 
 interface Settings {
   seeds: number[];
@@ -92,7 +97,8 @@ interface Settings {
 function settingsOf(values: Record<string, string | boolean | undefined>): Settings {
   const num = (k: string, d: number): number => (values[k] === undefined ? d : Number(values[k]));
   const variants = values['nn-only'] ? [NN] : String(values.variants ?? `unified,per-class,single,inter,${NN}`).split(',');
-  for (const v of variants) if (!(v in VARIANTS) && v !== NN) throw new Error(`--variants: unknown variant ${v}`);
+  for (const v of variants) if (!(v in VARIANTS) && v !== NN && v !== NN_LATENT) throw new Error(`--variants: unknown variant ${v}`);
+  if (variants.includes(NN_LATENT) && !variants.includes('unified')) throw new Error(`--variants: ${NN_LATENT} searches the unified detector's latents; add unified`);
   return {
     seeds: String(values.seeds ?? '0,1').split(',').map(Number),
     epochs: num('epochs', 3), passes: num('passes', 4), lr: num('lr', 1e-3), warmup: num('warmup', 1), phase1: num('phase1', 1),
@@ -175,12 +181,21 @@ async function runNn(dataset: Dataset, seed: number, s: Settings, log: (line: st
   return [{ ...base, variant: NN_LABELS.perClass, perClass: r.perClassBank }, { ...base, variant: NN_LABELS.allClasses, perClass: r.allClassesBank }];
 }
 
-async function runVariant(key: string, dataset: Dataset, seed: number, s: Settings, log: (line: string) => void): Promise<Run[]> {
+/** The reference's search in a trained detector's flow latent space (benchmarks/nn-reference.ts). */
+function latentSearch(detector: AnomalyDetector, dataset: Dataset, seed: number, s: Settings, log: (line: string) => void): Promise<NnReferenceResult> {
+  return runNnReference({
+    dataset, classes: CLASSES, detector, seed, cap: s.nnCap, batchSize: s.batch, threads: s.threads,
+    ...(s.limitPerDefect ? { limitPerDefect: s.limitPerDefect } : {}), log,
+  });
+}
+
+async function runVariant(key: string, dataset: Dataset, seed: number, s: Settings, log: (line: string) => void, notes: string[]): Promise<Run[]> {
   const v = VARIANTS[key]!;
   const groups = v.unified ? [CLASSES] : CLASSES.map((c) => [c]);
   const perClass: Record<string, Metrics> = {};
   let calibrated: Record<string, Metrics> | null = null;
   let inferred: Record<string, Metrics> | null = null;
+  let latent: NnReferenceResult | null = null;
   let seconds = 0, images = 0;
   for (const classes of groups) {
     const t = await trainOne(dataset, classes, v.prior, seed, s);
@@ -190,6 +205,7 @@ async function runVariant(key: string, dataset: Dataset, seed: number, s: Settin
     if (key === 'unified') {
       calibrated = await evaluateClasses(t.detector, dataset, classes, s, 'calibrated');
       inferred = await evaluateClasses(t.detector, dataset, classes, s, 'calibrated', true);
+      if (s.variants.includes(NN_LATENT)) latent = await latentSearch(t.detector, dataset, seed, s, log);
     }
     await t.detector.dispose();
   }
@@ -203,6 +219,12 @@ async function runVariant(key: string, dataset: Dataset, seed: number, s: Settin
   if (inferred) {
     runs.push({ ...run, variant: '(a) unified HGAD, class inferred, calibrated maps', perClass: inferred });
     log(`  class inferred, calibrated: ${JSON.stringify(inferred)}`);
+  }
+  if (latent) {
+    // 'training' for these rows is the flow's training plus building the banks.
+    const base = { seed, trainSeconds: seconds + latent.seconds.bank, imagesPerSecond: images / seconds };
+    runs.push({ ...base, variant: LATENT_LABELS.perClass, perClass: latent.perClassBank }, { ...base, variant: LATENT_LABELS.allClasses, perClass: latent.allClassesBank });
+    notes.push(`Seed ${seed}: ${nnNote(latent)}`);
   }
   return runs;
 }
@@ -296,9 +318,16 @@ async function validate(s: Settings): Promise<void> {
         }
         continue;
       }
+      if (key === NN_LATENT) continue; // runs with unified
       const v = VARIANTS[key]!;
       for (const classes of v.unified ? [CLASSES] : CLASSES.map((c) => [c])) {
         const t = await trainOne(val, classes, v.prior, seed, s);
+        if (key === 'unified' && s.variants.includes(NN_LATENT)) {
+          for (const kind of VALIDATION_KINDS) {
+            const r = await latentSearch(t.detector, defectView(val, kind), seed, s, () => undefined);
+            console.log(`validation ${LATENT_LABELS.perClass} seed ${seed} [${kind}]: ${kindLine(r.perClassBank)}`);
+          }
+        }
         // The map combination is a scoring setting: every one asked for is measured on the same detector.
         for (const combine of s.combines ?? [t.detector.spec.map.combine]) {
           for (const density of s.densities ?? [t.detector.spec.map.density]) {
@@ -362,7 +391,8 @@ async function main(): Promise<void> {
   const nnNotes: string[] = [];
   for (const seed of s.seeds) {
     for (const key of s.variants) {
-      runs.push(...(key === NN ? await runNn(dataset, seed, s, (l) => console.log(l), nnNotes) : await runVariant(key, dataset, seed, s, (l) => console.log(l))));
+      if (key === NN_LATENT) continue; // runs with unified
+      runs.push(...(key === NN ? await runNn(dataset, seed, s, (l) => console.log(l), nnNotes) : await runVariant(key, dataset, seed, s, (l) => console.log(l), nnNotes)));
     }
   }
   const minutes = (Date.now() - started) / 60000;
