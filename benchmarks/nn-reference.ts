@@ -107,17 +107,12 @@ function pick(n: number, m: number, next: () => number): Int32Array {
   return idx.slice(0, m).sort();
 }
 
-/** What the search runs on: a backbone's taps, or a detector's flow latents. */
+/** What the search runs on: a backbone's taps (a Backbone is one), or a detector's flow latents. */
 export interface VectorSource {
   inputSize: number;
   levels: { name: string; height: number; width: number; channels: number }[];
   extract(pixels: Uint8Array, batch: number): Promise<FeatureLevel[]>;
   dispose(): Promise<void>;
-}
-
-async function backboneSource(choice: BackboneChoice, threads: number): Promise<VectorSource> {
-  const bb = await openBackbone(await specFromChoice(choice), threads);
-  return { inputSize: bb.inputSize, levels: bb.levels, extract: (pixels, batch) => bb.extract(pixels, batch), dispose: () => bb.dispose() };
 }
 
 /** The detector's flow inputs mapped through its flow, level by level; the detector stays open. */
@@ -212,7 +207,9 @@ export async function runNnReference(options: NnReferenceOptions): Promise<NnRef
   if (options.detector === undefined && options.backbone === undefined) {
     throw new HgadArgumentError('options.backbone', 'a backbone choice, or options.detector', options.backbone);
   }
-  const bb = options.detector ? await latentSource(options.detector) : await backboneSource(options.backbone!, o.threads);
+  const bb: VectorSource = options.detector
+    ? await latentSource(options.detector)
+    : await openBackbone(await specFromChoice(options.backbone!), o.threads);
   try {
     const banks = new Map<string, Float32Array[]>();
     const sizes: NnBankSize[] = [];
