@@ -29,12 +29,12 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../lib/data';
-import { hashString, mulberry32 } from '../lib/data/random';
 import { evaluate, EvalSample } from '../lib/eval/evaluate';
 import { distanceMaps, DistancePlane, localAverage, nearestDistances } from '../lib/eval/nearest';
 import type { FeatureLevel } from '../lib/features/backbone';
 import { BackboneChoice, openBackbone, specFromChoice } from '../lib/pipeline/backbone-spec';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
+import { BankSampler } from '../lib/pipeline/latent-banks';
 import { HgadArgumentError } from '../lib/errors';
 import { checkInteger } from '../lib/validate';
 
@@ -94,19 +94,6 @@ export interface NnReferenceResult {
 
 export const DEFAULT_NN_CAP = 16384;
 
-/** `m` distinct positions of [0, n) drawn with `next`, in increasing order (partial Fisher-Yates). */
-function pick(n: number, m: number, next: () => number): Int32Array {
-  const idx = Int32Array.from({ length: n }, (_, i) => i);
-  if (m >= n) return idx;
-  for (let i = 0; i < m; i++) {
-    const j = i + Math.floor(next() * (n - i));
-    const t = idx[i]!;
-    idx[i] = idx[j]!;
-    idx[j] = t;
-  }
-  return idx.slice(0, m).sort();
-}
-
 /** What the search runs on: a backbone's taps (a Backbone is one), or a detector's flow latents. */
 export interface VectorSource {
   inputSize: number;
@@ -137,42 +124,18 @@ async function pooledFeatures(src: VectorSource, pixels: Uint8Array, batch: numb
   return out;
 }
 
-/** One class's banks, one per level: `cap` vectors at most, the same share from every image. */
+/** One class's banks, one per level: `cap` vectors at most, the same share from every image (lib/pipeline/latent-banks.ts). */
 async function buildBanks(bb: VectorSource, samples: Sample[], className: string, cap: number, seed: number, o: Required<Pick<NnReferenceOptions, 'batchSize' | 'threads'>>):
   Promise<{ banks: Float32Array[]; sizes: NnBankSize[] }> {
-  const n = samples.length;
-  const levels = bb.levels;
-  const quota = levels.map((l) => {
-    const positions = l.height * l.width;
-    if (n * positions <= cap) return () => positions;
-    // Image i gets floor(cap (i+1) / n) - floor(cap i / n): cap in all, at most ceil(cap / n) <= positions.
-    return (i: number) => Math.floor((cap * (i + 1)) / n) - Math.floor((cap * i) / n);
-  });
-  const sizes = levels.map((l, li) => {
-    let v = 0;
-    for (let i = 0; i < n; i++) v += quota[li]!(i);
-    return { className, level: l.name, vectors: v, available: n * l.height * l.width, channels: l.channels };
-  });
-  const banks = sizes.map((s) => new Float32Array(s.vectors * s.channels));
-  const rngs = levels.map((l) => mulberry32((seed ^ hashString(`${className}/${l.name}`)) >>> 0));
-  const filled = levels.map(() => 0);
-  let image = 0;
+  const sampler = new BankSampler(samples.length, bb.levels, cap, seed, className);
   const size = bb.inputSize;
   for await (const batch of imageBatches(samples, { batchSize: o.batchSize, size: { width: size, height: size }, concurrency: 2 * o.threads })) {
-    const features = await pooledFeatures(bb, batch.pixels, batch.batch);
-    features.forEach((f, li) => {
-      const P = f.height * f.width, C = f.channels;
-      for (let b = 0; b < batch.batch; b++) {
-        for (const p of pick(P, quota[li]!(image + b), rngs[li]!)) {
-          const at = (b * P + p) * C;
-          banks[li]!.set(f.data.subarray(at, at + C), filled[li]! * C);
-          filled[li]! += 1;
-        }
-      }
-    });
-    image += batch.batch;
+    sampler.add(await pooledFeatures(bb, batch.pixels, batch.batch));
   }
-  return { banks, sizes };
+  const sizes = bb.levels.map((l, li) => ({
+    className, level: l.name, vectors: sampler.vectors[li]!, available: samples.length * l.height * l.width, channels: l.channels,
+  }));
+  return { banks: sampler.result(), sizes };
 }
 
 function testSamples(dataset: Dataset, className: string, limitPerDefect: number | undefined): Sample[] {

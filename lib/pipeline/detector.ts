@@ -10,6 +10,7 @@ import { checkInteger, checkKeys } from '../validate';
 import { openBackbone } from './backbone-spec';
 import { FeatureReduction } from './reduction';
 import { ClassFlows } from './class-flows';
+import { LatentBanks } from './latent-banks';
 import { decodeSpec, encodeSpec, PIPELINE_KEY, PipelineSpec } from './spec';
 
 export interface DetectorLoadOptions {
@@ -42,6 +43,8 @@ export class AnomalyDetector {
   readonly reduction: FeatureReduction | null;
   /** Flows of classes' own (spec.classFlows), by class name. */
   classFlows: ClassFlows;
+  /** Latent nearest-neighbour banks by class (spec.map.nearest); built when training finishes. */
+  banks: LatentBanks;
   private backboneOpen: Promise<Backbone> | null = null;
   private readonly threadCount: number;
   /** The file this detector was loaded from and the backbone file given for it, if any. */
@@ -50,10 +53,11 @@ export class AnomalyDetector {
 
   /** @internal Use AnomalyDetector.load, or train() from lib/train. */
   constructor(model: HgadModel, spec: PipelineSpec, threads?: number, backbone?: Backbone,
-    extras: { reduction?: FeatureReduction | null; source?: { file: string; backbone?: string }; classFlows?: ClassFlows } = {}) {
+    extras: { reduction?: FeatureReduction | null; source?: { file: string; backbone?: string }; classFlows?: ClassFlows; banks?: LatentBanks } = {}) {
     this.model = model;
     this.reduction = extras.reduction ?? null;
     this.classFlows = extras.classFlows ?? new ClassFlows();
+    this.banks = extras.banks ?? new LatentBanks();
     this.spec = this.reduction ? { ...spec, reduction: this.reduction.spec } : spec;
     this.threadCount = threads ?? model.threads ?? defaultThreads();
     this.source = extras.source;
@@ -82,18 +86,22 @@ export class AnomalyDetector {
       throw new HgadArgumentError('options.backbone', `nothing: this detector uses the built-in ${spec.backbone.model} backbone`, options.backbone);
     }
     const classFlows = await ClassFlows.fromFile(spec, model, path);
+    const banks = LatentBanks.fromFile(spec.map.nearest, spec.calibration !== null, model.config.classes,
+      model.config.levels.map((l) => l.channels), model.extraTensors, path);
     return new AnomalyDetector(model, spec, options.threads, undefined, {
-      reduction, classFlows, source: options.backbone !== undefined ? { file: path, backbone: options.backbone } : { file: path },
+      reduction, classFlows, banks, source: options.backbone !== undefined ? { file: path, backbone: options.backbone } : { file: path },
     });
   }
 
   /**
-   * @internal A detector over another flow with this one's backbone settings, reduction and backbone
-   * file (extendDetector). Its backbone is opened on first use, independently of this one's.
+   * @internal A detector over another flow with this one's backbone settings, reduction, backbone file
+   * and banks (extendDetector). Its backbone is opened on first use, independently of this one's.
    */
   withModel(model: HgadModel, spec: PipelineSpec, threads?: number, classFlows: ClassFlows = this.classFlows): AnomalyDetector {
     this.assertUsable();
-    return new AnomalyDetector(model, spec, threads ?? this.threadCount, undefined, { reduction: this.reduction, source: this.source, classFlows });
+    return new AnomalyDetector(model, spec, threads ?? this.threadCount, undefined, {
+      reduction: this.reduction, source: this.source, classFlows, banks: this.banks,
+    });
   }
 
   /** Throws once dispose() was called: a disposed detector stays disposed (load it again to use it). */
@@ -193,7 +201,8 @@ export class AnomalyDetector {
     if (options.optimizer !== undefined && typeof options.optimizer !== 'boolean') {
       throw new HgadArgumentError('options.optimizer', 'true or false', options.optimizer);
     }
-    const tensors = new Map([...(this.reduction?.tensors() ?? []), ...await this.classFlows.tensors(this.spec)]);
+    const tensors = new Map([...(this.reduction?.tensors() ?? []), ...await this.classFlows.tensors(this.spec),
+      ...this.banks.tensors(this.classes, this.model.config.levels.map((l) => l.channels))]);
     await this.model.save(path, {
       optimizer: options.optimizer ?? false,
       metadata: { [PIPELINE_KEY]: encodeSpec(this.spec) },

@@ -8,6 +8,7 @@ import { PRESETS } from '../features/presets';
 import { Density, DENSITIES } from '../model';
 import { MAX_SIGMA } from '../score/maps';
 import { resolveSchedule } from '../train/schedule';
+import { BANK_SIZE_RANGE, NearestSpec } from './latent-banks';
 import { PROJECTIONS, Projection, ReductionSpec } from './reduction';
 
 export const PIPELINE_KEY = 'pipeline';
@@ -31,8 +32,13 @@ export const CLASS_COMBINE_PIPELINE_VERSION = 3;
  * that have one are written as version 4.
  */
 export const CLASS_FLOW_PIPELINE_VERSION = 4;
+/**
+ * Version 5 added `map.nearest`: maps of latent nearest-neighbour distances, from banks stored as
+ * "pipeline.bank.<class index>.<level>" tensors. Only detectors that have it are written as version 5.
+ */
+export const NEAREST_PIPELINE_VERSION = 5;
 export const READABLE_PIPELINE_VERSIONS = [PIPELINE_VERSION, EXTENDED_PIPELINE_VERSION, CLASS_COMBINE_PIPELINE_VERSION,
-  CLASS_FLOW_PIPELINE_VERSION];
+  CLASS_FLOW_PIPELINE_VERSION, NEAREST_PIPELINE_VERSION];
 
 /**
  * A flow of one class's own (version 4): its maps come from it, while the class posterior (which class
@@ -152,6 +158,12 @@ export interface MapSpec {
    * class keeps its 'logp' maps bit for bit. Absent: every class uses `combine`.
    */
   classCombine?: Record<string, MapCombine>;
+  /**
+   * Present: the maps are nearest-neighbour distances in the flow's latent space
+   * (lib/pipeline/latent-banks.ts; version 5), and `combine`, `classCombine` and `density` play no part
+   * in them (they still describe the flow's own scores). Absent: the maps are the flow's density maps.
+   */
+  nearest?: NearestSpec;
 }
 
 /** The map combination of `className`'s maps: its own (map.classCombine), else map.combine. */
@@ -194,6 +206,7 @@ const ROUNDING = 1e-5;
 
 /** The version a spec is written as: the lowest that holds its fields (so earlier hgad reads what it can). */
 export function specVersion(spec: PipelineSpec): number {
+  if (spec.map.nearest !== undefined) return NEAREST_PIPELINE_VERSION;
   if ((spec.classFlows?.length ?? 0) > 0) return CLASS_FLOW_PIPELINE_VERSION;
   if (spec.map.classCombine !== undefined) return CLASS_COMBINE_PIPELINE_VERSION;
   const extended = (spec.history?.length ?? 0) > 0 || (spec.staleThresholds?.length ?? 0) > 0 || spec.calibration?.classConstants !== undefined;
@@ -225,7 +238,10 @@ const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', '
 /** The widest level the reduction takes (the native feature operations' own limit). */
 const MAX_CHANNELS = 1 << 16;
 const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
-const MAP_KEYS = ['size', 'sigma', 'combine', 'classCombine', 'density'];
+const MAP_KEYS = ['size', 'sigma', 'combine', 'classCombine', 'density', 'nearest'];
+const NEAREST_KEYS = ['cap', 'seed'];
+/** Largest threshold of nearest-neighbour maps (sums of distances: finite float32). */
+const MAX_DISTANCE_SCORE = 3.4e38;
 const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile', 'classConstants'];
 const CALIBRATION_REQUIRED = CALIBRATION_KEYS.filter((k) => k !== 'classConstants');
 const CLASS_CONSTANT_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'images'];
@@ -332,7 +348,15 @@ function decodeMap(v: unknown, classes: readonly string[], version: number, bad:
       classCombine[cls] = o[cls] as MapCombine;
     }
   }
-  return { size, sigma, combine: combine as MapCombine, density: density as Density, ...(classCombine ? { classCombine } : {}) };
+  let nearest: NearestSpec | undefined;
+  if (m.nearest !== undefined) {
+    if (version < NEAREST_PIPELINE_VERSION) bad(`map.nearest needs version ${NEAREST_PIPELINE_VERSION}`);
+    const n = object(m.nearest, 'map.nearest', NEAREST_KEYS, bad);
+    nearest = { cap: integer(n.cap, 'map.nearest.cap', ...BANK_SIZE_RANGE, bad), seed: integer(n.seed, 'map.nearest.seed', 0, 2 ** 31 - 1, bad) };
+  }
+  return {
+    size, sigma, combine: combine as MapCombine, density: density as Density, ...(classCombine ? { classCombine } : {}), ...(nearest ? { nearest } : {}),
+  };
 }
 
 /**
@@ -340,7 +364,8 @@ function decodeMap(v: unknown, classes: readonly string[], version: number, bad:
  * the calibration images' scores, so on them exp(v - shift) <= 1 and each summed map S <= levels; the
  * tops are maxima of S, in (0, levels]; the negative entropy of a posterior over Y classes lies in
  * [-ln Y, 0]; a map is (top - S)+ blurred (or the product of two), so image scores and thresholds lie
- * in [0, logpTop * nentTop].
+ * in [0, logpTop * nentTop]. Nearest-neighbour maps (map.nearest) are sums of distances: their
+ * thresholds are any finite non-negative float32.
  */
 function decodeConstants(c: Record<string, unknown>, what: string, levels: number, classes: readonly string[], bad: Bad): Omit<ClassConstants, 'images'> {
   const topMax = levels * (1 + ROUNDING);
@@ -368,6 +393,7 @@ function decodeCalibration(v: unknown, levels: number, classes: readonly string[
   }
   // A class's scores are bounded by the tops of the constants its maps are made with.
   const maxScore = (cls: string): number => {
+    if (map.nearest) return MAX_DISTANCE_SCORE;
     const k = classConstants?.[cls] ?? { logpTop, nentTop };
     return (combineOf(map, cls) === 'logp' ? k.logpTop : k.logpTop * k.nentTop) * (1 + ROUNDING);
   };

@@ -9,6 +9,8 @@ import { HgadArgumentError, HgadError, HgadErrorCode } from '../errors';
 import type { AnomalyDetector } from '../pipeline/detector';
 import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
+import type { FeatureLevel } from '../features/backbone';
+import { nearestMaps, pooledLatents } from '../pipeline/latent-banks';
 import { checkInteger, checkKeys } from '../validate';
 import { batchGroupFor, calibratedMaps, combineFor, combineOfGroup, groupedMaps, groupImages, pickImages } from './class-constants';
 import { anomalyMaps, levelMaxima, MapConstants, MapSize, sumMaxima } from './maps';
@@ -146,6 +148,10 @@ function resolveOptions(detector: AnomalyDetector, options: ScoreOptions, defaul
   const onError = options.onError ?? defaultOnError;
   if (onError !== 'result' && onError !== 'throw') throw new HgadArgumentError('options.onError', "'result' or 'throw'", onError);
   if (options.maxPixels !== undefined) checkInteger('options.maxPixels', options.maxPixels, 1, Number.MAX_SAFE_INTEGER);
+  if (detector.spec.map.nearest && detector.banks.size === 0) {
+    throw new HgadError('INVALID_ARGUMENT', 'This detector has no nearest-neighbour banks yet: they are built when training finishes ' +
+      '(score a finished detector, or resume this checkpoint to the end)', 'detector');
+  }
   return {
     batchSize, normalization, className: options.className ?? null, concurrency, threshold, onError, maxPixels: options.maxPixels ?? null,
   };
@@ -221,6 +227,8 @@ interface StagedBatch {
   batch: ImageBatch;
   /** null for a batch none of whose images could be decoded. */
   flow: FlowStageResult | null;
+  /** The 3x3-averaged latents of a detector with nearest-neighbour maps (spec.map.nearest), else null. */
+  latents: FeatureLevel[] | null;
   given: boolean[];
 }
 
@@ -230,7 +238,7 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
   await detector.backbone();
   const size = detector.inputSize;
   const run = async (batch: ImageBatch): Promise<StagedBatch> => {
-    if (batch.batch === 0) return { batch, flow: null, given: [] };
+    if (batch.batch === 0) return { batch, flow: null, latents: null, given: [] };
     // the batch's pixels are this generator's own and not read again: handed to the backbone's thread
     const features = await detector.features(batch.pixels, batch.batch, { handOver: true });
     const flags = batch.samples.map((sample) => o.className !== null || sample.className !== '');
@@ -243,7 +251,9 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
       const inferred = await flowStage(detector.model, features, null, detector.spec.map.density);
       given = Int32Array.from(batch.samples, (sample, b) => (flags[b] ? classOf(sample) : inferred.classIndex[b]!));
     }
-    return { batch, flow: await flowStage(detector.model, features, given, detector.spec.map.density, detector.classFlows), given: flags };
+    const flow = await flowStage(detector.model, features, given, detector.spec.map.density, detector.classFlows);
+    const latents = detector.spec.map.nearest ? await pooledLatents(detector.model, detector.classFlows, features, flow.classIndex) : null;
+    return { batch, flow, latents, given: flags };
   };
   const batches = imageBatches(samples, {
     batchSize: o.batchSize, size: { width: size, height: size }, concurrency: o.concurrency,
@@ -320,15 +330,18 @@ export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[
   const scored = async (st: StagedBatch, constants: GroupConstants | null): Promise<ScoredBatch> => {
     const { maps, scores } = !st.flow
       ? { maps: new Float32Array(0), scores: new Float32Array(0) }
-      : constants
-        ? await batchMaps(detector, st, constants, size)
-        : await calibratedMaps(detector, st.flow.levels, st.flow.classIndex, st.batch.batch, size);
+      : st.latents
+        ? await nearestMaps(detector.banks, detector.classes, st.latents, st.flow.classIndex, size)
+        : constants
+          ? await batchMaps(detector, st, constants, size)
+          : await calibratedMaps(detector, st.flow.levels, st.flow.classIndex, st.batch.batch, size);
     return {
       samples: st.batch.samples, results: resultsOf(detector, st, maps, scores, o, origins),
       failed: failuresOf(st.batch.failed, origins), masks: st.batch.masks,
     };
   };
-  if (o.normalization === 'calibrated') {
+  // Distances need no constants: nearest-neighbour maps are the same under both normalisations.
+  if (o.normalization === 'calibrated' || detector.spec.map.nearest) {
     for await (const staged of flowBatches(detector, samples, o, withMasks)) yield await scored(staged, null);
     return;
   }
@@ -413,7 +426,9 @@ export async function measureConstants(detector: AnomalyDetector, samples: Sampl
   const scores: { className: string; score: number }[] = [];
   for (const st of staged) {
     if (!st.flow) continue;
-    const out = await batchMaps(detector, st, constants, size);
+    const out = st.latents
+      ? await nearestMaps(detector.banks, detector.classes, st.latents, st.flow.classIndex, size)
+      : await batchMaps(detector, st, constants, size);
     st.batch.samples.forEach((sample, b) => scores.push({ className: sample.className, score: out.scores[b]! }));
   }
   // No image scored: the constants of nothing (-Infinity), as the running maxima start.

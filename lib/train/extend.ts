@@ -31,6 +31,7 @@ import type { ClassConstants, ClassFlowSpec, HistoryEntry, MapCombine, MapSpec, 
 import { quantile } from '../score/calibrate';
 import { measureConstants } from '../score/scorer';
 import { checkInteger, checkKeys } from '../validate';
+import { buildBanks } from './banks';
 import { FeatureCache } from './feature-cache';
 import { ProgressLine, TrainProgress } from './progress';
 import { learningRate, phaseAt, resolveSchedule, Schedule, ScheduleOptions } from './schedule';
@@ -342,6 +343,11 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
       out.classFlows = flows;
       out.spec = { ...out.spec, classFlows: specs };
     }
+    // Latent banks of the new classes, through the flow that now makes each one's latents; the old
+    // classes' banks stay valid, as the shared flow did not move.
+    if (out.spec.map.nearest) out.banks = await buildBanks(out, plan.train, plan.newClasses, {
+      batchSize: plan.batchSize, threads: plan.threads, ...(options.signal ? { signal: options.signal } : {}),
+    });
     const { thresholds, constants } = await calibrateNewClasses(out, plan);
     const entry: HistoryEntry = {
       action: 'extend', at: new Date(started).toISOString(), classes: plan.newClasses, data: plan.dataRoot,
@@ -359,8 +365,9 @@ export async function extendDetector(detector: AnomalyDetector, options: ExtendO
       // entropy ('logp*nent') now have the new classes in that posterior: their scores move by that
       // share, so their thresholds are marked stale until the detector is calibrated again on their
       // images. Those with 'logp' maps (a one-class detector's class) keep their scores bit for bit.
+      // Nearest-neighbour maps do not read the posterior: every old class keeps its scores bit for bit.
       staleThresholds: [...new Set([...(base.spec.staleThresholds ?? []),
-        ...plan.oldClasses.filter((c) => combineOf(base.spec.map, c) === 'logp*nent')])],
+        ...plan.oldClasses.filter((c) => !base.spec.map.nearest && combineOf(base.spec.map, c) === 'logp*nent')])],
     };
     out.spec = { ...extended, version: specVersion(extended) };
     for (let l = 0; l < model.config.levels.length; l++) model.setTrainable(l, { flow: true, firstClass: 0 });

@@ -15,8 +15,10 @@ import { BackboneChoice, openBackbone, specFromChoice } from '../pipeline/backbo
 import { oneAhead } from '../pipeline/ahead';
 import { AnomalyDetector } from '../pipeline/detector';
 import { FeatureReduction, ReductionOptions, resolveReduction } from '../pipeline/reduction';
-import type { PipelineSpec, TrainingState } from '../pipeline/spec';
-import { MAP_SIZE_RANGE, PIPELINE_VERSION } from '../pipeline/spec';
+import type { MapSpec, PipelineSpec, TrainingState } from '../pipeline/spec';
+import { MAP_SIZE_RANGE, PIPELINE_VERSION, specVersion } from '../pipeline/spec';
+import { BANK_SIZE_RANGE, DEFAULT_BANK_SIZE, MAP_METHODS, MapMethod } from '../pipeline/latent-banks';
+import { buildBanks } from './banks';
 import { calibrate } from '../score/calibrate';
 import { checkInteger, checkKeys } from '../validate';
 import { FeatureCache } from './feature-cache';
@@ -64,6 +66,15 @@ export interface TrainOptions {
    * "issue 10, session 4"): the log-determinant's spread across normal positions hides subtle defects.
    */
   density?: Density;
+  /**
+   * What the anomaly maps are: 'density', the flow's (HGAD.md section 6, with `density`); 'nearest',
+   * each position's distance to the nearest training latent of its class (lib/pipeline/latent-banks.ts),
+   * from banks built when training finishes and stored in the detector. Default: the backbone preset's
+   * recommendation (Preset.maps), else 'density'.
+   */
+  maps?: MapMethod;
+  /** With maps 'nearest': most latents per class and level kept in the banks. Default 16384. */
+  bankSize?: number;
   threads?: number;
   /**
    * GEMM precision of the training steps (lib/precision.ts): 'bf16' is mixed precision (bf16 GEMM
@@ -94,7 +105,7 @@ export interface TrainOptions {
 export const DEFAULT_DENSITY: Density = 'latent';
 
 const TRAIN_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'prior', 'schedule', 'batchSize', 'seed', 'flow', 'holdout',
-  'thresholdQuantile', 'mapSize', 'density', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
+  'thresholdQuantile', 'mapSize', 'density', 'maps', 'bankSize', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
 const FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'clamp', 'posEmbedDim'];
 
 /** What a training run settles before its first step; train() and extend() each add their own. */
@@ -117,6 +128,10 @@ async function planOf(options: TrainOptions): Promise<Plan> {
   if (typeof options !== 'object' || options === null) throw new HgadArgumentError('options', 'an object', options);
   checkKeys('options', options, TRAIN_KEYS);
   if (options.density !== undefined) checkDensity('density', options.density);
+  if (options.maps !== undefined && !(MAP_METHODS as readonly unknown[]).includes(options.maps)) {
+    throw new HgadArgumentError('maps', `one of ${MAP_METHODS.map((m) => `'${m}'`).join(', ')}`, options.maps);
+  }
+  if (options.bankSize !== undefined) checkInteger('bankSize', options.bankSize, ...BANK_SIZE_RANGE);
   if (options.flow !== undefined) {
     if (typeof options.flow !== 'object' || options.flow === null) throw new HgadArgumentError('flow', 'an object', options.flow);
     checkKeys('flow', options.flow, FLOW_KEYS);
@@ -175,9 +190,16 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   // constant everywhere and its map carries nothing.
   const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
   const density = options.density ?? DEFAULT_DENSITY;
+  const maps = options.maps ?? PRESETS[backbone.model]?.maps ?? 'density';
+  if (maps !== 'nearest' && options.bankSize !== undefined) {
+    throw new HgadArgumentError('bankSize', "nothing: banks belong to maps 'nearest'", options.bankSize);
+  }
+  const nearest = maps === 'nearest' ? { nearest: { cap: options.bankSize ?? DEFAULT_BANK_SIZE, seed: plan.seed } } : {};
+  const map: MapSpec = { size: mapSize, sigma: 4, combine, density, ...nearest };
   const spec: PipelineSpec = {
-    version: PIPELINE_VERSION, backbone, map: { size: mapSize, sigma: 4, combine, density }, calibration: null, training: null, reduction: null,
+    version: PIPELINE_VERSION, backbone, map, calibration: null, training: null, reduction: null,
   };
+  spec.version = specVersion(spec);
   const bb = await openBackbone(backbone, plan.threads);
   const inChannels = bb.levels.map((l) => l.channels);
   let reduction: FeatureReduction | null = null;
@@ -318,6 +340,15 @@ async function fit(detector: AnomalyDetector, options: TrainOptions, plan: Plan,
       const passes = epoch * s.subEpochs + sub + 1;
       if (options.checkpoint && passes % every === 0) await detector.save(options.checkpoint.path, { optimizer: true });
     }
+  }
+  if (detector.spec.map.nearest) {
+    const cached = cache ? {
+      has: (samples: Sample[]) => samples.every((x) => cache.has(index.get(x.path)!)),
+      batch: (samples: Sample[]) => cache.batch(samples.map((x) => index.get(x.path)!)),
+    } : undefined;
+    detector.banks = await buildBanks(detector, plan.train, plan.classes, {
+      batchSize, threads: plan.threads, ...(cached ? { cached } : {}), ...(options.signal ? { signal: options.signal } : {}),
+    });
   }
   const normals = plan.holdout.length > 0 ? plan.holdout : plan.train;
   const quantile = options.thresholdQuantile ?? 0.99;
