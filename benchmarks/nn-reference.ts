@@ -10,7 +10,9 @@
 // With `detector`, the same search runs in a trained detector's flow latent space instead: each level's
 // vectors are the detector's flow inputs (reduced features) mapped through its flow (HgadModel.forward),
 // then averaged and banked the same way. Session 11 of issue 10 found this space separates real defects
-// from normal texture better than the flow's inputs or its mixture density (benchmarks/RESULTS.md).
+// from normal texture better than the flow's inputs or its mixture density (benchmarks/RESULTS.md);
+// since session 12 it is the product's scoring (train({ maps: 'nearest' }), lib/pipeline/latent-banks.ts,
+// same sampler and seeds), and this path is the independent check that the product gives its figures.
 //
 // The bank is built from the images the flow trains on: the train split minus the 10% calibration
 // hold-out of the trainer (lib/train/trainer.ts planOf: splitHoldout over the union of the classes,

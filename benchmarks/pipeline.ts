@@ -5,6 +5,10 @@
 //
 //   node dist/benchmarks/pipeline.js [--images 256] [--batch 8] [--threads N] [--size 256]
 //     [--backbone PATH --taps a,b [--reduce 128]]   (default: MobileNetV2 int8, its three taps, no reduction)
+//     [--maps nearest [--limit-per-class 64]]      (latent nearest-neighbour maps; the banks fill to
+//                                                  16384 vectors per class at layer3 from 64 images)
+// With --maps nearest the flow stage also maps every position to its latent (a second flow pass) and the
+// maps stage is the search against the class's banks plus the distance maps.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { imageBatches, ImageBatch, openDataset, Sample } from '../lib/data';
 import type { FeatureLevel } from '../lib/features/backbone';
 import { flowStage } from '../lib/pipeline/flow-stage';
+import { nearestMaps, pooledLatents } from '../lib/pipeline/latent-banks';
 import { anomalyMaps } from '../lib/score/maps';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
@@ -23,13 +28,16 @@ async function main(): Promise<void> {
     images: { type: 'string', default: '256' }, batch: { type: 'string', default: '8' },
     threads: { type: 'string', default: String(os.availableParallelism()) }, size: { type: 'string', default: '256' },
     backbone: { type: 'string' }, taps: { type: 'string' }, reduce: { type: 'string' },
+    maps: { type: 'string', default: 'density' }, 'limit-per-class': { type: 'string', default: '16' },
   } });
+  if (values.maps !== 'density' && values.maps !== 'nearest') throw new Error(`--maps: density or nearest, not ${values.maps}`);
+  const nearest = values.maps === 'nearest';
   const count = Number(values.images), batchSize = Number(values.batch), threads = Number(values.threads), size = Number(values.size);
   const dataset = await openDataset({ root: path.join(SHARED, 'data'), layout: 'mvtec' });
   // A detector at the paper's flow configuration (K = 12, M = 10, P = 256); one short pass of training
   // is enough for timing, which does not depend on the weights.
   const detector = await train({
-    data: dataset, limitPerClass: 16, backbone: {
+    data: dataset, limitPerClass: Number(values['limit-per-class']), maps: nearest ? 'nearest' : 'density', backbone: {
       model: values.backbone ?? path.join(SHARED, 'models', 'mobilenetv2-12-int8.onnx'),
       taps: values.taps?.split(',') ?? ['365_quantized', '426_quantized', '452_quantized'], inputSize: size,
     },
@@ -61,11 +69,19 @@ async function main(): Promise<void> {
     for (const b of batches) features.push(await detector.features(b.pixels, b.batch));
   });
   const staged: Awaited<ReturnType<typeof flowStage>>[] = [];
+  const latents: FeatureLevel[][] = [];
   const flow = await time(async () => {
-    for (const f of features) staged.push(await flowStage(detector.model, f, null, detector.spec.map.density, detector.classFlows));
+    for (const f of features) {
+      const st = await flowStage(detector.model, f, null, detector.spec.map.density, detector.classFlows);
+      staged.push(st);
+      if (nearest) latents.push(await pooledLatents(detector.model, detector.classFlows, f, st.classIndex));
+    }
   });
   const maps = await time(async () => {
-    for (const s of staged) await anomalyMaps(s.levels, s.classIndex.length, constants, mapSize);
+    for (const [i, s] of staged.entries()) {
+      if (nearest) await nearestMaps(detector.banks, detector.classes, latents[i]!, s.classIndex, mapSize);
+      else await anomalyMaps(s.levels, s.classIndex.length, constants, mapSize);
+    }
   });
   let scored = 0;
   const pipelined = await time(async () => {
@@ -78,11 +94,13 @@ async function main(): Promise<void> {
   console.log(`hgad bench:pipeline — ${count} test images of ${dataset.classes.join(', ')} at ${size}px, batch ${batchSize}, ` +
     `${threads} threads, ${os.cpus()[0]?.model ?? 'cpu'} (${os.availableParallelism()} cores)`);
   console.log(`flow levels: ${levels.join('/')} channels, ${detector.model.config.couplingLayers} coupling blocks, ` +
-    `${detector.model.config.centersPerClass} centres per class; maps ${detector.mapSize}px`);
+    `${detector.model.config.centersPerClass} centres per class; maps ${detector.mapSize}px, ${nearest
+      ? `latent nearest-neighbour (bank vectors per level: ${detector.classes.map((c) => `${c} ${detector.banks.vectors(c, levels).join('/')}`).join(', ')})`
+      : 'flow density'}`);
   console.log('| stage | seconds | images/s | share of the stages\' time |');
   console.log('|---|---:|---:|---:|');
-  for (const [name, s] of [['decode (sharp)', decode], ['backbone (onnxruntime)', extract], ['flow (native)', flow],
-    ['anomaly maps (native)', maps]] as const) {
+  for (const [name, s] of [['decode (sharp)', decode], ['backbone (onnxruntime)', extract], [nearest ? 'flow + latents (native)' : 'flow (native)', flow],
+    [nearest ? 'bank search + maps (native)' : 'anomaly maps (native)', maps]] as const) {
     console.log(`| ${name} | ${s.toFixed(2)} | ${rate(s)} | ${(100 * s / sequential).toFixed(1)}% |`);
   }
   console.log(`| stages one after another (baseline) | ${sequential.toFixed(2)} | ${rate(sequential)} | |`);

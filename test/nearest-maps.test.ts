@@ -13,6 +13,7 @@ import { distanceMaps, localAverage, nearestDistances } from '../lib/eval/neares
 import { AnomalyDetector } from '../lib/pipeline/detector';
 import { LatentBanks } from '../lib/pipeline/latent-banks';
 import { decodeSpec, encodeSpec, PipelineSpec } from '../lib/pipeline/spec';
+import { heatmapRange } from '../lib/score/heatmap-files';
 import { AnomalyResult, scoreImages } from '../lib/score/scorer';
 import { extendDetector } from '../lib/train/extend';
 import { train, TrainOptions } from '../lib/train/trainer';
@@ -116,6 +117,10 @@ test('scoring is the search against the image\'s class bank, the same under both
       expect(got[i]!.map).toEqual(want.maps);
       expect(got[i]!.imageScore).toBe(want.scores[0]);
       expect(got[i]!.isAnomaly).toBe(got[i]!.imageScore > detector.spec.calibration!.thresholds[c]!);
+      expect(got[i]!.maps).toBe('nearest');
+      // Distances never reach 0: the heatmap scale starts at half the threshold.
+      const t = got[i]!.threshold!;
+      expect(heatmapRange(got[i]!)).toEqual({ min: 0.5 * t, max: 1.5 * t });
     }
     const batch = await results(detector, samples, 'batch');
     expect(batch.map((r) => r.map)).toEqual(got.map((r) => r.map));

@@ -106,7 +106,7 @@ async function buildOutput(): Promise<EvaluationOutput> {
     const result: AnomalyResult = {
       index: images.length, id: path, error: null, thresholdSource: spec.threshold === null ? null : 'calibration',
       path, imageScore: spec.score, isAnomaly: spec.threshold === null ? null : spec.score > spec.threshold,
-      threshold: spec.threshold, className: spec.className, classConfidence: 1, classSource: 'given',
+      threshold: spec.threshold, className: spec.className, classConfidence: 1, classSource: 'given', maps: 'density',
       map: mapOf(spec), width: MAP, height: MAP,
     };
     images.push({ sample, result });

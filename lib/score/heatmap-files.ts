@@ -1,6 +1,7 @@
 // Heatmap and overlay PNGs for scored images, written next to each other in one folder. The colour
-// range is fixed per class by the calibrated threshold (threshold at 2/3 of the scale), so colours
-// mean the same thing across images; without calibration the range is the image's own.
+// range is fixed per class by the calibrated threshold (threshold at 2/3 of the scale; for distance maps
+// the scale runs from half the threshold), so colours mean the same thing across images; without
+// calibration the range is the image's own.
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
@@ -9,9 +10,16 @@ import { HgadArgumentError, HgadError } from '../errors';
 import { heatmapPng, overlayPng } from './heatmap';
 import type { AnomalyResult } from './scorer';
 
-export function heatmapRange(result: AnomalyResult): { min: number; max: number } {
-  if (result.threshold !== null && result.threshold > 0) return { min: 0, max: 1.5 * result.threshold };
-  return { min: 0, max: result.imageScore > 0 ? result.imageScore : 1 };
+/**
+ * Distance maps ('nearest') never reach 0: normal texture sits at about 0.7 of a normal image's max on
+ * the shared data's classes, so their scale starts at half the threshold and normal areas stay dark.
+ */
+export function heatmapRange(result: Pick<AnomalyResult, 'threshold' | 'imageScore'> & { maps?: AnomalyResult['maps'] }):
+  { min: number; max: number } {
+  const nearest = result.maps === 'nearest';
+  if (result.threshold !== null && result.threshold > 0) return { min: nearest ? 0.5 * result.threshold : 0, max: 1.5 * result.threshold };
+  const max = result.imageScore > 0 ? result.imageScore : 1;
+  return { min: nearest ? 0.5 * max : 0, max };
 }
 
 async function writeAtomic(file: string, data: Buffer): Promise<void> {

@@ -8,7 +8,7 @@ import { thresholdFor, ThresholdOverride } from './threshold';
 
 /** An AnomalyResult's fields, its map's size in place of the map. */
 export interface PresentedScore extends Pick<AnomalyResult, 'index' | 'id' | 'error' | 'imageScore' | 'isAnomaly' | 'threshold' |
-  'thresholdSource' | 'className' | 'classConfidence' | 'classSource'> {
+  'thresholdSource' | 'className' | 'classConfidence' | 'classSource' | 'maps'> {
   mapWidth: number;
   mapHeight: number;
   /** The anomaly map as a base64 PNG, when asked for. */
@@ -37,7 +37,8 @@ export async function presentResult(detector: AnomalyDetector, r: ImageResult, o
   const out: PresentedScore = {
     index: r.index, id: r.id, error: null, imageScore: r.imageScore, isAnomaly: scored.isAnomaly, threshold: scored.threshold,
     thresholdSource: scored.thresholdSource,
-    className: r.className, classConfidence: r.classConfidence, classSource: r.classSource, mapWidth: r.width, mapHeight: r.height,
+    className: r.className, classConfidence: r.classConfidence, classSource: r.classSource, maps: r.maps,
+    mapWidth: r.width, mapHeight: r.height,
   };
   if (heatmap) out.heatmap = (await heatmapPng(r.map, r.height, r.width, heatmapRange(scored))).toString('base64');
   return out;

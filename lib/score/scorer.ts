@@ -10,7 +10,7 @@ import type { AnomalyDetector } from '../pipeline/detector';
 import { oneAhead } from '../pipeline/ahead';
 import { flowStage, FlowStageResult } from '../pipeline/flow-stage';
 import type { FeatureLevel } from '../features/backbone';
-import { nearestMaps, pooledLatents } from '../pipeline/latent-banks';
+import { MapMethod, nearestMaps, pooledLatents } from '../pipeline/latent-banks';
 import { checkInteger, checkKeys } from '../validate';
 import { batchGroupFor, calibratedMaps, combineFor, combineOfGroup, groupedMaps, groupImages, pickImages } from './class-constants';
 import { anomalyMaps, levelMaxima, MapConstants, MapSize, sumMaxima } from './maps';
@@ -97,6 +97,12 @@ export interface AnomalyResult extends ResultOrigin {
   /** Mean class posterior of the class used (1: certainly that class). */
   classConfidence: number;
   classSource: 'given' | 'inferred';
+  /**
+   * What the map holds (the detector's map.nearest): 'density', the flow's density maps, 0 where an
+   * image is at its most normal; 'nearest', distances to the nearest training latent of the class,
+   * above 0 everywhere (normal texture has a floor of about half the threshold).
+   */
+  maps: MapMethod;
   /** Row-major anomaly map, height x width (the detector's map size). */
   map: Float32Array;
   width: number;
@@ -296,6 +302,7 @@ function resultsOf(detector: AnomalyDetector, staged: StagedBatch, maps: Float32
       className,
       classConfidence: flow.classConfidence[b]!,
       classSource: staged.given[b] ? 'given' : 'inferred',
+      maps: detector.spec.map.nearest ? 'nearest' : 'density',
       map: maps.slice(b * S * S, (b + 1) * S * S),
       width: S,
       height: S,

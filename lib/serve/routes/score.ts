@@ -57,6 +57,7 @@ const resultSchema = {
     className: { type: 'string' },
     classConfidence: { type: 'number' },
     classSource: { type: 'string' },
+    maps: { type: 'string' },
     mapWidth: { type: 'integer' },
     mapHeight: { type: 'integer' },
     heatmap: { type: 'string' },
