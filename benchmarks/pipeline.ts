@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     for (const f of features) {
       const st = await flowStage(detector.model, f, null, detector.spec.map.density, detector.classFlows);
       staged.push(st);
-      if (nearest) latents.push(await pooledLatents(detector.model, detector.classFlows, f, st.classIndex));
+      if (nearest) latents.push(await pooledLatents(detector.model, detector.classFlows, f, st.classIndex, detector.spec.map.nearest?.coarse === true));
     }
   });
   const maps = await time(async () => {
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     `${threads} threads, ${os.cpus()[0]?.model ?? 'cpu'} (${os.availableParallelism()} cores)`);
   console.log(`flow levels: ${levels.join('/')} channels, ${detector.model.config.couplingLayers} coupling blocks, ` +
     `${detector.model.config.centersPerClass} centres per class; maps ${detector.mapSize}px, ${nearest
-      ? `latent nearest-neighbour (bank vectors per level: ${detector.classes.map((c) => `${c} ${detector.banks.vectors(c, levels).join('/')}`).join(', ')})`
+      ? `latent nearest-neighbour (bank vectors per level: ${detector.classes.map((c) => `${c} ${detector.banks.vectors(c, detector.bankChannels()).join('/')}`).join(', ')})`
       : 'flow density'}`);
   console.log('| stage | seconds | images/s | share of the stages\' time |');
   console.log('|---|---:|---:|---:|');

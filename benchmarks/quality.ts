@@ -214,7 +214,8 @@ async function runVariant(key: string, dataset: Dataset, seed: number, s: Settin
     images += t.images;
     Object.assign(perClass, await evaluateClasses(t.detector, dataset, classes, s, 'batch'));
     if (key === 'unified') {
-      calibrated = await evaluateClasses(t.detector, dataset, classes, s, 'calibrated');
+      // Distance maps need no normalisation: 'calibrated' gives the 'batch' maps (nearest-maps.test.ts checks it).
+      calibrated = t.detector.spec.map.nearest ? { ...perClass } : await evaluateClasses(t.detector, dataset, classes, s, 'calibrated');
       inferred = await evaluateClasses(t.detector, dataset, classes, s, 'calibrated', true);
       if (s.variants.includes(NN_LATENT)) latent = await latentSearch(t.detector, dataset, seed, s, log);
     }

@@ -20,6 +20,8 @@ export { AnomalyDetector } from './pipeline/detector';
 export type { DetectorLoadOptions, DetectorSaveOptions } from './pipeline/detector';
 export type { PipelineSpec, BackboneSpec, Calibration, TrainingState, HistoryEntry, MapSpec, MapCombine, ClassFlowSpec } from './pipeline/spec';
 export type { BackboneChoice } from './pipeline/backbone-spec';
+export { MAP_METHODS, DEFAULT_BANK_SIZE } from './pipeline/latent-banks';
+export type { MapMethod, NearestSpec } from './pipeline/latent-banks';
 export { train, DEFAULT_DENSITY } from './train/trainer';
 export type { TrainOptions, FlowOptions } from './train/trainer';
 export { extendDetector } from './train/extend';

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 
 import { Dataset, imageBatches, openDataset, Sample, splitHoldout } from '../lib/data';
 import { generateDemoDataset } from '../lib/demo';
+import type { FeatureLevel } from '../lib/features/backbone';
 import { HgadError, HgadModelFileError } from '../lib/errors';
 import { distanceMaps, localAverage, nearestDistances } from '../lib/eval/nearest';
 import { AnomalyDetector } from '../lib/pipeline/detector';
@@ -44,15 +45,30 @@ async function results(d: AnomalyDetector, samples: Sample[], normalization: 'ca
   return out;
 }
 
-/** Each sample's averaged latents through the shared flow, level by level (one image per entry). */
-async function latentsOf(d: AnomalyDetector, samples: Sample[]): Promise<Float32Array[][]> {
-  const out: Float32Array[][] = [];
+/**
+ * Each sample's averaged latents through the shared flow, level by level (one image per entry), and the
+ * coarse level: the last level's latents 2x2-averaged (checked against a plain loop), then 3x3-averaged.
+ */
+async function latentsOf(d: AnomalyDetector, samples: Sample[]): Promise<FeatureLevel[][]> {
+  const out: FeatureLevel[][] = [];
   const size = d.inputSize;
   for await (const b of imageBatches(samples, { batchSize: 1, size: { width: size, height: size } })) {
     const features = await d.features(b.pixels, 1);
-    const levels: Float32Array[] = [];
+    const levels: FeatureLevel[] = [];
     for (let l = 0; l < features.length; l++) {
-      levels.push((await localAverage({ ...features[l]!, data: (await d.model.forward(l, features[l]!)).z })).data);
+      const z = { ...features[l]!, data: (await d.model.forward(l, features[l]!)).z };
+      levels.push(await localAverage(z));
+      if (l === features.length - 1 && d.spec.map.nearest?.coarse) {
+        const { height: h, width: w, channels: C } = z;
+        const half = new Float32Array((h >> 1) * (w >> 1) * C);
+        for (let y = 0; y < h >> 1; y++) for (let x = 0; x < w >> 1; x++) for (let c = 0; c < C; c++) {
+          const at = (yy: number, xx: number): number => z.data[(yy * w + xx) * C + c]!;
+          // float32 rounding in the native order: (row 0 pair + row 1 pair) / 4
+          const top = Math.fround(at(2 * y, 2 * x) + at(2 * y, 2 * x + 1)), bottom = Math.fround(at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1));
+          half[(y * (w >> 1) + x) * C + c] = Math.fround(0.25 * Math.fround(top + bottom));
+        }
+        levels.push(await localAverage({ data: half, batch: 1, height: h >> 1, width: w >> 1, channels: C }));
+      }
     }
     out.push(levels);
   }
@@ -78,21 +94,24 @@ afterAll(async () => {
 
 test('the spec says nearest; each class has banks of its own averaged training latents, capped and stratified', async () => {
   expect(detector.spec.version).toBe(5);
-  expect(detector.spec.map.nearest).toEqual({ cap: CAP, seed: 1 });
-  const channels = detector.model.config.levels.map((l) => l.channels);
+  expect(detector.spec.map.nearest).toEqual({ cap: CAP, seed: 1, coarse: true });
+  const channels = detector.bankChannels();
+  expect(channels).toHaveLength(detector.model.config.levels.length + 1);
   const { train: trained } = splitHoldout(CLASSES.flatMap((c) => dataset.samples('train', c)), 0.34, 1);
   const bb = await detector.backbone();
   for (const c of CLASSES) {
     const own = trained.filter((s) => s.className === c);
     const vectors = detector.banks.vectors(c, channels);
-    vectors.forEach((v, l) => expect(v).toBe(Math.min(CAP, own.length * bb.levels[l]!.height * bb.levels[l]!.width)));
+    const last = bb.levels[bb.levels.length - 1]!;
+    const positions = [...bb.levels.map((l) => l.height * l.width), (last.height >> 1) * (last.width >> 1)];
+    expect(vectors).toEqual(positions.map((p) => Math.min(CAP, own.length * p)));
     const latents = await latentsOf(detector, own);
     const banks = detector.banks.get(c)!;
     for (let l = 0; l < banks.length; l++) {
       const C = channels[l]!;
       const rows = new Set(latents.flatMap((img) => {
         const r: string[] = [];
-        for (let p = 0; p < img[l]!.length; p += C) r.push(img[l]!.subarray(p, p + C).join());
+        for (let p = 0; p < img[l]!.data.length; p += C) r.push(img[l]!.data.subarray(p, p + C).join());
         return r;
       }));
       for (let i = 0; i < banks[l]!.length; i += C) expect(rows.has(banks[l]!.subarray(i, i + C).join())).toBe(true);
@@ -106,12 +125,12 @@ test('scoring is the search against the image\'s class bank, the same under both
     const samples = testOf(c);
     const got = await results(detector, samples);
     const latents = await latentsOf(detector, samples);
-    const bb = await detector.backbone();
     for (let i = 0; i < samples.length; i++) {
       const planes = [];
       for (let l = 0; l < latents[i]!.length; l++) {
-        const d = await nearestDistances(latents[i]![l]!, detector.banks.get(c)![l]!, { dim: detector.model.config.levels[l]!.channels });
-        planes.push({ values: d, height: bb.levels[l]!.height, width: bb.levels[l]!.width });
+        const f = latents[i]![l]!;
+        const d = await nearestDistances(f.data, detector.banks.get(c)![l]!, { dim: f.channels });
+        planes.push({ values: d, height: f.height, width: f.width });
       }
       const want = await distanceMaps(planes, 1, { height: S, width: S, sigma: detector.spec.map.sigma });
       expect(got[i]!.map).toEqual(want.maps);
@@ -139,9 +158,10 @@ test('scoring is the search against the image\'s class bank, the same under both
 test('the banks survive a save and load, and the loaded detector scores the same', async () => {
   const back = await AnomalyDetector.load(file, { threads: 1 });
   try {
-    const channels = back.model.config.levels.map((l) => l.channels);
+    const channels = back.bankChannels();
     for (const c of CLASSES) expect(back.banks.get(c)).toEqual(detector.banks.get(c));
     expect(back.banks.vectors(CLASSES[0]!, channels)).toEqual(detector.banks.vectors(CLASSES[0]!, channels));
+    expect(channels).toEqual(detector.bankChannels());
     const samples = testOf('pill');
     expect((await results(back, samples)).map((r) => r.imageScore)).toEqual((await results(detector, samples)).map((r) => r.imageScore));
   } finally {
@@ -177,7 +197,8 @@ test('damaged or missing banks are the file\'s error; a detector without banks c
   }
   // Banks in a file whose maps are the flow's.
   const { nearest: _n, ...density } = detector.spec.map;
-  const e = await broken(detector.banks, { ...detector.spec, map: density, version: 1 });
+  const L = detector.model.config.levels.length;
+  const e = await broken(new LatentBanks(CLASSES.map((c) => [c, detector.banks.get(c)!.slice(0, L)])), { ...detector.spec, map: density, version: 1 });
   expect((e as Error).message).toMatch(/map has no nearest/);
   // A nearest detector whose banks were never built (a checkpoint before training finished).
   const bare = detector.withModel(detector.model, detector.spec, 1);
@@ -194,17 +215,27 @@ test('map.nearest is read back, needs version 5 and a cap in range', () => {
   expect(() => decode({ ...o, version: 4 })).toThrow(/map.nearest needs version 5/);
   expect(() => decode({ ...o, map: { ...o.map, nearest: { cap: 0, seed: 1 } } })).toThrow(/map.nearest.cap must be an integer/);
   expect(() => decode({ ...o, map: { ...o.map, nearest: { cap: 8, seed: 1, k: 1 } } })).toThrow(/map.nearest.k is not a known field/);
+  expect(() => decode({ ...o, map: { ...o.map, nearest: { cap: 8, seed: 1, coarse: 'yes' } } })).toThrow(/map.nearest.coarse must be true or false/);
   // Thresholds of distance maps are not bounded by the density constants' tops.
   expect(decode({ ...o, calibration: { ...o.calibration, thresholds: { carpet: 1e6, pill: 0 } } }).calibration!.thresholds.carpet).toBe(1e6);
   expect(() => decode({ ...o, calibration: { ...o.calibration, thresholds: { carpet: -1, pill: 0 } } })).toThrow(/thresholds.carpet/);
 });
 
-test('options: maps and bankSize are checked; the CLI passes --maps and --bank-size', async () => {
+test('options: maps, bankSize and coarseLevel are checked; the CLI passes --maps, --bank-size and --coarse-level', async () => {
   await expect(train({ ...options(), maps: 'knn' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'maps' });
   await expect(train({ ...options(), bankSize: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'bankSize' });
   await expect(train({ ...options(), maps: 'density', bankSize: 10 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'bankSize' });
-  const o = trainOptionsFrom(parse('train', ['--data', 'x', '--out', 'y', '--maps', 'nearest', '--bank-size', '512'], TRAIN_OPTIONS));
-  expect([o.maps, o.bankSize]).toEqual(['nearest', 512]);
+  await expect(train({ ...options({ bankSize: undefined }), maps: 'density', coarseLevel: true })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'coarseLevel' });
+  await expect(train({ ...options(), coarseLevel: 'yes' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'coarseLevel' });
+  const flat = await train({ ...options(), coarseLevel: false });
+  expect(flat.spec.map.nearest).toEqual({ cap: CAP, seed: 1 });
+  expect(flat.bankChannels()).toHaveLength(flat.model.config.levels.length);
+  expect(flat.banks.get('pill')).toHaveLength(flat.model.config.levels.length);
+  await flat.dispose();
+  // The demo backbone's coarsest level at 16 px is 1 x 1: nothing to halve.
+  await expect(train({ ...options(), backbone: { model: 'demo', inputSize: 16 } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'coarseLevel' });
+  const o = trainOptionsFrom(parse('train', ['--data', 'x', '--out', 'y', '--maps', 'nearest', '--bank-size', '512', '--coarse-level', 'off'], TRAIN_OPTIONS));
+  expect([o.maps, o.bankSize, o.coarseLevel]).toEqual(['nearest', 512, false]);
   expect(() => trainOptionsFrom(parse('train', ['--data', 'x', '--out', 'y', '--maps', 'knn'], TRAIN_OPTIONS))).toThrow(/--maps/);
 });
 

@@ -2,7 +2,7 @@
 // small cases worked by hand for the 3x3 averaging, the nearest distances (one bank and the union of
 // two) and the distance maps.
 import { HgadArgumentError, HgadNonFiniteError } from '../lib/errors';
-import { distanceMaps, localAverage, nearestDistances } from '../lib/eval/nearest';
+import { distanceMaps, halfResolution, localAverage, nearestDistances } from '../lib/eval/nearest';
 
 const close = (got: Float32Array, want: number[]): void => {
   expect(got.length).toBe(want.length);
@@ -31,6 +31,24 @@ describe('localAverage', () => {
     await rejects(localAverage({ data: new Float32Array(4), batch: 1, height: 2.5, width: 2, channels: 1 }), HgadArgumentError, 'level.height');
     await rejects(localAverage(null as never), HgadArgumentError, 'level');
     await rejects(localAverage({ data: Float32Array.from([0, NaN, 0, 0]), batch: 1, height: 2, width: 2, channels: 1 }), HgadNonFiniteError, 'data');
+  });
+});
+
+describe('halfResolution', () => {
+  test('is the 2x2 block mean, an odd last row and column dropped', async () => {
+    // 3x3, two channels (the second is 10x the first), two images (the second is the first times -1).
+    const one = [1, 2, 3, 4, 5, 6, 7, 8, 9].flatMap((v) => [v, 10 * v]);
+    const out = await halfResolution({ data: Float32Array.from([...one, ...one.map((v) => -v)]), batch: 2, height: 3, width: 3, channels: 2 });
+    expect(out).toMatchObject({ batch: 2, height: 1, width: 1, channels: 2 });
+    close(out.data, [3, 30, -3, -30]);
+    // 2x4, one channel: two blocks.
+    close((await halfResolution({ data: Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]), batch: 1, height: 2, width: 4, channels: 1 })).data, [3.5, 5.5]);
+  });
+
+  test('needs 2 x 2 positions and finite features', async () => {
+    await rejects(halfResolution({ data: new Float32Array(3), batch: 1, height: 1, width: 3, channels: 1 }), HgadArgumentError, 'level');
+    await rejects(halfResolution({ data: new Float32Array(3), batch: 1, height: 2, width: 2, channels: 1 }), HgadArgumentError, 'level.data');
+    await rejects(halfResolution({ data: Float32Array.from([0, Infinity, 0, 0]), batch: 1, height: 2, width: 2, channels: 1 }), HgadNonFiniteError, 'data');
   });
 });
 

@@ -58,6 +58,7 @@ Training (defaults: the preset's recommended schedule, else HGAD.md's, in bracke
                             training latent of its class, from banks stored in the detector; the
                             default with resnet50-npm) or density (the flow's; the default otherwise)
   --bank-size <n>           with --maps nearest: most latents kept per class and level (16384)
+  --coarse-level <on|off>   with --maps nearest: a bank level more, the coarsest at half resolution (on)
   --density <d>             what density maps read: latent (default; the mixture's log-density of
                             the flow's output) or full (the authors': plus the flow's log-determinant)
   --checkpoint <file>       save a resumable checkpoint after every pass
@@ -88,7 +89,7 @@ export const TRAIN_OPTIONS: OptionSpec = {
   epochs: { type: 'string' }, passes: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, threads: { type: 'string' }, holdout: { type: 'string' },
   'coupling-layers': { type: 'string' }, centers: { type: 'string' }, prior: { type: 'string' }, density: { type: 'string' },
-  maps: { type: 'string' }, 'bank-size': { type: 'string' },
+  maps: { type: 'string' }, 'bank-size': { type: 'string' }, 'coarse-level': { type: 'string' },
   checkpoint: { type: 'string' }, resume: { type: 'string' }, out: { type: 'string' }, precision: { type: 'string' },
   reduce: { type: 'string' }, standardize: { type: 'string' }, 'local-average': { type: 'string' },
   projection: { type: 'string' }, whiten: { type: 'string' },
@@ -100,7 +101,9 @@ export const TRAIN_OPTIONS: OptionSpec = {
 const ONLY_WITH_FROM = ['add-classes', 'combine', 'flow', 'class-flow-layers', 'class-flow-epochs', 'class-flow-passes'];
 
 /** Flags that shape a new detector: meaningless when adding classes to one (--from). */
-const NOT_WITH_FROM = ['classes', 'prior', 'density', 'maps', 'bank-size', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'projection', 'whiten', 'checkpoint', 'resume'];
+const NOT_WITH_FROM = ['classes', 'prior', 'density', 'maps', 'bank-size', 'coarse-level', 'coupling-layers', 'centers', 'reduce', 'standardize', 'local-average', 'projection', 'whiten', 'checkpoint', 'resume'];
+
+const onOff = (v: 'on' | 'off' | undefined): boolean | undefined => (v === undefined ? undefined : v === 'on');
 
 function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -135,7 +138,6 @@ export function reductionFrom(p: Parsed): TrainOptions['reduction'] {
   }
   if (reduce === undefined && Object.values(given).every((v) => v === undefined)) return undefined;
   const channels = int(p, 'reduce', 2, 1 << 16);
-  const onOff = (v: 'on' | 'off' | undefined): boolean | undefined => (v === undefined ? undefined : v === 'on');
   return defined({
     channels, standardize: onOff(standardize), localAverage: onOff(local), projection, whiten: onOff(whiten),
   });
@@ -155,6 +157,7 @@ export function trainOptionsFrom(p: Parsed): TrainOptions {
     density: choice(p, 'density', DENSITIES),
     maps: choice(p, 'maps', MAP_METHODS),
     bankSize: int(p, 'bank-size', ...BANK_SIZE_RANGE),
+    coarseLevel: onOff(choice(p, 'coarse-level', ['on', 'off'] as const)),
     schedule,
     flow,
     batchSize: int(p, 'batch-size', 1, 4096),

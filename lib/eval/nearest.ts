@@ -26,6 +26,7 @@ export interface DistanceMapSize {
 
 interface NativeNearestOps {
   avgPool3x3(data: Float32Array, batch: number, height: number, width: number, channels: number): Promise<Float32Array>;
+  avgPool2x2(data: Float32Array, batch: number, height: number, width: number, channels: number): Promise<Float32Array>;
   nearestDistances(queries: Float32Array, count: number, bank: Float32Array, bankCount: number, dim: number,
     into?: Float32Array): Promise<Float32Array>;
   distanceMaps(levels: DistancePlane[], batch: number, height: number, width: number, sigma: number):
@@ -48,6 +49,12 @@ function checkKeys(parameter: string, o: object, allowed: string[]): void {
  * mean of its 3x3 neighbourhood, zero padding counted (so edges are divided by 9 too). Same shape out.
  */
 export async function localAverage(level: FeatureLevel): Promise<FeatureLevel> {
+  const { data, batch, height, width, channels } = checkLevel(level);
+  const out = await callNative(() => ops().avgPool3x3(data, batch, height, width, channels));
+  return { data: out, batch, height, width, channels };
+}
+
+function checkLevel(level: FeatureLevel): FeatureLevel {
   if (typeof level !== 'object' || level === null) {
     throw new HgadArgumentError('level', 'an object { data, batch, height, width, channels }', level);
   }
@@ -60,8 +67,18 @@ export async function localAverage(level: FeatureLevel): Promise<FeatureLevel> {
   if (!isFloat32Array(data) || data.length !== n) {
     throw new HgadArgumentError('level.data', `a Float32Array of batch*height*width*channels = ${n} elements`, data);
   }
-  const out = await callNative(() => ops().avgPool3x3(data, batch, height, width, channels));
-  return { data: out, batch, height, width, channels };
+  return level;
+}
+
+/**
+ * torch.nn.AvgPool2d(2): each output position the mean of a 2x2 block, at half the resolution (an odd
+ * last row or column dropped). Needs a level of at least 2 x 2.
+ */
+export async function halfResolution(level: FeatureLevel): Promise<FeatureLevel> {
+  const { data, batch, height, width, channels } = checkLevel(level);
+  if (height < 2 || width < 2) throw new HgadArgumentError('level', 'a level of at least 2 x 2 positions', `${height} x ${width}`);
+  const out = await callNative(() => ops().avgPool2x2(data, batch, height, width, channels));
+  return { data: out, batch, height: Math.floor(height / 2), width: Math.floor(width / 2), channels };
 }
 
 export interface NearestOptions {

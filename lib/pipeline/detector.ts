@@ -10,7 +10,7 @@ import { checkInteger, checkKeys } from '../validate';
 import { openBackbone } from './backbone-spec';
 import { FeatureReduction } from './reduction';
 import { ClassFlows } from './class-flows';
-import { LatentBanks } from './latent-banks';
+import { bankChannels, LatentBanks } from './latent-banks';
 import { decodeSpec, encodeSpec, PIPELINE_KEY, PipelineSpec } from './spec';
 
 export interface DetectorLoadOptions {
@@ -102,6 +102,12 @@ export class AnomalyDetector {
     return new AnomalyDetector(model, spec, threads ?? this.threadCount, undefined, {
       reduction: this.reduction, source: this.source, classFlows, banks: this.banks,
     });
+  }
+
+  /** The widths of the latent banks (spec.map.nearest), level by level. */
+  bankChannels(): number[] {
+    const flow = this.model.config.levels.map((l) => l.channels);
+    return this.spec.map.nearest ? bankChannels(this.spec.map.nearest, flow) : flow;
   }
 
   /** Throws once dispose() was called: a disposed detector stays disposed (load it again to use it). */
@@ -202,7 +208,7 @@ export class AnomalyDetector {
       throw new HgadArgumentError('options.optimizer', 'true or false', options.optimizer);
     }
     const tensors = new Map([...(this.reduction?.tensors() ?? []), ...await this.classFlows.tensors(this.spec),
-      ...this.banks.tensors(this.classes, this.model.config.levels.map((l) => l.channels))]);
+      ...this.banks.tensors(this.classes, this.bankChannels())]);
     await this.model.save(path, {
       optimizer: options.optimizer ?? false,
       metadata: { [PIPELINE_KEY]: encodeSpec(this.spec) },

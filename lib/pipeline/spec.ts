@@ -239,7 +239,7 @@ const REDUCTION_REQUIRED = ['inChannels', 'channels', 'standardize', 'images', '
 const MAX_CHANNELS = 1 << 16;
 const BACKBONE_KEYS = ['model', 'sha256', 'taps', 'scales', 'inputSize', 'mean', 'std'];
 const MAP_KEYS = ['size', 'sigma', 'combine', 'classCombine', 'density', 'nearest'];
-const NEAREST_KEYS = ['cap', 'seed'];
+const NEAREST_KEYS = ['cap', 'seed', 'coarse'];
 /** Largest threshold of nearest-neighbour maps (sums of distances: finite float32). */
 const MAX_DISTANCE_SCORE = 3.4e38;
 const CALIBRATION_KEYS = ['logpShift', 'nentShift', 'logpTop', 'nentTop', 'thresholds', 'images', 'quantile', 'classConstants'];
@@ -351,8 +351,12 @@ function decodeMap(v: unknown, classes: readonly string[], version: number, bad:
   let nearest: NearestSpec | undefined;
   if (m.nearest !== undefined) {
     if (version < NEAREST_PIPELINE_VERSION) bad(`map.nearest needs version ${NEAREST_PIPELINE_VERSION}`);
-    const n = object(m.nearest, 'map.nearest', NEAREST_KEYS, bad);
-    nearest = { cap: integer(n.cap, 'map.nearest.cap', ...BANK_SIZE_RANGE, bad), seed: integer(n.seed, 'map.nearest.seed', 0, 2 ** 31 - 1, bad) };
+    const n = object(m.nearest, 'map.nearest', NEAREST_KEYS, bad, ['cap', 'seed']);
+    if (n.coarse !== undefined && typeof n.coarse !== 'boolean') bad(`map.nearest.coarse must be true or false but is ${describe(n.coarse)}`);
+    nearest = {
+      cap: integer(n.cap, 'map.nearest.cap', ...BANK_SIZE_RANGE, bad), seed: integer(n.seed, 'map.nearest.seed', 0, 2 ** 31 - 1, bad),
+      ...(n.coarse === true ? { coarse: true } : {}),
+    };
   }
   return {
     size, sigma, combine: combine as MapCombine, density: density as Density, ...(classCombine ? { classCombine } : {}), ...(nearest ? { nearest } : {}),

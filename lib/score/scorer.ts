@@ -258,7 +258,8 @@ async function* flowBatches(detector: AnomalyDetector, samples: Sample[], o: Res
       given = Int32Array.from(batch.samples, (sample, b) => (flags[b] ? classOf(sample) : inferred.classIndex[b]!));
     }
     const flow = await flowStage(detector.model, features, given, detector.spec.map.density, detector.classFlows);
-    const latents = detector.spec.map.nearest ? await pooledLatents(detector.model, detector.classFlows, features, flow.classIndex) : null;
+    const nearest = detector.spec.map.nearest;
+    const latents = nearest ? await pooledLatents(detector.model, detector.classFlows, features, flow.classIndex, nearest.coarse === true) : null;
     return { batch, flow, latents, given: flags };
   };
   const batches = imageBatches(samples, {

@@ -5,7 +5,7 @@ import { imageBatches, Sample } from '../data';
 import { HgadError } from '../errors';
 import type { FeatureLevel } from '../features/backbone';
 import type { AnomalyDetector } from '../pipeline/detector';
-import { BankLevel, BankSampler, LatentBanks, pooledLatents } from '../pipeline/latent-banks';
+import { BankLevel, bankLevels, BankSampler, LatentBanks, pooledLatents } from '../pipeline/latent-banks';
 
 export interface BankBuildOptions {
   batchSize: number;
@@ -24,9 +24,9 @@ export async function buildBanks(detector: AnomalyDetector, samples: Sample[], c
   const nearest = detector.spec.map.nearest;
   if (!nearest) throw new Error('buildBanks: the detector has no map.nearest');
   const backbone = await detector.backbone();
-  const levels: BankLevel[] = backbone.levels.map((l, i) => ({
+  const levels = bankLevels(nearest, backbone.levels.map((l, i): BankLevel => ({
     name: l.name, height: l.height, width: l.width, channels: detector.model.config.levels[i]!.channels,
-  }));
+  })));
   let banks = detector.banks;
   for (const className of classes) {
     const own = samples.filter((s) => s.className === className);
@@ -36,7 +36,7 @@ export async function buildBanks(detector: AnomalyDetector, samples: Sample[], c
     const add = async (features: FeatureLevel[]): Promise<void> => {
       if (options.signal?.aborted) throw new HgadError('ABORTED', 'Training was aborted by options.signal', 'signal');
       const classIndex = new Int32Array(features[0]!.batch).fill(y);
-      sampler.add(await pooledLatents(detector.model, detector.classFlows, features, classIndex));
+      sampler.add(await pooledLatents(detector.model, detector.classFlows, features, classIndex, nearest.coarse === true));
     };
     const cached = options.cached;
     if (cached?.has(own)) {

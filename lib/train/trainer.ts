@@ -75,6 +75,11 @@ export interface TrainOptions {
   maps?: MapMethod;
   /** With maps 'nearest': most latents per class and level kept in the banks. Default 16384. */
   bankSize?: number;
+  /**
+   * With maps 'nearest': one bank level more, the coarsest level at half its resolution (NearestSpec.coarse;
+   * it needs a coarsest level of at least 2 x 2 positions). Default true.
+   */
+  coarseLevel?: boolean;
   threads?: number;
   /**
    * GEMM precision of the training steps (lib/precision.ts): 'bf16' is mixed precision (bf16 GEMM
@@ -105,7 +110,7 @@ export interface TrainOptions {
 export const DEFAULT_DENSITY: Density = 'latent';
 
 const TRAIN_KEYS = ['data', 'classes', 'limitPerClass', 'backbone', 'prior', 'schedule', 'batchSize', 'seed', 'flow', 'holdout',
-  'thresholdQuantile', 'mapSize', 'density', 'maps', 'bankSize', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
+  'thresholdQuantile', 'mapSize', 'density', 'maps', 'bankSize', 'coarseLevel', 'threads', 'precision', 'checkpoint', 'resume', 'onProgress', 'progressBar', 'signal', 'featureCacheBytes', 'reduction'];
 const FLOW_KEYS = ['couplingLayers', 'centersPerClass', 'clamp', 'posEmbedDim'];
 
 /** What a training run settles before its first step; train() and extend() each add their own. */
@@ -191,10 +196,14 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   const combine = prior === 'single-gaussian' || plan.classes.length === 1 ? 'logp' : 'logp*nent';
   const density = options.density ?? DEFAULT_DENSITY;
   const maps = options.maps ?? PRESETS[backbone.model]?.maps ?? 'density';
-  if (maps !== 'nearest' && options.bankSize !== undefined) {
-    throw new HgadArgumentError('bankSize', "nothing: banks belong to maps 'nearest'", options.bankSize);
+  for (const key of ['bankSize', 'coarseLevel'] as const) {
+    if (maps !== 'nearest' && options[key] !== undefined) throw new HgadArgumentError(key, "nothing: banks belong to maps 'nearest'", options[key]);
   }
-  const nearest = maps === 'nearest' ? { nearest: { cap: options.bankSize ?? DEFAULT_BANK_SIZE, seed: plan.seed } } : {};
+  if (options.coarseLevel !== undefined && typeof options.coarseLevel !== 'boolean') {
+    throw new HgadArgumentError('coarseLevel', 'true or false', options.coarseLevel);
+  }
+  const coarse = maps === 'nearest' && (options.coarseLevel ?? true);
+  const nearest = maps === 'nearest' ? { nearest: { cap: options.bankSize ?? DEFAULT_BANK_SIZE, seed: plan.seed, ...(coarse ? { coarse } : {}) } } : {};
   const map: MapSpec = { size: mapSize, sigma: 4, combine, density, ...nearest };
   const spec: PipelineSpec = {
     version: PIPELINE_VERSION, backbone, map, calibration: null, training: null, reduction: null,
@@ -202,6 +211,11 @@ async function newDetector(options: TrainOptions, plan: Plan): Promise<AnomalyDe
   spec.version = specVersion(spec);
   const bb = await openBackbone(backbone, plan.threads);
   const inChannels = bb.levels.map((l) => l.channels);
+  const coarsest = bb.levels[bb.levels.length - 1]!;
+  if (coarse && (coarsest.height < 2 || coarsest.width < 2)) {
+    await bb.dispose().catch(() => undefined);
+    throw new HgadArgumentError('coarseLevel', `false: the coarsest level (${coarsest.name}) has ${coarsest.height} x ${coarsest.width} positions, too few to halve`, true);
+  }
   let reduction: FeatureReduction | null = null;
   const wanted = options.reduction ?? PRESETS[backbone.model]?.reduction ?? false;
   if (wanted !== false) {

@@ -31,6 +31,23 @@ inline Napi::Value AvgPool3x3(const Napi::CallbackInfo& info) {
       [out](Napi::Env e) -> Napi::Value { return new_array<float, Napi::Float32Array>(e, out); });
 }
 
+// avgPool2x2(data, batch, height, width, channels) -> Promise<Float32Array> ([batch, height/2, width/2,
+// channels], NHWC; height and width >= 2)
+inline Napi::Value AvgPool2x2(const Napi::CallbackInfo& info) {
+  const int64_t batch = to_int(info[1], "batch", 1, 1 << 24);
+  const int64_t h = to_int(info[2], "height", 2, 1 << 16), w = to_int(info[3], "width", 2, 1 << 16);
+  const int64_t c = to_int(info[4], "channels", 1, 1 << 20);
+  auto in = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "data", batch * h * w * c));
+  auto out = host_array<float>(static_cast<size_t>(batch * (h / 2) * (w / 2) * c));
+  return queue_op(
+      info.Env(),
+      [in, out, batch, h, w, c] {
+        hgad::check_finite(in->data.get(), batch * h * w * c, "data");
+        hgad::avg_pool2x2(in->data.get(), batch, h, w, c, out->data.get());
+      },
+      [out](Napi::Env e) -> Napi::Value { return new_array<float, Napi::Float32Array>(e, out); });
+}
+
 // nearestDistances(queries, count, bank, bankCount, dim, into?) -> Promise<Float32Array (count)>: the
 // distances, or with `into` the element-wise smaller of it and the new distances (a new array).
 inline Napi::Value NearestDistances(const Napi::CallbackInfo& info) {
@@ -97,6 +114,7 @@ inline Napi::Value DistanceMaps(const Napi::CallbackInfo& info) {
 
 inline void RegisterNearestOps(Napi::Env env, Napi::Object exports) {
   exports.Set("avgPool3x3", Napi::Function::New(env, Guarded<AvgPool3x3>));
+  exports.Set("avgPool2x2", Napi::Function::New(env, Guarded<AvgPool2x2>));
   exports.Set("nearestDistances", Napi::Function::New(env, Guarded<NearestDistances>));
   exports.Set("distanceMaps", Napi::Function::New(env, Guarded<DistanceMaps>));
 }

@@ -74,6 +74,23 @@ void avg_pool3x3(const float* in, int64_t batch, int64_t h, int64_t w, int64_t c
   errors.rethrow();
 }
 
+void avg_pool2x2(const float* in, int64_t batch, int64_t h, int64_t w, int64_t c, float* out) {
+  const int64_t ho = h / 2, wo = w / 2;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < batch * ho; ++t) {
+    const int64_t b = t / ho, y = t % ho;
+    const float* r0 = in + (b * h + 2 * y) * w * c;
+    const float* r1 = r0 + w * c;
+    float* dst = out + t * wo * c;
+    for (int64_t x = 0; x < wo; ++x) {
+      const float* a = r0 + 2 * x * c;
+      const float* d = r1 + 2 * x * c;
+      float* o = dst + x * c;
+      for (int64_t k = 0; k < c; ++k) o[k] = 0.25f * ((a[k] + a[k + c]) + (d[k] + d[k + c]));
+    }
+  }
+}
+
 void nearest_distances(const float* queries, int64_t nq, const float* bank, int64_t nb, int64_t dim, float* dist,
                        bool accumulate) {
   std::vector<float> bank_norms(nb), query_norms(nq);

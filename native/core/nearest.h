@@ -11,6 +11,10 @@ namespace hgad {
 // neighbourhood with the zero padding counted (count_include_pad, so always divided by 9).
 void avg_pool3x3(const float* in, int64_t batch, int64_t h, int64_t w, int64_t c, float* out);
 
+// out = torch.nn.AvgPool2d(2) of NHWC in [batch, h, w, c]: [batch, h / 2, w / 2, c], each output the mean
+// of a 2x2 block; an odd last row or column is dropped (ceil_mode false). Needs h, w >= 2.
+void avg_pool2x2(const float* in, int64_t batch, int64_t h, int64_t w, int64_t c, float* out);
+
 // dist[i] = min over bank rows j of ||q_i - b_j|| for queries [nq, dim] and bank [nb, dim], row-major;
 // with accumulate, dist[i] = min(dist[i], that) (the nearest over the union of several banks).
 // The squared distance is ||q||^2 - 2 q.b + ||b||^2 with q.b from the GEMM, blocked over queries and
