@@ -405,7 +405,7 @@ describe('detector file, pipeline version 2', () => {
     bad((o) => { o.map.classCombine.carpet = 'nent'; }, /map\.classCombine\.carpet must be one of/);
     bad((o) => { o.map.classCombine = ['logp']; }, /map\.classCombine must be an object/);
     bad((o) => { delete o.staleThresholds; }, /version 3 needs history and staleThresholds/);
-    bad((o) => { o.version = 5; }, /version number 5 is not supported/);
+    bad((o) => { o.version = 6; }, /version number 6 is not supported/);
     // Under 'logp' maps (as a file from before version 3 reads carpet) 1.7 is above carpet's logpTop.
     bad((o) => { o.map.classCombine.carpet = 'logp'; }, /thresholds\.carpet/);
     // A version-2 file written by an hgad before per-class combinations: every class reads map.combine.
