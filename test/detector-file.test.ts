@@ -161,6 +161,17 @@ describe('the backbone is named by preset or by a file whose sha256 the detector
     expect(e.message).toMatch(/backbone\.model must be a preset name/);
   });
 
+  test('a converted (npm) preset carries its conversion\'s sha256: loads with one, is refused without', async () => {
+    // The hash is the converter's output, so the preset pins none; openBackbone compares it with the
+    // cached conversion. resnet-npm.test.ts trains, saves, loads and scores with the real one.
+    const d = await AnomalyDetector.load(await withBackbone('npm.hgad', { model: 'resnet50-npm', sha256: 'd'.repeat(64) }));
+    expect(d.spec.backbone).toMatchObject({ model: 'resnet50-npm', sha256: 'd'.repeat(64) });
+    await d.dispose();
+    const e = await loadError(await withBackbone('npm-null.hgad', { model: 'resnet50-npm', sha256: null }));
+    expect(e.code).toBe('MODEL_FILE');
+    expect(e.message).toMatch(/backbone\.sha256 is required for the converted preset resnet50-npm/);
+  });
+
   test('a file backbone: stored absolute with its hash; a moved copy is used through options.backbone, hash-checked', async () => {
     const onnx = join(dir, 'demo-backbone.onnx');
     const bytes = buildDemoBackbone(0);

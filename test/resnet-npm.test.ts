@@ -11,6 +11,9 @@ import * as path from 'node:path';
 
 import { imageBatches, openDataset } from '../lib/data';
 import { Backbone } from '../lib/features/backbone';
+import { AnomalyDetector } from '../lib/pipeline/detector';
+import { scoreImages } from '../lib/score/scorer';
+import { train } from '../lib/train/trainer';
 import { PRESETS, resolveBackbone } from '../lib/features/presets';
 import { npmRegistry } from '../lib/npm/config';
 import { packumentUrl } from '../lib/npm/tarball';
@@ -97,3 +100,39 @@ online('resnet50-npm converts from the registry and matches the shared ResNet-50
     await bb.dispose();
   }
 });
+
+online('a detector trained with the preset (its recommendation: reduction, nearest maps) saves, loads and scores', async () => {
+  // The preset pins the tarball, not the conversion's hash: the detector stores that hash and loading
+  // checks it against the cached conversion (a load used to refuse every resnet50-npm detector).
+  const saved = process.env.HGAD_CACHE;
+  process.env.HGAD_CACHE = cacheDir;
+  try {
+    const ds = await openDataset({ root: DATA });
+    const d = await train({
+      data: ds, limitPerClass: 6, backbone: { model: 'resnet50-npm', inputSize: 64 }, reduction: { channels: 16, projection: 'pca', whiten: true },
+      schedule: { metaEpochs: 1, subEpochs: 1 }, batchSize: 4, seed: 1, threads: 2, progressBar: false,
+      flow: { couplingLayers: 1, centersPerClass: 2 }, holdout: 0.34, mapSize: 32, bankSize: 64,
+    });
+    expect(d.spec.backbone.model).toBe('resnet50-npm');
+    expect(d.spec.backbone.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(d.spec.map.nearest).toBeDefined();
+    const file = path.join(cacheDir, 'npm.hgad');
+    await d.save(file);
+    const image = ds.samples('test', 'metal_plate').find((s) => s.label === 1)!;
+    const before: number[] = [];
+    for await (const r of scoreImages(d, [image.path], { onError: 'throw' })) before.push(r.imageScore);
+    await d.dispose();
+    const again = await AnomalyDetector.load(file, { threads: 2 });
+    try {
+      expect(again.spec).toMatchObject(d.spec);
+      const after: number[] = [];
+      for await (const r of scoreImages(again, [image.path], { onError: 'throw' })) after.push(r.imageScore);
+      expect(after).toEqual(before);
+      expect(Number.isFinite(after[0])).toBe(true);
+    } finally {
+      await again.dispose();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.HGAD_CACHE; else process.env.HGAD_CACHE = saved;
+  }
+}, 300000);

@@ -295,9 +295,12 @@ function decodeBackbone(v: unknown, levels: number, bad: Bad): BackboneSpec {
   // path, so a crafted file cannot make the loader open and parse an arbitrary file.
   const preset = Object.prototype.hasOwnProperty.call(PRESETS, model) ? PRESETS[model]! : null;
   if (preset?.build && sha256 !== null) bad(`backbone.sha256 must be null for the built-in preset ${model}`);
-  if (preset && !preset.build && sha256 !== preset.sha256) {
+  // A downloaded preset's hash is pinned in the preset; a converted one's (npm) is the converter's
+  // output, stored at training and compared with the cached conversion when the backbone opens.
+  if (preset?.url && sha256 !== preset.sha256) {
     bad(`backbone.sha256 does not match the preset ${model} (expected ${preset.sha256})`);
   }
+  if (preset?.npm && sha256 === null) bad(`backbone.sha256 is required for the converted preset ${model}`);
   if (!preset) {
     if (!/\.onnx$/i.test(model) && !model.includes('/') && !model.includes('\\')) {
       bad(`backbone.model must be a preset name (${Object.keys(PRESETS).join(', ')}) or a path to an .onnx file`);
