@@ -172,6 +172,8 @@ export async function runNnReference(options: NnReferenceOptions): Promise<NnRef
   if (options.detector === undefined && options.backbone === undefined) {
     throw new HgadArgumentError('options.backbone', 'a backbone choice, or options.detector', options.backbone);
   }
+  // In latent space the search runs at the detector's scoring precision, as its own maps do.
+  const precision = options.detector ? options.detector.model.precision.inference : 'fp32';
   const bb: VectorSource = options.detector
     ? await latentSource(options.detector)
     : await openBackbone(await specFromChoice(options.backbone!), o.threads);
@@ -199,9 +201,9 @@ export async function runNnReference(options: NnReferenceOptions): Promise<NnRef
         const ownPlanes: DistancePlane[] = [], unionPlanes: DistancePlane[] = [];
         for (let li = 0; li < features.length; li++) {
           const f = features[li]!;
-          const d = await nearestDistances(f.data, banks.get(c)![li]!, { dim: f.channels });
+          const d = await nearestDistances(f.data, banks.get(c)![li]!, { dim: f.channels, precision });
           let u: Float32Array = d.slice();
-          for (const k of classes) if (k !== c) u = await nearestDistances(f.data, banks.get(k)![li]!, { dim: f.channels, into: u });
+          for (const k of classes) if (k !== c) u = await nearestDistances(f.data, banks.get(k)![li]!, { dim: f.channels, into: u, precision });
           ownPlanes.push({ values: d, height: f.height, width: f.width });
           unionPlanes.push({ values: u, height: f.height, width: f.width });
         }

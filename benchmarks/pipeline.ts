@@ -17,6 +17,7 @@ import { imageBatches, ImageBatch, openDataset, Sample } from '../lib/data';
 import type { FeatureLevel } from '../lib/features/backbone';
 import { flowStage } from '../lib/pipeline/flow-stage';
 import { nearestMaps, pooledLatents } from '../lib/pipeline/latent-banks';
+import type { Precision } from '../lib/precision';
 import { anomalyMaps } from '../lib/score/maps';
 import { scoreImages } from '../lib/score/scorer';
 import { train } from '../lib/train/trainer';
@@ -77,12 +78,16 @@ async function main(): Promise<void> {
       if (nearest) latents.push(await pooledLatents(detector.model, detector.classFlows, f, st.classIndex, detector.spec.map.nearest?.coarse === true));
     }
   });
-  const maps = await time(async () => {
+  const searchAt = (precision: Precision): Promise<number> => time(async () => {
     for (const [i, s] of staged.entries()) {
-      if (nearest) await nearestMaps(detector.banks, detector.classes, latents[i]!, s.classIndex, mapSize);
+      if (nearest) await nearestMaps(detector.banks, detector.classes, latents[i]!, s.classIndex, mapSize, precision);
       else await anomalyMaps(s.levels, s.classIndex.length, constants, mapSize);
     }
   });
+  const searchPrecision = detector.model.precision.inference;
+  const maps = await searchAt(searchPrecision);
+  // The search's baseline in the same run: fp32 products (what the search ran at before bf16).
+  const fp32Maps = nearest && searchPrecision === 'bf16' ? await searchAt('fp32') : null;
   let scored = 0;
   const pipelined = await time(async () => {
     for await (const r of scoreImages(detector, samples.map((s) => s.path), { batchSize })) if (r) scored += 1;
@@ -100,13 +105,15 @@ async function main(): Promise<void> {
   console.log('| stage | seconds | images/s | share of the stages\' time |');
   console.log('|---|---:|---:|---:|');
   for (const [name, s] of [['decode (sharp)', decode], ['backbone (onnxruntime)', extract], [nearest ? 'flow + latents (native)' : 'flow (native)', flow],
-    [nearest ? 'bank search + maps (native)' : 'anomaly maps (native)', maps]] as const) {
+    [nearest ? `bank search (${searchPrecision}) + maps (native)` : 'anomaly maps (native)', maps]] as const) {
     console.log(`| ${name} | ${s.toFixed(2)} | ${rate(s)} | ${(100 * s / sequential).toFixed(1)}% |`);
   }
+  if (fp32Maps !== null) console.log(`| (bank search (fp32) + maps, the baseline; not in the totals) | ${fp32Maps.toFixed(2)} | ${rate(fp32Maps)} | |`);
   console.log(`| stages one after another (baseline) | ${sequential.toFixed(2)} | ${rate(sequential)} | |`);
   console.log(`| pipelined scoring (scoreImages) | ${pipelined.toFixed(2)} | ${rate(pipelined)} | |`);
   console.log(`pipelined / sequential: ${(sequential / pipelined).toFixed(2)}x; slowest stage alone: ${rate(Math.max(decode, extract, flow, maps))}; ` +
     `scored ${scored} images`);
+  if (fp32Maps !== null) console.log(`bank search + maps, bf16 / fp32 products: ${(fp32Maps / maps).toFixed(2)}x as fast`);
 }
 
 main().catch((e: unknown) => {

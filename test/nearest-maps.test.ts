@@ -129,7 +129,7 @@ test('scoring is the search against the image\'s class bank, the same under both
       const planes = [];
       for (let l = 0; l < latents[i]!.length; l++) {
         const f = latents[i]![l]!;
-        const d = await nearestDistances(f.data, detector.banks.get(c)![l]!, { dim: f.channels });
+        const d = await nearestDistances(f.data, detector.banks.get(c)![l]!, { dim: f.channels, precision: detector.model.precision.inference });
         planes.push({ values: d, height: f.height, width: f.width });
       }
       const want = await distanceMaps(planes, 1, { height: S, width: S, sigma: detector.spec.map.sigma });

@@ -1,8 +1,10 @@
 // The nearest-neighbour reference's wrapper (lib/eval/nearest.ts): typed errors for bad arguments and
 // small cases worked by hand for the 3x3 averaging, the nearest distances (one bank and the union of
-// two) and the distance maps.
+// two) and the distance maps; the bf16 search against a double-precision loop over bf16-rounded inputs.
+import { mulberry32 } from '../lib/data/random';
 import { HgadArgumentError, HgadNonFiniteError } from '../lib/errors';
 import { distanceMaps, halfResolution, localAverage, nearestDistances } from '../lib/eval/nearest';
+import { cpuPrecision } from '../lib/precision';
 
 const close = (got: Float32Array, want: number[]): void => {
   expect(got.length).toBe(want.length);
@@ -71,7 +73,44 @@ describe('nearestDistances', () => {
     close(out, [1, 0, 1]);
   });
 
+  test('bf16: the products of bf16-rounded inputs (float norms), across query and bank blocks; near fp32', async () => {
+    // 300 queries and 2500 bank rows of 128: several 128-query and 1024-row blocks, a partial one of each.
+    const next = mulberry32(5);
+    const gauss = (n: number): Float32Array => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()));
+    const D = 128, nq = 300, nb = 2500;
+    const q = gauss(nq * D), b = gauss(nb * D);
+    const fp32 = await nearestDistances(q, b, { dim: D });
+    if (!cpuPrecision().bf16) {
+      await expect(nearestDistances(q, b, { dim: D, precision: 'bf16' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', parameter: 'options.precision' });
+      expect(await nearestDistances(q, b, { dim: D, precision: 'auto' })).toEqual(fp32);
+      return;
+    }
+    const got = await nearestDistances(q, b, { dim: D, precision: 'bf16' });
+    expect(await nearestDistances(q, b, { dim: D, precision: 'auto' })).toEqual(got);
+    const bits = new Uint32Array(1), f = new Float32Array(bits.buffer);
+    const round = (x: number): number => { f[0] = x; bits[0] = ((bits[0]! + 0x7fff + ((bits[0]! >>> 16) & 1)) >>> 16) << 16; return f[0]!; };
+    const qr = q.map(round), br = b.map(round);
+    const norm = (a: Float32Array, i: number): number => { let s = 0; for (let k = 0; k < D; k++) s += a[i * D + k]! ** 2; return s; };
+    const bn = Array.from({ length: nb }, (_, j) => norm(b, j));
+    let worstRef = 0, worstFp32 = 0;
+    for (let i = 0; i < nq; i++) {
+      let best = Infinity;
+      for (let j = 0; j < nb; j++) {
+        let p = 0;
+        for (let k = 0; k < D; k++) p += qr[i * D + k]! * br[j * D + k]!;
+        best = Math.min(best, bn[j]! - 2 * p);
+      }
+      const want = Math.sqrt(Math.max(0, best + norm(q, i)));
+      worstRef = Math.max(worstRef, Math.abs(got[i]! - want) / want);
+      worstFp32 = Math.max(worstFp32, Math.abs(got[i]! - fp32[i]!) / fp32[i]!);
+    }
+    expect(worstRef).toBeLessThan(1e-4); // float accumulation against double: the same arithmetic
+    expect(worstFp32).toBeLessThan(5e-3);
+    expect(worstFp32).toBeGreaterThan(0); // the rounding did happen
+  });
+
   test('rejects bad arguments, naming them', async () => {
+    await rejects(nearestDistances(queries, bank, { dim: 2, precision: 'fp16' as never }), HgadArgumentError, 'options.precision');
     await rejects(nearestDistances(queries, bank, { dim: 0 }), HgadArgumentError, 'options.dim');
     await rejects(nearestDistances(queries, bank, { dim: 4 }), HgadArgumentError, 'queries');
     await rejects(nearestDistances(queries, Float32Array.from([1, 2, 3]), { dim: 2 }), HgadArgumentError, 'bank');

@@ -16,6 +16,7 @@ import { DistancePlane, distanceMaps, halfResolution, localAverage, nearestDista
 import type { FeatureLevel } from '../features/backbone';
 import type { ExtraTensor } from '../io/model-file';
 import type { HgadModel } from '../model';
+import type { Precision } from '../precision';
 import { groupImages, pickRows } from '../score/class-constants';
 import type { ClassFlows } from './class-flows';
 
@@ -248,9 +249,10 @@ export interface NearestMapSize {
 /**
  * The anomaly maps of a batch from its averaged latents: each image's positions against its class's
  * banks (classIndex per image), per level; then upsampled, summed, blurred; image score = map max.
+ * precision: the search's GEMM (the detector's scoring precision, HgadModel.precision.inference).
  */
 export async function nearestMaps(banks: LatentBanks, classes: readonly string[], pooled: FeatureLevel[], classIndex: Int32Array,
-  size: NearestMapSize): Promise<{ maps: Float32Array; scores: Float32Array }> {
+  size: NearestMapSize, precision: Precision): Promise<{ maps: Float32Array; scores: Float32Array }> {
   const batch = pooled[0]!.batch;
   const groups = groupImages(batch, (b) => classes[classIndex[b]!]!);
   for (const c of groups.keys()) {
@@ -265,7 +267,7 @@ export async function nearestMaps(banks: LatentBanks, classes: readonly string[]
     const values = new Float32Array(batch * HW);
     for (const [c, images] of groups) {
       const q = images.length === batch ? f.data : pickRows(f.data, images, HW * f.channels);
-      const d = await nearestDistances(q, banks.get(c)![l]!, { dim: f.channels });
+      const d = await nearestDistances(q, banks.get(c)![l]!, { dim: f.channels, precision });
       if (images.length === batch) values.set(d);
       else images.forEach((b, k) => values.set(d.subarray(k * HW, (k + 1) * HW), b * HW));
     }

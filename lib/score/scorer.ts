@@ -339,7 +339,7 @@ export async function* scoredBatches(detector: AnomalyDetector, samples: Sample[
     const { maps, scores } = !st.flow
       ? { maps: new Float32Array(0), scores: new Float32Array(0) }
       : st.latents
-        ? await nearestMaps(detector.banks, detector.classes, st.latents, st.flow.classIndex, size)
+        ? await nearestMaps(detector.banks, detector.classes, st.latents, st.flow.classIndex, size, detector.model.precision.inference)
         : constants
           ? await batchMaps(detector, st, constants, size)
           : await calibratedMaps(detector, st.flow.levels, st.flow.classIndex, st.batch.batch, size);
@@ -435,7 +435,7 @@ export async function measureConstants(detector: AnomalyDetector, samples: Sampl
   for (const st of staged) {
     if (!st.flow) continue;
     const out = st.latents
-      ? await nearestMaps(detector.banks, detector.classes, st.latents, st.flow.classIndex, size)
+      ? await nearestMaps(detector.banks, detector.classes, st.latents, st.flow.classIndex, size, detector.model.precision.inference)
       : await batchMaps(detector, st, constants, size);
     st.batch.samples.forEach((sample, b) => scores.push({ className: sample.className, score: out.scores[b]! }));
   }

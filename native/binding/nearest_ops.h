@@ -48,7 +48,7 @@ inline Napi::Value AvgPool2x2(const Napi::CallbackInfo& info) {
       [out](Napi::Env e) -> Napi::Value { return new_array<float, Napi::Float32Array>(e, out); });
 }
 
-// nearestDistances(queries, count, bank, bankCount, dim, into?) -> Promise<Float32Array (count)>: the
+// nearestDistances(queries, count, bank, bankCount, dim, into?, bf16?) -> Promise<Float32Array (count)>: the
 // distances, or with `into` the element-wise smaller of it and the new distances (a new array).
 inline Napi::Value NearestDistances(const Napi::CallbackInfo& info) {
   const int64_t count = to_int(info[1], "count", 1, int64_t(1) << 40);
@@ -57,15 +57,16 @@ inline Napi::Value NearestDistances(const Napi::CallbackInfo& info) {
   auto queries = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "queries", count * dim));
   auto bank = copy_in<float>(typed<Napi::Float32Array>(info[2], napi_float32_array, "bank", bank_count * dim));
   const bool accumulate = info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull();
+  const bool bf16 = info.Length() > 6 && info[6].ToBoolean().Value();
   auto d = accumulate ? copy_in<float>(typed<Napi::Float32Array>(info[5], napi_float32_array, "into", count))
                       : host_array<float>(static_cast<size_t>(count));
   return queue_op(
       info.Env(),
-      [queries, bank, d, count, bank_count, dim, accumulate] {
+      [queries, bank, d, count, bank_count, dim, accumulate, bf16] {
         hgad::check_finite(queries->data.get(), count * dim, "queries");
         hgad::check_finite(bank->data.get(), bank_count * dim, "bank");
         if (accumulate) hgad::check_finite(d->data.get(), count, "into");
-        hgad::nearest_distances(queries->data.get(), count, bank->data.get(), bank_count, dim, d->data.get(), accumulate);
+        hgad::nearest_distances(queries->data.get(), count, bank->data.get(), bank_count, dim, d->data.get(), accumulate, bf16);
       },
       [d](Napi::Env e) -> Napi::Value { return new_array<float, Napi::Float32Array>(e, d); });
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "bf16_gemm.h"
 #include "checks.h"
 #include "gemm.h"
 #include "maps.h"
@@ -29,17 +30,17 @@ void squared_norms(const float* x, int64_t n, int64_t dim, float* out) {
   }
 }
 
-// min_j (p[j] + norms[j]) over independent lanes: a plain running min is one serial dependency chain
-// the compiler may not vectorise without -ffast-math.
-float row_min(const float* p, const float* norms, int64_t n) {
+// min_j (scale p[j] + norms[j]) over independent lanes: a plain running min is one serial dependency
+// chain the compiler may not vectorise without -ffast-math. (scale is 1 or -2: exact in float.)
+float row_min(const float* p, float scale, const float* norms, int64_t n) {
   constexpr int kLanes = 16;
   float lane[kLanes];
   std::fill(lane, lane + kLanes, std::numeric_limits<float>::infinity());
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
-    for (int k = 0; k < kLanes; ++k) lane[k] = std::min(lane[k], p[j + k] + norms[j + k]);
+    for (int k = 0; k < kLanes; ++k) lane[k] = std::min(lane[k], scale * p[j + k] + norms[j + k]);
   float m = *std::min_element(lane, lane + kLanes);
-  for (; j < n; ++j) m = std::min(m, p[j] + norms[j]);
+  for (; j < n; ++j) m = std::min(m, scale * p[j] + norms[j]);
   return m;
 }
 
@@ -92,10 +93,20 @@ void avg_pool2x2(const float* in, int64_t batch, int64_t h, int64_t w, int64_t c
 }
 
 void nearest_distances(const float* queries, int64_t nq, const float* bank, int64_t nb, int64_t dim, float* dist,
-                       bool accumulate) {
+                       bool accumulate, bool bf16) {
   std::vector<float> bank_norms(nb), query_norms(nq);
   squared_norms(bank, nb, dim, bank_norms.data());
   squared_norms(queries, nq, dim, query_norms.data());
+  // bf16: each bank block packed once (B = block^T, [dim, bn]) for every query block's products.
+  std::vector<Bf16Matrix> packed;
+  if (bf16) {
+    packed.resize((nb + kBankBlock - 1) / kBankBlock);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(packed.size()); ++i) {
+      const int64_t b0 = i * kBankBlock;
+      packed[i] = Bf16Matrix(dim, std::min(kBankBlock, nb - b0), bank + b0 * dim, 1, dim);
+    }
+  }
   const int64_t blocks = (nq + kQueryBlock - 1) / kQueryBlock;
   RegionErrors errors;
 #pragma omp parallel
@@ -106,10 +117,14 @@ void nearest_distances(const float* queries, int64_t nq, const float* bank, int6
       std::fill(best.begin(), best.end(), std::numeric_limits<float>::infinity());
       for (int64_t b0 = 0; b0 < nb; b0 += kBankBlock) {
         const int64_t bn = std::min(kBankBlock, nb - b0);
-        // products = -2 Q B^T; single-threaded inside this parallel region (gemm.h).
-        gemm(false, true, qn, bn, dim, -2.0f, queries + q0 * dim, dim, bank + b0 * dim, dim, 0.0f, products.data(), bn);
+        // products = -2 Q B^T (fp32) or Q B^T (bf16); single-threaded inside this parallel region.
+        if (bf16)
+          packed[b0 / kBankBlock].multiply(qn, queries + q0 * dim, dim, products.data(), bn);
+        else
+          gemm(false, true, qn, bn, dim, -2.0f, queries + q0 * dim, dim, bank + b0 * dim, dim, 0.0f, products.data(), bn);
+        const float scale = bf16 ? -2.0f : 1.0f;
         const float* norms = bank_norms.data() + b0;
-        for (int64_t i = 0; i < qn; ++i) best[i] = std::min(best[i], row_min(products.data() + i * bn, norms, bn));
+        for (int64_t i = 0; i < qn; ++i) best[i] = std::min(best[i], row_min(products.data() + i * bn, scale, norms, bn));
       }
       for (int64_t i = 0; i < qn; ++i) {
         const float d = std::sqrt(std::max(0.0f, best[i] + query_norms[q0 + i]));
