@@ -15,35 +15,23 @@
 
 namespace hgadnode {
 
-// avgPool3x3(data, batch, height, width, channels) -> Promise<Float32Array> (same shape, NHWC)
-inline Napi::Value AvgPool3x3(const Napi::CallbackInfo& info) {
-  const int64_t batch = to_int(info[1], "batch", 1, 1 << 24);
-  const int64_t h = to_int(info[2], "height", 1, 1 << 16), w = to_int(info[3], "width", 1, 1 << 16);
-  const int64_t c = to_int(info[4], "channels", 1, 1 << 20);
-  auto in = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "data", batch * h * w * c));
-  auto out = host_array<float>(static_cast<size_t>(batch * h * w * c));
-  return queue_op(
-      info.Env(),
-      [in, out, batch, h, w, c] {
-        hgad::check_finite(in->data.get(), batch * h * w * c, "data");
-        hgad::avg_pool3x3(in->data.get(), batch, h, w, c, out->data.get());
-      },
-      [out](Napi::Env e) -> Napi::Value { return new_array<float, Napi::Float32Array>(e, out); });
-}
+using PoolKernel = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, float*);
 
-// avgPool2x2(data, batch, height, width, channels) -> Promise<Float32Array> ([batch, height/2, width/2,
-// channels], NHWC; height and width >= 2)
-inline Napi::Value AvgPool2x2(const Napi::CallbackInfo& info) {
+// avgPool3x3 / avgPool2x2(data, batch, height, width, channels) -> Promise<Float32Array>: NHWC data
+// pooled to [batch, height / kStride, width / kStride, channels] by kKernel (core/nearest.h); height
+// and width at least kMinSide.
+template <PoolKernel kKernel, int64_t kStride, int64_t kMinSide>
+Napi::Value AvgPool(const Napi::CallbackInfo& info) {
   const int64_t batch = to_int(info[1], "batch", 1, 1 << 24);
-  const int64_t h = to_int(info[2], "height", 2, 1 << 16), w = to_int(info[3], "width", 2, 1 << 16);
+  const int64_t h = to_int(info[2], "height", kMinSide, 1 << 16), w = to_int(info[3], "width", kMinSide, 1 << 16);
   const int64_t c = to_int(info[4], "channels", 1, 1 << 20);
   auto in = copy_in<float>(typed<Napi::Float32Array>(info[0], napi_float32_array, "data", batch * h * w * c));
-  auto out = host_array<float>(static_cast<size_t>(batch * (h / 2) * (w / 2) * c));
+  auto out = host_array<float>(static_cast<size_t>(batch * (h / kStride) * (w / kStride) * c));
   return queue_op(
       info.Env(),
       [in, out, batch, h, w, c] {
         hgad::check_finite(in->data.get(), batch * h * w * c, "data");
-        hgad::avg_pool2x2(in->data.get(), batch, h, w, c, out->data.get());
+        kKernel(in->data.get(), batch, h, w, c, out->data.get());
       },
       [out](Napi::Env e) -> Napi::Value { return new_array<float, Napi::Float32Array>(e, out); });
 }
@@ -114,8 +102,8 @@ inline Napi::Value DistanceMaps(const Napi::CallbackInfo& info) {
 }
 
 inline void RegisterNearestOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("avgPool3x3", Napi::Function::New(env, Guarded<AvgPool3x3>));
-  exports.Set("avgPool2x2", Napi::Function::New(env, Guarded<AvgPool2x2>));
+  exports.Set("avgPool3x3", Napi::Function::New(env, Guarded<AvgPool<hgad::avg_pool3x3, 1, 1>>));
+  exports.Set("avgPool2x2", Napi::Function::New(env, Guarded<AvgPool<hgad::avg_pool2x2, 2, 2>>));
   exports.Set("nearestDistances", Napi::Function::New(env, Guarded<NearestDistances>));
   exports.Set("distanceMaps", Napi::Function::New(env, Guarded<DistanceMaps>));
 }
