@@ -94,7 +94,7 @@ export interface NearestOptions {
   /**
    * GEMM precision of the products q.b: 'fp32' (default); 'bf16' (bf16-rounded inputs, float
    * accumulation, on AMX or AVX512-BF16; elsewhere an INVALID_ARGUMENT error); 'auto' (bf16 where the
-   * CPU has it). The norms stay float: distances within about 0.5% of fp32's.
+   * CPU has it). The norms stay float: distances within 1% of fp32's (benchmarks/RESULTS.md, session 13).
    */
   precision?: PrecisionChoice;
 }

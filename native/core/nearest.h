@@ -20,8 +20,8 @@ void avg_pool2x2(const float* in, int64_t batch, int64_t h, int64_t w, int64_t c
 // The squared distance is ||q||^2 - 2 q.b + ||b||^2 with q.b from the GEMM, blocked over queries and
 // bank so memory stays at one block of products per thread; float32, clamped at 0 before the root.
 // With bf16, q.b takes bf16-rounded inputs with float accumulation (bf16_gemm.h: AMX or AVX512-BF16,
-// the bank packed once per call); the norms stay float. Same nearest rows up to near-ties, distances
-// within about 0.5% (test/nearest.test.ts).
+// the bank packed once per call); the norms stay float. Distances within 1% of fp32's (at most 0.6%
+// on the shared data's latents, test/nearest.test.ts: 0.5%).
 void nearest_distances(const float* queries, int64_t nq, const float* bank, int64_t nb, int64_t dim, float* dist,
                        bool accumulate, bool bf16 = false);
 
