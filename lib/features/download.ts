@@ -22,14 +22,15 @@ export interface DownloadOptions {
   maxRedirects?: number;
 }
 
-function request(url: URL, timeoutMs: number, headers: Record<string, string>): Promise<IncomingMessage> {
+/** ca: PEM certificates that replace Node's trusted ones for https (npm's `cafile`). */
+function request(url: URL, timeoutMs: number, headers: Record<string, string>, ca?: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const get = url.protocol === 'https:' ? https.get : url.protocol === 'http:' ? http.get : null;
     if (!get) {
       reject(new HgadError('IO', `Cannot download ${url.href}: only http and https URLs are supported`, 'url'));
       return;
     }
-    const req = get(url, { headers: { 'user-agent': 'hgad', ...headers } }, resolve);
+    const req = get(url, { headers: { 'user-agent': 'hgad', ...headers }, ...(ca !== undefined && url.protocol === 'https:' ? { ca } : {}) }, resolve);
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (e) => reject(new HgadError('IO', `Cannot download ${url.href}: ${e.message}`, 'url')));
   });
@@ -37,12 +38,13 @@ function request(url: URL, timeoutMs: number, headers: Record<string, string>): 
 
 /** Follows redirects to the final 200 response. An Authorization header is sent to the first origin
  *  only: a registry that redirects tarballs to a CDN must not hand the CDN its user's token. */
-async function fetchOk(start: string, timeoutMs: number, maxRedirects: number, headers: Record<string, string> = {}): Promise<{ res: IncomingMessage; url: URL }> {
+async function fetchOk(start: string, timeoutMs: number, maxRedirects: number, headers: Record<string, string> = {},
+  ca?: string): Promise<{ res: IncomingMessage; url: URL }> {
   let url = new URL(start);
   const origin = url.origin;
   for (let hop = 0; ; hop++) {
     const sent = url.origin === origin ? headers : Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'));
-    const res = await request(url, timeoutMs, sent);
+    const res = await request(url, timeoutMs, sent, ca);
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && res.headers.location) {
       res.resume();
@@ -78,13 +80,15 @@ export interface FetchBytesOptions {
   maxBytes?: number;
   idleTimeoutMs?: number;
   maxRedirects?: number;
+  /** PEM certificates to trust instead of Node's default ones (npm's `cafile`). */
+  ca?: string;
 }
 
 /** Fetches `url` into memory (following redirects); checks the length the server announced. */
 export async function fetchBytes(url: string, options: FetchBytesOptions = {}): Promise<{ bytes: Buffer; url: URL; digest?: Buffer }> {
   const timeoutMs = options.idleTimeoutMs ?? 30000;
   const maxBytes = options.maxBytes ?? 2 ** 30;
-  const { res, url: finalUrl } = await fetchOk(url, timeoutMs, options.maxRedirects ?? 10, options.headers);
+  const { res, url: finalUrl } = await fetchOk(url, timeoutMs, options.maxRedirects ?? 10, options.headers, options.ca);
   const total = Number(res.headers['content-length'] ?? 0) || 0;
   const hash = options.hash ? createHash(options.hash) : undefined;
   const chunks: Buffer[] = [];

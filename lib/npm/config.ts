@@ -8,7 +8,9 @@
  * Scopes: the packages hgad fetches are unscoped, so `@scope:registry` lines are honoured only for a
  * scoped name. Credentials: a `//host/path/:_authToken` (Bearer) or `:_auth` (Basic) line whose
  * host/path is a prefix of the registry's is sent to that registry's origin only (never across a redirect).
- * Not read: proxies, cafile, strict-ssl (NODE_EXTRA_CA_CERTS covers a private CA).
+ * TLS: `cafile` (a PEM bundle; as in npm, its certificates replace Node's default ones for the registry
+ * and any host it redirects to), so a registry behind a company's intercepting proxy works wherever npm
+ * does. Not read: proxies, inline `ca`, strict-ssl (NODE_EXTRA_CA_CERTS also covers a private CA).
  */
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -23,6 +25,8 @@ export interface NpmRegistry {
   source: string;
   /** Authorization header value for requests to the registry's origin, when the config holds one. */
   authorization?: string;
+  /** npm's `cafile`: the certificate authorities to trust, and where the setting came from. */
+  cafile?: { path: string; source: string };
 }
 
 export interface NpmConfigOptions {
@@ -122,6 +126,8 @@ export function npmRegistry(options: NpmConfigOptions = {}): NpmRegistry {
   const raw = found?.[0] ?? DEFAULT_REGISTRY;
   const url = raw.endsWith('/') ? raw : `${raw}/`;
   const out: NpmRegistry = { url, source: found?.[1] ?? 'default' };
+  const cafile = lookup('cafile');
+  if (cafile) out.cafile = { path: cafile[0], source: cafile[1] };
 
   // Credentials: the longest "//host/path/:key" prefix of the registry's nerf dart, in the same order.
   let dart: string;

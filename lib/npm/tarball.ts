@@ -3,6 +3,8 @@
  * tarball URL (mirrors rewrite it), the tarball is fetched into memory and its sha512 must equal the
  * integrity pinned in hgad. Every failure is an HgadError 'IO' naming the registry and what was expected.
  */
+import { readFile } from 'node:fs/promises';
+
 import { HgadError } from '../errors';
 import { fetchBytes } from '../features/download';
 import type { NpmRegistry } from './config';
@@ -41,7 +43,18 @@ export async function fetchNpmTarball(pkg: NpmPackageRef, registry: NpmRegistry,
   const expected = sha512Of(pkg.integrity);
   const where = `the npm registry ${registry.url} (from ${registry.source})`;
   const headers = registry.authorization ? { authorization: registry.authorization } : undefined;
-  const idle = options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {};
+  let ca: string | undefined;
+  if (registry.cafile) {
+    try {
+      ca = await readFile(registry.cafile.path, 'utf8');
+    } catch (e) {
+      throw new HgadError('IO', `Cannot read the cafile ${registry.cafile.path} (from ${registry.cafile.source}) that npm's configuration names: ${(e as Error).message}`, 'cafile');
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
+      throw new HgadError('IO', `The cafile ${registry.cafile.path} (from ${registry.cafile.source}) holds no PEM certificate`, 'cafile');
+    }
+  }
+  const common = { ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}), ...(ca !== undefined ? { ca } : {}) };
   let docUrl: string;
   try {
     docUrl = packumentUrl(registry.url, pkg.name);
@@ -51,7 +64,7 @@ export async function fetchNpmTarball(pkg: NpmPackageRef, registry: NpmRegistry,
 
   let doc: Record<string, unknown> | undefined;
   try {
-    const { bytes } = await fetchBytes(docUrl, { headers: { accept: PACKUMENT_ACCEPT, ...headers }, maxBytes: 64 << 20, ...idle });
+    const { bytes } = await fetchBytes(docUrl, { headers: { accept: PACKUMENT_ACCEPT, ...headers }, maxBytes: 64 << 20, ...common });
     doc = record(JSON.parse(bytes.toString('utf8')));
   } catch (e) {
     if (e instanceof SyntaxError) throw new HgadError('IO', `Cannot fetch ${pkg.name}@${pkg.version} from ${where}: ${docUrl} is not a JSON package document`, 'registry');
@@ -76,7 +89,7 @@ export async function fetchNpmTarball(pkg: NpmPackageRef, registry: NpmRegistry,
   let got: { bytes: Buffer; digest?: Buffer };
   try {
     got = await fetchBytes(tarUrl, {
-      hash: 'sha512', maxBytes: 1 << 30, ...idle,
+      hash: 'sha512', maxBytes: 1 << 30, ...common,
       ...(sameOrigin && headers ? { headers } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
