@@ -312,6 +312,8 @@ describe('TLS: the registry over https, trusted through npm\'s cafile', () => {
 
     writeFileSync(user, `registry=${tlsBase}/\ncafile=${path.join(pki, 'absent.pem')}\n`);
     await expect(resolveTiny('1.0.0', good, tempDir(), cfg)).rejects.toMatchObject({ code: 'IO', parameter: 'cafile', message: expect.stringMatching(/absent\.pem/) });
+    writeFileSync(user, `registry=${tlsBase}/\ncafile=/dev/zero\n`);
+    await expect(resolveTiny('1.0.0', good, tempDir(), cfg)).rejects.toMatchObject({ code: 'IO', parameter: 'cafile', message: expect.stringMatching(/not a regular file/) });
     writeFileSync(path.join(pki, 'empty.pem'), 'not a certificate');
     writeFileSync(user, `registry=${tlsBase}/\ncafile=${path.join(pki, 'empty.pem')}\n`);
     await expect(resolveTiny('1.0.0', good, tempDir(), cfg)).rejects.toMatchObject({ code: 'IO', parameter: 'cafile', message: expect.stringMatching(/no PEM certificate/) });

@@ -3,7 +3,7 @@
  * tarball URL (mirrors rewrite it), the tarball is fetched into memory and its sha512 must equal the
  * integrity pinned in hgad. Every failure is an HgadError 'IO' naming the registry and what was expected.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 
 import { HgadError } from '../errors';
 import { fetchBytes } from '../features/download';
@@ -21,6 +21,7 @@ export interface FetchTarballOptions {
   idleTimeoutMs?: number;
 }
 
+const MAX_CAFILE = 16 << 20;
 const PACKUMENT_ACCEPT = 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*';
 
 function sha512Of(integrity: string): string {
@@ -46,6 +47,9 @@ export async function fetchNpmTarball(pkg: NpmPackageRef, registry: NpmRegistry,
   let ca: string | undefined;
   if (registry.cafile) {
     try {
+      // A device or folder named there must not make the download read forever.
+      const st = await stat(registry.cafile.path);
+      if (!st.isFile() || st.size > MAX_CAFILE) throw new Error(`not a regular file of at most ${MAX_CAFILE} bytes`);
       ca = await readFile(registry.cafile.path, 'utf8');
     } catch (e) {
       throw new HgadError('IO', `Cannot read the cafile ${registry.cafile.path} (from ${registry.cafile.source}) that npm's configuration names: ${(e as Error).message}`, 'cafile');
